@@ -1,0 +1,45 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`.
+# Each creates .venv when it is missing or older than pyproject.toml / constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Keep Prefect's database, results and logs inside the checkout, away from ~/.prefect.
+export PREFECT_HOME ?= $(CURDIR)/.prefect-home
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+export PREFECT_SERVER_HOST ?= 127.0.0.1
+export PREFECT_SERVER_PORT ?= 4200
+
+.PHONY: venv demo test lint typecheck fmt server serve deploy bench soak emulator clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m deployments.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy splendor_api
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+emulator: $(STAMP)
+	$(PY) -m splendor_emulator --host 127.0.0.1 --port 8765 --state var/emulator.sqlite
+
+clean:
+	rm -rf $(VENV) .prefect-home var .pytest_cache .mypy_cache .ruff_cache
