@@ -1,0 +1,91 @@
+"""connect_source: onboard one Airbyte-backed source end to end, resumable at every step.
+
+No `from __future__ import annotations` here: served deployments must resolve the pydantic
+parameter types at runtime.
+"""
+
+from prefect import flow, get_run_logger
+
+from flows.pipeline import PipelineSummary, publish_summary, resolve_scope, summarise, sync_and_ingest
+from tasks.connection import ensure_connection
+from tasks.connector_secrets import check_credentials, load_connector_credentials
+from tasks.discover import ProviderDetails, discover_provider
+from tasks.errors import SpecError
+from tasks.polling import PollOptions
+from tasks.provision import ensure_credentials
+from tasks.source import ensure_source
+from tasks.spec import SourceSpec
+
+
+def check_streams(spec: SourceSpec, provider: ProviderDetails) -> None:
+    unknown = sorted(set(spec.streams or []) - set(provider.default_streams))
+    if unknown:
+        raise SpecError(
+            spec.source_key,
+            f"streams: unknown stream(s) {', '.join(unknown)} for provider '{provider.provider_key}'; "
+            f"allowed: {', '.join(provider.default_streams)}",
+        )
+
+
+@flow(name="connect-source", log_prints=False)
+async def connect_source(
+    spec: SourceSpec,
+    sync_id: str | None = None,
+    force: bool = False,
+    secret_id: str | None = None,
+    credentials_block: str | None = None,
+    max_sync_attempts: int = 3,
+    poll: PollOptions = PollOptions(),
+    sync: bool = True,
+    wait_for_ingest: bool = True,
+) -> PipelineSummary:
+    """Discover → create source → credentials (API key or OAuth) → connection → sync → ingest.
+
+    Args:
+        spec: the source to connect.
+        sync_id: leave empty for a fresh pipeline; pass a failed run's sync_id to resume it.
+        force: re-run every step even when a checkpoint exists.
+        secret_id: OAuth secret from the consent redirect; skips the pause for approval.
+        credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
+        max_sync_attempts: new sync runs this flow run may start when runs fail.
+        poll: how to poll the sync and ingest runs.
+        sync: run the first sync after connecting.
+        wait_for_ingest: wait until ingestion is `ready`.
+    """
+    logger = get_run_logger()
+    scope = await resolve_scope(spec.source_key, sync_id, credentials_block)
+    fresh = {"refresh_cache": True} if force else {}
+
+    provider = await discover_provider.with_options(**fresh)(scope, spec.provider_key)
+    check_streams(spec, provider)
+    if provider.auth_mode == "api_key":
+        # Check the credentials locally before the first mutating call.
+        credentials = await load_connector_credentials(spec.source_key, spec.credentials_secret)
+        check_credentials(spec.source_key, credentials, provider.connection_specification)
+        del credentials
+
+    source = await ensure_source.with_options(**fresh)(scope, spec, provider)
+    steps = [
+        {"step": "discover", "result": f"{provider.provider_key} ({provider.auth_mode}, oauth {provider.oauth_mode})"},
+        {"step": "create", "result": f"source {source.source_id} ({'created' if source.created else 'existing'})"},
+    ]
+    creds = await ensure_credentials.with_options(**fresh)(
+        scope, source.source_id, provider, spec.credentials_secret, secret_id, spec.oauth.timeout_seconds, force
+    )
+    steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
+    connection = await ensure_connection.with_options(**fresh)(scope, source.source_id, spec.streams)
+    steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
+
+    outcome = None
+    if sync:
+        outcome = await sync_and_ingest(
+            scope, source.source_id, trigger="manual", max_sync_attempts=max_sync_attempts,
+            poll=poll, force=force, wait_ready=wait_for_ingest,
+        )
+        steps.append({"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"})
+        if outcome.ingest is not None:
+            steps.append({"step": "ingest", "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped"})
+    summary = summarise(scope, source.source_id, outcome, steps)
+    await publish_summary(summary)
+    logger.info("Source %s connected: %s", spec.source_key, summary.status)
+    return summary

@@ -1,0 +1,58 @@
+"""sync_source: the recurring job for an onboarded source (what schedules run).
+
+No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
+"""
+
+from typing import Literal
+
+from prefect import flow
+
+from flows.pipeline import PipelineSummary, publish_summary, resolve_scope, summarise, sync_and_ingest
+from tasks.api import open_client
+from tasks.errors import PermanentStepError
+from tasks.polling import PollOptions
+
+
+@flow(name="sync-source", log_prints=False)
+async def sync_source(
+    source_key: str,
+    sync_id: str | None = None,
+    force: bool = False,
+    trigger: Literal["manual", "scheduled", "backfill"] = "scheduled",
+    credentials_block: str | None = None,
+    max_sync_attempts: int = 3,
+    poll: PollOptions = PollOptions(),
+    wait_for_ingest: bool = True,
+    expected_seconds: float | None = None,
+) -> PipelineSummary:
+    """Sync → wait for the run → enqueue ingestion → wait until ready, for an existing source.
+
+    Args:
+        source_key: the source to sync (it must have been connected).
+        sync_id: leave empty for a fresh sync; pass a failed run's sync_id to resume it.
+        force: start a new sync even when this sync_id already has one.
+        trigger: how Splendor records the run.
+        credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
+        max_sync_attempts: new sync runs this flow run may start when runs fail.
+        poll: how to poll the sync and ingest runs.
+        wait_for_ingest: wait until ingestion is `ready`.
+        expected_seconds: typical run duration, to poll near the expected end.
+    """
+    scope = await resolve_scope(source_key, sync_id, credentials_block)
+    async with open_client(credentials_block) as client:
+        source = await client.find_source(source_key)
+        if source is None:
+            raise PermanentStepError("sync", source_key, "no such source in the tenant", "run connect-source first")
+        state = await client.get_airbyte_source(source.source_id)
+    if not state.airbyte.airbyte_connection_id:
+        raise PermanentStepError("sync", source_key, "the source has no connection yet", "run connect-source first")
+    outcome = await sync_and_ingest(
+        scope, source.source_id, trigger=trigger, max_sync_attempts=max_sync_attempts,
+        poll=poll, force=force, wait_ready=wait_for_ingest, expected_seconds=expected_seconds,
+    )
+    steps = [{"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"}]
+    if outcome.ingest is not None:
+        steps.append({"step": "ingest", "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped"})
+    summary = summarise(scope, source.source_id, outcome, steps)
+    await publish_summary(summary)
+    return summary

@@ -1,0 +1,59 @@
+"""Where tasks get their Splendor client: a Prefect block, or the environment.
+
+Clients are opened per task call; a process-wide `RateGate` per (event loop, API, tenant) is shared
+by all of them, so a 503 `Retry-After` seen by one pipeline slows every pipeline of the process
+that talks to the same tenant instead of each one hammering alone.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from splendor_api import RateGate, SplendorClient, SplendorConfig
+
+
+class SplendorCredentials(Block):
+    """API access to one Splendor tenant: base URL, tenant id and an admin token or tenant API key."""
+
+    _block_type_name = "Splendor Credentials"
+    _block_type_slug = "splendor-credentials"
+    _description = "Base URL, tenant and token for the Splendor admin API."
+
+    api_base: str = Field(default="https://api.withsplendor.com", description="Splendor API base URL.")
+    tenant_id: str | None = Field(
+        default=None, description="Tenant id (not needed with a tenant API key 'spltk.v1.…')."
+    )
+    token: SecretStr = Field(description="Tenant-admin bearer token or tenant API key.")
+
+    def to_config(self) -> SplendorConfig:
+        return SplendorConfig(api_base=self.api_base, tenant_id=self.tenant_id, token=self.token)
+
+
+_GATES: dict[tuple[int, str, str | None], RateGate] = {}
+
+
+def shared_gate(config: SplendorConfig) -> RateGate:
+    loop_id = id(asyncio.get_running_loop())
+    key = (loop_id, config.api_base, config.tenant_id)
+    gate = _GATES.get(key)
+    if gate is None:
+        gate = _GATES[key] = RateGate()
+    return gate
+
+
+async def load_config(credentials_block: str | None) -> SplendorConfig:
+    """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN."""
+    if credentials_block:
+        block = await SplendorCredentials.aload(credentials_block)
+        return block.to_config()
+    return SplendorConfig.from_env()
+
+
+@contextlib.asynccontextmanager
+async def open_client(credentials_block: str | None) -> AsyncIterator[SplendorClient]:
+    config = await load_config(credentials_block)
+    async with SplendorClient(config, gate=shared_gate(config)) as client:
+        yield client

@@ -1,0 +1,42 @@
+"""Step 4: make sure the Airbyte connection exists. Reads the source state before creating."""
+
+from prefect import get_run_logger, task
+
+from splendor_api import Conflict, OutcomeUnknown
+from tasks.api import open_client
+from tasks.checkpoint import STEP_OPTIONS, Scope
+from tasks.errors import PermanentStepError
+from tasks.results import ConnectionRef
+
+
+@task(name="connect", **STEP_OPTIONS)
+async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | None = None) -> ConnectionRef:
+    logger = get_run_logger()
+    async with open_client(scope.credentials_block) as client:
+        state = (await client.get_airbyte_source(source_id)).airbyte
+        if state.airbyte_connection_id and state.connection_status == "active":
+            logger.info("Connection %s already active", state.airbyte_connection_id)
+            return ConnectionRef(source_id=source_id, connection_id=state.airbyte_connection_id, created=False)
+        try:
+            result = await client.create_connection(source_id, streams)
+        except Conflict as exc:
+            if exc.code == "credentials_not_ready":
+                raise PermanentStepError(
+                    "connect", scope.source_key, "credentials are not ready", "re-run the provision step (force)"
+                ) from None
+            raise
+        except OutcomeUnknown:
+            state = (await client.get_airbyte_source(source_id)).airbyte
+            if not state.airbyte_connection_id:
+                raise
+            return ConnectionRef(source_id=source_id, connection_id=state.airbyte_connection_id, created=True)
+    connection_id = result.airbyte.airbyte_connection_id
+    if not connection_id:
+        raise PermanentStepError("connect", scope.source_key, "Splendor returned no airbyte_connection_id")
+    if result.airbyte.connection_status == "inactive":
+        raise PermanentStepError(
+            "connect", scope.source_key, "the connection is inactive (the source is disabled)",
+            "enable the source, then resume",
+        )
+    logger.info("Created connection %s", connection_id)
+    return ConnectionRef(source_id=source_id, connection_id=connection_id, created=True)

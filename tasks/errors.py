@@ -1,0 +1,25 @@
+"""Pipeline-level failures: each names the step, the source and what to do about it."""
+
+
+class StepError(Exception):
+    """A pipeline step could not finish. The message is meant for the operator."""
+
+    def __init__(self, step: str, source_key: str, message: str, hint: str | None = None) -> None:
+        self.step = step
+        self.source_key = source_key
+        self.hint = hint
+        text = f"[{step}] source '{source_key}': {message}"
+        if hint:
+            text += f" — {hint}"
+        super().__init__(text)
+
+
+class PermanentStepError(StepError):
+    """Retrying will not help (bad spec, bad credentials, unknown status...): fix the input first."""
+
+
+class SpecError(PermanentStepError):
+    """The source spec or the flow parameters are invalid; nothing was changed remotely."""
+
+    def __init__(self, source_key: str, message: str) -> None:
+        super().__init__("validate", source_key, message, "fix the spec; nothing was changed in Splendor")

@@ -1,0 +1,107 @@
+"""Step 7: hand the landed data to ingestion and wait until it is searchable."""
+
+import asyncio
+import time
+
+from prefect import get_run_logger, task
+
+from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
+from splendor_api.models import INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
+from tasks.api import open_client
+from tasks.checkpoint import STEP_OPTIONS, Scope
+from tasks.errors import PermanentStepError, StepError
+from tasks.events import emit
+from tasks.polling import PollOptions, next_delay
+from tasks.results import IngestResult
+
+KNOWN_INGEST = {"uploading", "queued", "processing", "text_indexed", "semantic_pending"}
+
+
+async def _already_enqueued(client: object, source_id: int, run_id: int) -> list[models.IngestRun]:
+    runs = await client.list_ingest_runs(source_id=source_id)  # type: ignore[attr-defined]
+    return [r for r in runs if r.connector_run_id == run_id]
+
+
+@task(name="enqueue-ingest", **STEP_OPTIONS)
+async def enqueue_ingest(scope: Scope, source_id: int, run_id: int) -> IngestResult:
+    logger = get_run_logger()
+    async with open_client(scope.credentials_block) as client:
+        runs = await _already_enqueued(client, source_id, run_id)
+        if runs:
+            logger.info("Run %s was already handed to ingestion", run_id)
+        else:
+            try:
+                runs = await client.enqueue_ingest(source_id, run_id)
+            except Conflict as exc:
+                if exc.code == "no_landed_data":
+                    logger.warning("Run %s landed no data: nothing to ingest", run_id)
+                    return IngestResult(
+                        run_id=run_id, ingest_run_ids=[], statuses={}, documents=0, skipped_reason="no landed data"
+                    )
+                raise
+            except OutcomeUnknown:
+                runs = await _already_enqueued(client, source_id, run_id)
+                if not runs:
+                    raise
+            emit("splendor.ingest.enqueued", scope, {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]})
+    return IngestResult(
+        run_id=run_id,
+        ingest_run_ids=[r.ingest_run_id for r in runs],
+        statuses={r.ingest_run_id: r.status for r in runs},
+        documents=0,
+    )
+
+
+def _documents(run: models.IngestRun) -> int:
+    docs = run.documents or {}
+    value = docs.get("index_committed") or docs.get("parsed") or 0
+    return int(value)
+
+
+@task(name="ingest-ready", **STEP_OPTIONS)
+async def wait_for_ingest(scope: Scope, run_id: int, ingest_run_ids: list[str], poll: PollOptions | None = None) -> IngestResult:
+    poll = poll or PollOptions()
+    logger = get_run_logger()
+    began = time.monotonic()
+    pending = set(ingest_run_ids)
+    final: dict[str, models.IngestRun] = {}
+    polls = 0
+    async with open_client(scope.credentials_block) as client:
+        while pending:
+            for ingest_id in sorted(pending):
+                try:
+                    run = await client.get_ingest_run(ingest_id)
+                except SplendorError as exc:
+                    if getattr(exc, "permanent", False) and getattr(exc, "status", None) == 404:
+                        raise PermanentStepError("ingest", scope.source_key, f"ingest run {ingest_id} vanished") from None
+                    logger.warning("Reading ingest run %s failed (%s); will try again", ingest_id, exc)
+                    continue
+                if run.status in INGEST_TERMINAL_OK or run.status in INGEST_TERMINAL_BAD:
+                    final[ingest_id] = run
+                    pending.discard(ingest_id)
+                elif run.status not in KNOWN_INGEST:
+                    raise PermanentStepError(
+                        "ingest", scope.source_key, f"ingest run {ingest_id} has an unknown status '{run.status}'"
+                    )
+            polls += 1
+            if not pending:
+                break
+            if time.monotonic() - began > poll.deadline_seconds:
+                raise StepError(
+                    "ingest", scope.source_key, f"ingestion not ready after {poll.deadline_seconds:.0f} s",
+                    "resume with the same sync_id to keep waiting",
+                )
+            await asyncio.sleep(next_delay(poll, polls, time.monotonic() - began))
+    statuses = {k: v.status for k, v in final.items()}
+    failed = {k: v for k, v in final.items() if v.status in INGEST_TERMINAL_BAD}
+    result = IngestResult(
+        run_id=run_id, ingest_run_ids=ingest_run_ids, statuses=statuses,
+        documents=sum(_documents(v) for v in final.values()),
+    )
+    if failed:
+        reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in failed.items())
+        emit("splendor.ingest.failed", scope, {"run_id": run_id, "failed": sorted(failed)})
+        raise PermanentStepError("ingest", scope.source_key, f"ingestion failed ({reasons})")
+    logger.info("Ingestion of run %s is ready: %s documents", run_id, result.documents)
+    emit("splendor.ingest.ready", scope, {"run_id": run_id, "documents": result.documents, "ingest_run_ids": ingest_run_ids})
+    return result

@@ -1,0 +1,149 @@
+"""Step 3: credentials. API-key providers are provisioned from a Secret block; OAuth providers
+publish a consent link and wait for an admin (or take a `secret_id` given up front)."""
+
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_link_artifact
+from prefect.flow_runs import apause_flow_run
+from prefect.input import RunInput
+from pydantic import Field
+
+from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
+from tasks.api import open_client
+from tasks.checkpoint import STEP_OPTIONS, Scope
+from tasks.connector_secrets import check_credentials, load_connector_credentials
+from tasks.discover import ProviderDetails
+from tasks.errors import PermanentStepError
+from tasks.results import CredentialState
+
+
+class OAuthApproval(RunInput):
+    """What the admin pastes into the Prefect UI's resume form after approving consent."""
+
+    secret_id: str = Field(min_length=1, max_length=512, description="secret_id from the consent redirect")
+
+
+async def _status(client: SplendorClient, source_id: int) -> str:
+    return (await client.get_airbyte_source(source_id)).airbyte.credential_status
+
+
+async def _provision_api_key(
+    client: SplendorClient, scope: Scope, source_id: int, provider: ProviderDetails, secret_block: str | None
+) -> None:
+    config = await load_connector_credentials(scope.source_key, secret_block)
+    check_credentials(scope.source_key, config, provider.connection_specification)
+    try:
+        result = await client.provision(source_id, config)
+    except OutcomeUnknown:
+        if await _status(client, source_id) == "ready":
+            return
+        raise
+    except ValidationFailed as exc:
+        fields = "; ".join(f"{loc}: {msg}" for loc, msg in exc.field_errors) or "see the connector spec"
+        raise PermanentStepError(
+            "provision", scope.source_key, f"Splendor rejected the credentials ({fields})",
+            f"update the Secret block '{secret_block}'",
+        ) from None
+    if result.airbyte.credential_status == "failed":
+        raise PermanentStepError(
+            "provision", scope.source_key, "the provider rejected the credentials (credential_status=failed)",
+            f"update the Secret block '{secret_block}' and resume",
+        )
+
+
+async def _publish_consent(scope: Scope, consent_url: str) -> None:
+    get_run_logger().info("Approve access for source '%s' at: %s", scope.source_key, consent_url)
+    await acreate_link_artifact(
+        link=consent_url,
+        link_text=f"Approve {scope.source_key} access",
+        key="splendor-oauth-consent",
+        description="Open, approve, then paste the secret_id into this paused run's resume form.",
+    )
+
+
+async def _oauth(
+    client: SplendorClient,
+    scope: Scope,
+    source_id: int,
+    provider: ProviderDetails,
+    secret_id: str | None,
+    timeout_seconds: int,
+) -> None:
+    status = await _status(client, source_id)
+    if status != "ready" and not (status == "pending_oauth" and secret_id):
+        result = await client.provision(source_id, {})
+        status = result.airbyte.credential_status
+        if status != "ready" and not secret_id:
+            if not result.consent_url:
+                raise PermanentStepError("provision", scope.source_key, "OAuth provision returned no consent_url")
+            await _publish_consent(scope, result.consent_url)
+    if status == "ready":
+        return
+    if provider.oauth_mode == "splendor":
+        # Splendor runs this OAuth itself: wait for its callback to flip the status.
+        await _wait_ready(client, scope, source_id, timeout_seconds)
+        return
+    if not secret_id:
+        approval = await apause_flow_run(
+            wait_for_input=OAuthApproval, timeout=timeout_seconds, poll_interval=2, key=f"oauth-{source_id}"
+        )
+        secret_id = approval.secret_id
+    try:
+        await client.complete_oauth(source_id, secret_id)
+    except OutcomeUnknown:
+        if await _status(client, source_id) != "ready":
+            raise
+    except ValidationFailed:
+        raise PermanentStepError(
+            "provision", scope.source_key, "Splendor did not accept the secret_id (unknown or already used)",
+            "approve consent again and resume with the new secret_id",
+        ) from None
+
+
+async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, timeout_seconds: int) -> None:
+    import asyncio
+
+    started = datetime.now(UTC)
+    delay = 1.0
+    while (datetime.now(UTC) - started).total_seconds() < timeout_seconds:
+        status = await _status(client, source_id)
+        if status == "ready":
+            return
+        if status == "failed":
+            raise PermanentStepError("provision", scope.source_key, "OAuth authorisation failed")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 10.0)
+    raise PermanentStepError(
+        "provision", scope.source_key, f"nobody approved the consent within {timeout_seconds} s",
+        "approve it, then resume this run",
+    )
+
+
+@task(name="provision", **STEP_OPTIONS)
+async def ensure_credentials(
+    scope: Scope,
+    source_id: int,
+    provider: ProviderDetails,
+    credentials_secret: str | None = None,
+    secret_id: str | None = None,
+    oauth_timeout_seconds: int = 3600,
+    force: bool = False,
+) -> CredentialState:
+    logger = get_run_logger()
+    async with open_client(scope.credentials_block) as client:
+        status = await _status(client, source_id)
+        if status == "ready" and not force:
+            logger.info("Credentials of source %s are already ready", source_id)
+            return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+        if provider.auth_mode == "oauth":
+            await _oauth(client, scope, source_id, provider, secret_id, oauth_timeout_seconds)
+        else:
+            await _provision_api_key(client, scope, source_id, provider, credentials_secret)
+        status = await _status(client, source_id)
+    if status != "ready":
+        raise PermanentStepError(
+            "provision", scope.source_key, f"credentials are not ready (credential_status={status})"
+        )
+    logger.info("Credentials of source %s are ready", source_id)
+    return CredentialState(source_id=source_id, credential_status=status, provisioned=True)

@@ -1,0 +1,176 @@
+"""Typed description of one connector source, as a user writes it.
+
+These models are flow parameters: Prefect renders them as the typed form of "Custom run" in the UI
+and enforces them on the server, so every constraint here is checked before any Splendor call.
+Limits follow the documented request constraints of "Create an Airbyte source"; a few are stricter
+where the value later becomes a path, an S3 name or a Prefect resource id.
+"""
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Source keys end up in object-store paths, Prefect resource ids and cache keys: keep them plain.
+SOURCE_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# S3's own bucket naming rules (3-63 lowercase letters, digits, dots and dashes).
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+IAM_ROLE_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
+BLOCK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,127}$"
+
+
+class TextField(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(min_length=1, max_length=255, description="Record field indexed for text search.")
+    boost: float = Field(default=1.0, gt=0, le=100, description="Relative weight of this field.")
+    natural_language: bool = Field(default=True, description="Analyse as natural-language text.")
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text_fields: list[TextField] = Field(default_factory=list)
+
+
+class EmbeddingField(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(min_length=1, max_length=255)
+    max_chars: int = Field(default=4000, ge=1, le=100_000)
+
+
+class VocabularyField(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(min_length=1, max_length=255)
+
+
+class DocumentEmbeddings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: list[EmbeddingField] = Field(default_factory=list)
+
+
+class Vocabulary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fields: list[VocabularyField] = Field(default_factory=list)
+
+
+class SemanticConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    document_embeddings: DocumentEmbeddings = Field(default_factory=DocumentEmbeddings)
+    vocabulary: Vocabulary = Field(default_factory=Vocabulary)
+
+
+class Schedule(BaseModel):
+    """The connector's own schedule as Splendor stores it (Prefect deployments carry theirs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cron: str = Field(min_length=9, max_length=255, description="Five-field cron expression, e.g. '0 3 * * *'.")
+    timezone: str = Field(default="UTC", max_length=64)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from prefect.client.schemas.schedules import CronSchedule
+
+        if len(value.split()) != 5:
+            raise ValueError("must have exactly five fields (minute hour day-of-month month day-of-week)")
+        try:
+            CronSchedule(cron=value)
+        except ValueError as exc:
+            raise ValueError(f"is not a valid cron expression: {value!r}") from exc
+        return value
+
+
+class OAuthOptions(BaseModel):
+    """How an OAuth provider's consent is collected."""
+
+    model_config = ConfigDict(extra="forbid")
+    redirect_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="Where the provider's consent page sends the admin back (shows the secret_id).",
+    )
+    timeout_seconds: int = Field(
+        default=3600, ge=10, le=7 * 24 * 3600, description="How long the flow waits for an admin to approve."
+    )
+
+
+class SourceSpec(BaseModel):
+    """One Airbyte-backed Splendor source, declared as code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_key: str = Field(
+        min_length=1, max_length=64, description="Curated provider to connect, e.g. 'stripe'."
+    )
+    source_key: Annotated[str, Field(pattern=SOURCE_KEY_PATTERN)] = Field(
+        description="Unique key of the source in the tenant (letters, digits, '_', '.', '-'; max 128)."
+    )
+    dataset_id: str = Field(min_length=1, max_length=128, description="Dataset the records land in.")
+    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN)] = Field(
+        description="Destination S3 bucket (S3 naming rules)."
+    )
+    iam_role_arn: Annotated[str, Field(pattern=IAM_ROLE_PATTERN, max_length=2048)] = Field(
+        description="IAM role Splendor assumes to write the bucket, arn:aws:iam::<12 digits>:role/<name>."
+    )
+    source_name: str | None = Field(default=None, min_length=1, max_length=255)
+    connector_key: str | None = Field(default=None, min_length=1, max_length=128)
+    connector_name: str | None = Field(default=None, min_length=1, max_length=255)
+    prefix: str = Field(default="", max_length=1024)
+    streams: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        default=None, description="Streams to sync; empty means the provider's default streams."
+    )
+    schedule: Schedule | None = None
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+    search_config: SearchConfig = Field(default_factory=SearchConfig)
+    semantic_config: SemanticConfig = Field(default_factory=SemanticConfig)
+    credentials_secret: Annotated[str, Field(pattern=BLOCK_NAME_PATTERN)] | None = Field(
+        default=None,
+        description="Name of the Prefect Secret block holding the connector credentials (JSON object).",
+    )
+    oauth: OAuthOptions = Field(default_factory=OAuthOptions)
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_streams(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        duplicates = sorted({s for s in value if value.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"lists a stream more than once: {', '.join(duplicates)}")
+        return value or None
+
+    @field_validator("prefix")
+    @classmethod
+    def _safe_prefix(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be a relative key prefix without '..' segments")
+        return value
+
+    @model_validator(mode="after")
+    def _names_default_to_keys(self) -> "SourceSpec":
+        self.connector_key = self.connector_key or self.provider_key
+        self.connector_name = self.connector_name or self.provider_key.replace("-", " ").title()
+        self.source_name = self.source_name or self.source_key
+        return self
+
+    @property
+    def schedule_type(self) -> Literal["manual", "cron"]:
+        return "cron" if self.schedule else "manual"
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """One line per bad field, naming it the way a user wrote it (dotted path)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"{loc}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def safe_slug(value: str) -> str:
+    """A filesystem- and key-safe rendering of a user value (used in cache keys)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:64]
