@@ -7,8 +7,10 @@ that talks to the same tenant instead of each one hammering alone.
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
+import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
@@ -44,16 +46,41 @@ def shared_gate(config: SplendorConfig) -> RateGate:
     return gate
 
 
+# Optional HTTP tuning for a work pool's environment (e.g. shorter retry budgets in tests).
+TUNING_ENV = {
+    "SPLENDOR_MAX_ATTEMPTS": ("max_attempts", int),
+    "SPLENDOR_MAX_RETRY_SECONDS": ("max_retry_seconds", float),
+    "SPLENDOR_READ_TIMEOUT": ("read_timeout", float),
+    "SPLENDOR_CONNECT_TIMEOUT": ("connect_timeout", float),
+    "SPLENDOR_MAX_CONCURRENCY": ("max_concurrency", int),
+}
+
+# Tests swap in an httpx transport here (e.g. MockTransport) to script API responses.
+TRANSPORT_OVERRIDE: httpx.AsyncBaseTransport | None = None
+
+
+def _tuned(config: SplendorConfig) -> SplendorConfig:
+    updates: dict[str, object] = {}
+    for variable, (field, kind) in TUNING_ENV.items():
+        raw = os.environ.get(variable)
+        if raw:
+            try:
+                updates[field] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{variable} must be a number, got {raw!r}") from None
+    return config.model_copy(update=updates) if updates else config
+
+
 async def load_config(credentials_block: str | None) -> SplendorConfig:
     """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN."""
     if credentials_block:
         block = await SplendorCredentials.aload(credentials_block)
-        return block.to_config()
-    return SplendorConfig.from_env()
+        return _tuned(block.to_config())
+    return _tuned(SplendorConfig.from_env())
 
 
 @contextlib.asynccontextmanager
 async def open_client(credentials_block: str | None) -> AsyncIterator[SplendorClient]:
     config = await load_config(credentials_block)
-    async with SplendorClient(config, gate=shared_gate(config)) as client:
+    async with SplendorClient(config, gate=shared_gate(config), transport=TRANSPORT_OVERRIDE) as client:
         yield client
