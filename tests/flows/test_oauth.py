@@ -1,0 +1,92 @@
+"""OAuth providers: the flow publishes the consent link and waits; an admin approves."""
+
+import asyncio
+import re
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.flow_runs import aresume_flow_run
+
+from flows.connect_source import connect_source
+from splendor_emulator import Emulator
+from tasks.spec import SourceSpec
+from tests.flows.conftest import mutating_counts
+
+
+def oauth_spec(source_key: str, provider_key: str) -> SourceSpec:
+    return SourceSpec(
+        provider_key=provider_key,
+        source_key=source_key,
+        dataset_id="crm",
+        bucket="acme-connectors",
+        iam_role_arn="arn:aws:iam::123456789012:role/acme-splendor",
+        oauth={"timeout_seconds": 60},
+    )
+
+
+async def wait_for_consent_link(after: Any) -> tuple[str, UUID]:
+    """The newest consent link artifact created after `after`, and the flow run that made it."""
+    async with get_client() as client:
+        for _ in range(300):
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["splendor-oauth-consent"]))
+            )
+            fresh = [a for a in artifacts if a.created and a.created > after and a.flow_run_id]
+            if fresh:
+                newest = max(fresh, key=lambda a: a.created)
+                match = re.search(r"\((https?://[^)]+)\)", str(newest.data))
+                assert match, newest.data
+                return match.group(1), newest.flow_run_id  # type: ignore[return-value]
+            await asyncio.sleep(0.2)
+    raise AssertionError("no consent link was published")
+
+
+async def approve(consent_url: str) -> str:
+    """What an admin does in the browser: open the consent page, approve, read the secret_id."""
+    async with httpx.AsyncClient(follow_redirects=True) as http:
+        response = await http.get(consent_url, params={"approve": "true"}, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        return str(response.json()["secret_id"])
+
+
+async def _now() -> Any:
+    async with get_client() as client:
+        return (await client.hello()).headers.get("date") and __import__("datetime").datetime.now(
+            __import__("datetime").UTC
+        )
+
+
+async def test_airbyte_oauth_pauses_until_an_admin_approves(emulator: Emulator, source_key: str) -> None:
+    started = await _now()
+    pipeline = asyncio.create_task(connect_source(spec=oauth_spec(source_key, "salesforce")))
+    consent_url, flow_run_id = await wait_for_consent_link(started)
+    secret_id = await approve(consent_url)
+    await aresume_flow_run(flow_run_id, run_input={"secret_id": secret_id})
+    summary = await asyncio.wait_for(pipeline, timeout=90)
+    assert summary.status == "succeeded" and summary.ingest_status == "ready"
+    assert mutating_counts(emulator)["oauth"] >= 1
+
+
+async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(emulator: Emulator, source_key: str) -> None:
+    # First run: let it pause, take the secret_id the admin got, then cancel that wait by timing out.
+    spec = oauth_spec(source_key, "salesforce")
+    started = await _now()
+    pipeline = asyncio.create_task(connect_source(spec=spec, return_state=True))
+    consent_url, _ = await wait_for_consent_link(started)
+    secret_id = await approve(consent_url)
+    pipeline.cancel()
+    # Automation path: a new run given the secret_id completes without any pause.
+    summary = await asyncio.wait_for(connect_source(spec=spec, secret_id=secret_id), timeout=90)
+    assert summary.status == "succeeded"
+
+
+async def test_splendor_oauth_waits_for_ready(emulator: Emulator, source_key: str) -> None:
+    started = await _now()
+    pipeline = asyncio.create_task(connect_source(spec=oauth_spec(source_key, "google-drive")))
+    consent_url, _ = await wait_for_consent_link(started)
+    await approve(consent_url)
+    summary = await asyncio.wait_for(pipeline, timeout=90)
+    assert summary.status == "succeeded"
