@@ -1,0 +1,8 @@
+"""The package version, as installed (sent in the User-Agent)."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("splendor-flows")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
