@@ -43,7 +43,11 @@ async def save_demo_credentials() -> None:
     from prefect.blocks.system import Secret
 
     # A throw-away test key in the emulator's Stripe format; real keys belong in a Secret block too.
-    value = {"api_key": "sk_test_" + secrets.token_hex(12), "account_id": "acct_demo0001", "start_date": "2026-01-01"}
+    value = {
+        "api_key": "sk_test_" + secrets.token_hex(12),
+        "account_id": "acct_demo0001",
+        "start_date": "2026-01-01",
+    }
     await Secret(value=value).save(DEMO_SECRET_BLOCK, overwrite=True)
 
 
@@ -67,8 +71,13 @@ async def run_demo(base_url: str, bucket_root: Path) -> int:
     table.add_column("connect-source")
     table.add_column("sync-source")
     for label, attr in [
-        ("source id", "source_id"), ("sync_id", "sync_id"), ("run", "run_id"), ("status", "status"),
-        ("records", "records_synced"), ("bytes", "bytes_synced"), ("ingest", "ingest_status"),
+        ("source id", "source_id"),
+        ("sync_id", "sync_id"),
+        ("run", "run_id"),
+        ("status", "status"),
+        ("records", "records_synced"),
+        ("bytes", "bytes_synced"),
+        ("ingest", "ingest_status"),
         ("documents", "documents"),
     ]:
         table.add_row(label, str(getattr(onboarded, attr)), str(getattr(synced, attr)))

@@ -66,11 +66,23 @@ async def connect_source(
 
     source = await ensure_source.with_options(**fresh)(scope, spec, provider)
     steps = [
-        {"step": "discover", "result": f"{provider.provider_key} ({provider.auth_mode}, oauth {provider.oauth_mode})"},
-        {"step": "create", "result": f"source {source.source_id} ({'created' if source.created else 'existing'})"},
+        {
+            "step": "discover",
+            "result": f"{provider.provider_key} ({provider.auth_mode}, oauth {provider.oauth_mode})",
+        },
+        {
+            "step": "create",
+            "result": f"source {source.source_id} ({'created' if source.created else 'existing'})",
+        },
     ]
     creds = await ensure_credentials.with_options(**fresh)(
-        scope, source.source_id, provider, spec.credentials_secret, secret_id, spec.oauth.timeout_seconds, force
+        scope,
+        source.source_id,
+        provider,
+        spec.credentials_secret,
+        secret_id,
+        spec.oauth.timeout_seconds,
+        force,
     )
     steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
     connection = await ensure_connection.with_options(**fresh)(scope, source.source_id, spec.streams)
@@ -79,12 +91,22 @@ async def connect_source(
     outcome = None
     if sync:
         outcome = await sync_and_ingest(
-            scope, source.source_id, trigger="manual", max_sync_attempts=max_sync_attempts,
-            poll=poll, force=force, wait_ready=wait_for_ingest,
+            scope,
+            source.source_id,
+            trigger="manual",
+            max_sync_attempts=max_sync_attempts,
+            poll=poll,
+            force=force,
+            wait_ready=wait_for_ingest,
         )
         steps.append({"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"})
         if outcome.ingest is not None:
-            steps.append({"step": "ingest", "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped"})
+            steps.append(
+                {
+                    "step": "ingest",
+                    "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped",
+                }
+            )
     summary = summarise(scope, source.source_id, outcome, steps)
     await publish_summary(summary)
     logger.info("Source %s connected: %s", spec.source_key, summary.status)

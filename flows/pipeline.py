@@ -58,7 +58,9 @@ def tenant_of(config: SplendorConfig) -> str:
     if token.startswith("spltk.v1."):
         segment = token.split(".")[2]
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
-    raise PermanentStepError("preflight", "-", "no tenant configured", "set SPLENDOR_TENANT_ID or the block's tenant_id")
+    raise PermanentStepError(
+        "preflight", "-", "no tenant configured", "set SPLENDOR_TENANT_ID or the block's tenant_id"
+    )
 
 
 async def resolve_scope(source_key: str, sync_id: str | None, credentials_block: str | None) -> Scope:
@@ -74,7 +76,9 @@ async def resolve_scope(source_key: str, sync_id: str | None, credentials_block:
         await client.preflight()
     get_run_logger().info(
         "Pipeline for %s/%s with sync_id=%s (pass it to resume in a new run)",
-        scope.tenant, scope.source_key, scope.sync_id,
+        scope.tenant,
+        scope.source_key,
+        scope.sync_id,
     )
     return scope
 
@@ -96,7 +100,9 @@ async def sync_and_ingest(
     new_attempts = 0
     finished: FinishedRun | None = None
     for attempt in range(1, MAX_TOTAL_ATTEMPTS + 1):
-        start_state = await start_sync.with_options(**fresh)(scope, source_id, attempt, trigger, return_state=True)
+        start_state = await start_sync.with_options(**fresh)(
+            scope, source_id, attempt, trigger, return_state=True
+        )
         started = await start_state.result()
         poll_state = await wait_for_run.with_options(**fresh)(
             scope, started.run_id, poll, expected_seconds, return_state=True
@@ -109,7 +115,8 @@ async def sync_and_ingest(
             break
         if new_attempts >= max_sync_attempts:
             raise StepError(
-                "sync", scope.source_key,
+                "sync",
+                scope.source_key,
                 f"{new_attempts} sync attempt(s) in this run failed; last run {finished.run_id} ended "
                 f"{finished.status}: {finished.error_message or 'no error message'}",
                 f"fix the cause, then resume with sync_id={scope.sync_id} to try again",
@@ -121,14 +128,22 @@ async def sync_and_ingest(
     zero = not finished.records_synced
     ingest = await enqueue_ingest.with_options(**fresh)(scope, source_id, finished.run_id)
     if ingest.ingest_run_ids and wait_ready:
-        ingest = await wait_for_ingest.with_options(**fresh)(scope, finished.run_id, ingest.ingest_run_ids, poll)
+        ingest = await wait_for_ingest.with_options(**fresh)(
+            scope, finished.run_id, ingest.ingest_run_ids, poll
+        )
     return SyncOutcome(run=finished, attempts=attempts, ingest=ingest, zero_records=zero)
 
 
-def summarise(scope: Scope, source_id: int, outcome: SyncOutcome | None, steps: list[dict[str, Any]]) -> PipelineSummary:
+def summarise(
+    scope: Scope, source_id: int, outcome: SyncOutcome | None, steps: list[dict[str, Any]]
+) -> PipelineSummary:
     summary = PipelineSummary(
-        tenant=scope.tenant, source_key=scope.source_key, source_id=source_id, sync_id=scope.sync_id,
-        status="connected", steps=steps,
+        tenant=scope.tenant,
+        source_key=scope.source_key,
+        source_id=source_id,
+        sync_id=scope.sync_id,
+        status="connected",
+        steps=steps,
     )
     if outcome is None:
         return summary
@@ -147,11 +162,14 @@ def summarise(scope: Scope, source_id: int, outcome: SyncOutcome | None, steps: 
             summary.ingest_status = f"skipped ({ingest.skipped_reason})"
         else:
             values = set(ingest.statuses.values())
-            summary.ingest_status = values.pop() if len(values) == 1 else ", ".join(sorted(values)) or "enqueued"
+            summary.ingest_status = (
+                values.pop() if len(values) == 1 else ", ".join(sorted(values)) or "enqueued"
+            )
     return summary
 
 
 async def publish_summary(summary: PipelineSummary) -> None:
+    ingest_runs = ", ".join(summary.ingest_run_ids) or "-"
     rows = "\n".join(f"| {s['step']} | {s['result']} |" for s in summary.steps)
     warnings = "\n".join(f"- ⚠ {w}" for w in summary.warnings) or "- none"
     markdown = f"""# Splendor pipeline: `{summary.source_key}`
@@ -163,7 +181,7 @@ async def publish_summary(summary: PipelineSummary) -> None:
 | sync_id (resume with this) | `{summary.sync_id}` |
 | run | `{summary.run_id}` → **{summary.status}** after {summary.sync_attempts} attempt(s) |
 | records / bytes | {summary.records_synced} / {summary.bytes_synced} |
-| ingest | {summary.ingest_status} ({summary.documents} documents, runs {", ".join(summary.ingest_run_ids) or "-"}) |
+| ingest | {summary.ingest_status} ({summary.documents} documents, runs {ingest_runs}) |
 
 ## Steps
 
@@ -182,11 +200,18 @@ To resume a failed run: press **Retry** on it in the Prefect UI, or start a new 
     await acreate_markdown_artifact(markdown=markdown, key=f"{key}-summary", description="Pipeline summary")
     if summary.run_id is not None:
         await acreate_table_artifact(
-            table=[{
-                "source_key": summary.source_key, "run_id": summary.run_id, "status": summary.status,
-                "records": summary.records_synced, "bytes": summary.bytes_synced,
-                "ingest": summary.ingest_status, "documents": summary.documents, "sync_id": summary.sync_id,
-            }],
+            table=[
+                {
+                    "source_key": summary.source_key,
+                    "run_id": summary.run_id,
+                    "status": summary.status,
+                    "records": summary.records_synced,
+                    "bytes": summary.bytes_synced,
+                    "ingest": summary.ingest_status,
+                    "documents": summary.documents,
+                    "sync_id": summary.sync_id,
+                }
+            ],
             key=f"{key}-sync",
             description="Latest sync of this source",
         )

@@ -42,17 +42,32 @@ async def sync_source(
     async with open_client(credentials_block) as client:
         source = await client.find_source(source_key)
         if source is None:
-            raise PermanentStepError("sync", source_key, "no such source in the tenant", "run connect-source first")
+            raise PermanentStepError(
+                "sync", source_key, "no such source in the tenant", "run connect-source first"
+            )
         state = await client.get_airbyte_source(source.source_id)
     if not state.airbyte.airbyte_connection_id:
-        raise PermanentStepError("sync", source_key, "the source has no connection yet", "run connect-source first")
+        raise PermanentStepError(
+            "sync", source_key, "the source has no connection yet", "run connect-source first"
+        )
     outcome = await sync_and_ingest(
-        scope, source.source_id, trigger=trigger, max_sync_attempts=max_sync_attempts,
-        poll=poll, force=force, wait_ready=wait_for_ingest, expected_seconds=expected_seconds,
+        scope,
+        source.source_id,
+        trigger=trigger,
+        max_sync_attempts=max_sync_attempts,
+        poll=poll,
+        force=force,
+        wait_ready=wait_for_ingest,
+        expected_seconds=expected_seconds,
     )
     steps = [{"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"}]
     if outcome.ingest is not None:
-        steps.append({"step": "ingest", "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped"})
+        steps.append(
+            {
+                "step": "ingest",
+                "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped",
+            }
+        )
     summary = summarise(scope, source.source_id, outcome, steps)
     await publish_summary(summary)
     return summary

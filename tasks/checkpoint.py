@@ -18,7 +18,7 @@ from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
 from splendor_api import SplendorError
-from tasks.errors import PermanentStepError
+from tasks.errors import DeadlineExceeded, PermanentStepError
 from tasks.spec import safe_slug
 
 CACHE_VERSION = "v1"
@@ -61,7 +61,7 @@ def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[A
     """
     try:
         state.result()
-    except PermanentStepError:
+    except (PermanentStepError, DeadlineExceeded):
         return False
     except SplendorError as exc:
         return not exc.permanent

@@ -16,13 +16,18 @@ async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | N
         state = (await client.get_airbyte_source(source_id)).airbyte
         if state.airbyte_connection_id and state.connection_status == "active":
             logger.info("Connection %s already active", state.airbyte_connection_id)
-            return ConnectionRef(source_id=source_id, connection_id=state.airbyte_connection_id, created=False)
+            return ConnectionRef(
+                source_id=source_id, connection_id=state.airbyte_connection_id, created=False
+            )
         try:
             result = await client.create_connection(source_id, streams)
         except Conflict as exc:
             if exc.code == "credentials_not_ready":
                 raise PermanentStepError(
-                    "connect", scope.source_key, "credentials are not ready", "re-run the provision step (force)"
+                    "connect",
+                    scope.source_key,
+                    "credentials are not ready",
+                    "re-run the provision step (force)",
                 ) from None
             raise
         except OutcomeUnknown:
@@ -35,7 +40,9 @@ async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | N
         raise PermanentStepError("connect", scope.source_key, "Splendor returned no airbyte_connection_id")
     if result.airbyte.connection_status == "inactive":
         raise PermanentStepError(
-            "connect", scope.source_key, "the connection is inactive (the source is disabled)",
+            "connect",
+            scope.source_key,
+            "the connection is inactive (the source is disabled)",
             "enable the source, then resume",
         )
     logger.info("Created connection %s", connection_id)

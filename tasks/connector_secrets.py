@@ -16,7 +16,9 @@ from tasks.errors import SpecError
 
 async def load_connector_credentials(source_key: str, block_name: str | None) -> dict[str, Any]:
     if not block_name:
-        raise SpecError(source_key, "credentials_secret: required for an api_key provider (name of a Secret block)")
+        raise SpecError(
+            source_key, "credentials_secret: required for an api_key provider (name of a Secret block)"
+        )
     try:
         block = await Secret.aload(block_name)
     except ValueError as exc:
@@ -32,7 +34,9 @@ async def load_connector_credentials(source_key: str, block_name: str | None) ->
         except json.JSONDecodeError:
             value = None
     if not isinstance(value, dict):
-        raise SpecError(source_key, f"credentials_secret: Secret block '{block_name}' must hold a JSON object")
+        raise SpecError(
+            source_key, f"credentials_secret: Secret block '{block_name}' must hold a JSON object"
+        )
     return value
 
 

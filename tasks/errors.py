@@ -23,3 +23,10 @@ class SpecError(PermanentStepError):
 
     def __init__(self, source_key: str, message: str) -> None:
         super().__init__("validate", source_key, message, "fix the spec; nothing was changed in Splendor")
+
+
+class DeadlineExceeded(StepError):
+    """A wait hit its deadline. The remote run goes on; resuming with the same sync_id re-attaches.
+
+    Not retried by Prefect: a retry would silently extend the deadline the user chose.
+    """

@@ -5,11 +5,11 @@ import time
 
 from prefect import get_run_logger, task
 
-from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
+from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
 from splendor_api.models import INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
 from tasks.api import open_client
 from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.errors import PermanentStepError, StepError
+from tasks.errors import DeadlineExceeded, PermanentStepError
 from tasks.events import emit
 from tasks.polling import PollOptions, next_delay
 from tasks.results import IngestResult
@@ -17,8 +17,8 @@ from tasks.results import IngestResult
 KNOWN_INGEST = {"uploading", "queued", "processing", "text_indexed", "semantic_pending"}
 
 
-async def _already_enqueued(client: object, source_id: int, run_id: int) -> list[models.IngestRun]:
-    runs = await client.list_ingest_runs(source_id=source_id)  # type: ignore[attr-defined]
+async def _already_enqueued(client: SplendorClient, source_id: int, run_id: int) -> list[models.IngestRun]:
+    runs = await client.list_ingest_runs(source_id=source_id)
     return [r for r in runs if r.connector_run_id == run_id]
 
 
@@ -36,14 +36,22 @@ async def enqueue_ingest(scope: Scope, source_id: int, run_id: int) -> IngestRes
                 if exc.code == "no_landed_data":
                     logger.warning("Run %s landed no data: nothing to ingest", run_id)
                     return IngestResult(
-                        run_id=run_id, ingest_run_ids=[], statuses={}, documents=0, skipped_reason="no landed data"
+                        run_id=run_id,
+                        ingest_run_ids=[],
+                        statuses={},
+                        documents=0,
+                        skipped_reason="no landed data",
                     )
                 raise
             except OutcomeUnknown:
                 runs = await _already_enqueued(client, source_id, run_id)
                 if not runs:
                     raise
-            emit("splendor.ingest.enqueued", scope, {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]})
+            emit(
+                "splendor.ingest.enqueued",
+                scope,
+                {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]},
+            )
     return IngestResult(
         run_id=run_id,
         ingest_run_ids=[r.ingest_run_id for r in runs],
@@ -53,13 +61,16 @@ async def enqueue_ingest(scope: Scope, source_id: int, run_id: int) -> IngestRes
 
 
 def _documents(run: models.IngestRun) -> int:
-    docs = run.documents or {}
-    value = docs.get("index_committed") or docs.get("parsed") or 0
-    return int(value)
+    docs = run.documents
+    if docs is None:
+        return 0
+    return docs.index_committed or docs.parsed or 0
 
 
 @task(name="ingest-ready", **STEP_OPTIONS)
-async def wait_for_ingest(scope: Scope, run_id: int, ingest_run_ids: list[str], poll: PollOptions | None = None) -> IngestResult:
+async def wait_for_ingest(
+    scope: Scope, run_id: int, ingest_run_ids: list[str], poll: PollOptions | None = None
+) -> IngestResult:
     poll = poll or PollOptions()
     logger = get_run_logger()
     began = time.monotonic()
@@ -71,9 +82,11 @@ async def wait_for_ingest(scope: Scope, run_id: int, ingest_run_ids: list[str], 
             for ingest_id in sorted(pending):
                 try:
                     run = await client.get_ingest_run(ingest_id)
+                except NotFound:
+                    raise PermanentStepError(
+                        "ingest", scope.source_key, f"ingest run {ingest_id} vanished"
+                    ) from None
                 except SplendorError as exc:
-                    if getattr(exc, "permanent", False) and getattr(exc, "status", None) == 404:
-                        raise PermanentStepError("ingest", scope.source_key, f"ingest run {ingest_id} vanished") from None
                     logger.warning("Reading ingest run %s failed (%s); will try again", ingest_id, exc)
                     continue
                 if run.status in INGEST_TERMINAL_OK or run.status in INGEST_TERMINAL_BAD:
@@ -81,21 +94,27 @@ async def wait_for_ingest(scope: Scope, run_id: int, ingest_run_ids: list[str], 
                     pending.discard(ingest_id)
                 elif run.status not in KNOWN_INGEST:
                     raise PermanentStepError(
-                        "ingest", scope.source_key, f"ingest run {ingest_id} has an unknown status '{run.status}'"
+                        "ingest",
+                        scope.source_key,
+                        f"ingest run {ingest_id} has an unknown status '{run.status}'",
                     )
             polls += 1
             if not pending:
                 break
             if time.monotonic() - began > poll.deadline_seconds:
-                raise StepError(
-                    "ingest", scope.source_key, f"ingestion not ready after {poll.deadline_seconds:.0f} s",
+                raise DeadlineExceeded(
+                    "ingest",
+                    scope.source_key,
+                    f"ingestion not ready after {poll.deadline_seconds:.0f} s",
                     "resume with the same sync_id to keep waiting",
                 )
             await asyncio.sleep(next_delay(poll, polls, time.monotonic() - began))
     statuses = {k: v.status for k, v in final.items()}
     failed = {k: v for k, v in final.items() if v.status in INGEST_TERMINAL_BAD}
     result = IngestResult(
-        run_id=run_id, ingest_run_ids=ingest_run_ids, statuses=statuses,
+        run_id=run_id,
+        ingest_run_ids=ingest_run_ids,
+        statuses=statuses,
         documents=sum(_documents(v) for v in final.values()),
     )
     if failed:
@@ -103,5 +122,9 @@ async def wait_for_ingest(scope: Scope, run_id: int, ingest_run_ids: list[str], 
         emit("splendor.ingest.failed", scope, {"run_id": run_id, "failed": sorted(failed)})
         raise PermanentStepError("ingest", scope.source_key, f"ingestion failed ({reasons})")
     logger.info("Ingestion of run %s is ready: %s documents", run_id, result.documents)
-    emit("splendor.ingest.ready", scope, {"run_id": run_id, "documents": result.documents, "ingest_run_ids": ingest_run_ids})
+    emit(
+        "splendor.ingest.ready",
+        scope,
+        {"run_id": run_id, "documents": result.documents, "ingest_run_ids": ingest_run_ids},
+    )
     return result

@@ -42,12 +42,16 @@ async def _provision_api_key(
     except ValidationFailed as exc:
         fields = "; ".join(f"{loc}: {msg}" for loc, msg in exc.field_errors) or "see the connector spec"
         raise PermanentStepError(
-            "provision", scope.source_key, f"Splendor rejected the credentials ({fields})",
+            "provision",
+            scope.source_key,
+            f"Splendor rejected the credentials ({fields})",
             f"update the Secret block '{secret_block}'",
         ) from None
     if result.airbyte.credential_status == "failed":
         raise PermanentStepError(
-            "provision", scope.source_key, "the provider rejected the credentials (credential_status=failed)",
+            "provision",
+            scope.source_key,
+            "the provider rejected the credentials (credential_status=failed)",
             f"update the Secret block '{secret_block}' and resume",
         )
 
@@ -76,7 +80,9 @@ async def _oauth(
         status = result.airbyte.credential_status
         if status != "ready" and not secret_id:
             if not result.consent_url:
-                raise PermanentStepError("provision", scope.source_key, "OAuth provision returned no consent_url")
+                raise PermanentStepError(
+                    "provision", scope.source_key, "OAuth provision returned no consent_url"
+                )
             await _publish_consent(scope, result.consent_url)
     if status == "ready":
         return
@@ -96,7 +102,9 @@ async def _oauth(
             raise
     except ValidationFailed:
         raise PermanentStepError(
-            "provision", scope.source_key, "Splendor did not accept the secret_id (unknown or already used)",
+            "provision",
+            scope.source_key,
+            "Splendor did not accept the secret_id (unknown or already used)",
             "approve consent again and resume with the new secret_id",
         ) from None
 
@@ -115,7 +123,9 @@ async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, time
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 10.0)
     raise PermanentStepError(
-        "provision", scope.source_key, f"nobody approved the consent within {timeout_seconds} s",
+        "provision",
+        scope.source_key,
+        f"nobody approved the consent within {timeout_seconds} s",
         "approve it, then resume this run",
     )
 

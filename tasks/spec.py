@@ -62,7 +62,9 @@ class Schedule(BaseModel):
     """The connector's own schedule as Splendor stores it (Prefect deployments carry theirs)."""
 
     model_config = ConfigDict(extra="forbid")
-    cron: str = Field(min_length=9, max_length=255, description="Five-field cron expression, e.g. '0 3 * * *'.")
+    cron: str = Field(
+        min_length=9, max_length=255, description="Five-field cron expression, e.g. '0 3 * * *'."
+    )
     timezone: str = Field(default="UTC", max_length=64)
 
     @field_validator("cron")

@@ -16,7 +16,7 @@ from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorError, mode
 from splendor_api.models import RUN_ACTIVE, RUN_TERMINAL
 from tasks.api import open_client
 from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.errors import PermanentStepError, StepError
+from tasks.errors import DeadlineExceeded, PermanentStepError
 from tasks.events import emit
 from tasks.polling import PollOptions, next_delay
 from tasks.results import FinishedRun, StartedRun
@@ -37,7 +37,9 @@ async def start_sync(scope: Scope, source_id: int, attempt: int, trigger: str = 
                 if exc.code == "sync_in_progress" and exc.run_id is not None:
                     current = await client.get_run(exc.run_id)
                     logger.info("A sync is already in flight (run %s): attaching to it", exc.run_id)
-                    return StartedRun(run_id=current.run_id, attempt=attempt, attached=True, status=current.status)
+                    return StartedRun(
+                        run_id=current.run_id, attempt=attempt, attached=True, status=current.status
+                    )
                 if exc.code == "no_connection":
                     raise PermanentStepError(
                         "sync", scope.source_key, "the source has no connection", "run connect_source first"
@@ -49,7 +51,11 @@ async def start_sync(scope: Scope, source_id: int, attempt: int, trigger: str = 
                 logger.warning("Start-sync outcome unknown; asking again (a 409 means it did start)")
                 continue
             logger.info("Started sync run %s (attempt %s)", run.run_id, attempt)
-            emit("splendor.sync.started", scope, {"source_id": source_id, "run_id": run.run_id, "attempt": attempt})
+            emit(
+                "splendor.sync.started",
+                scope,
+                {"source_id": source_id, "run_id": run.run_id, "attempt": attempt},
+            )
             return StartedRun(run_id=run.run_id, attempt=attempt, attached=False, status=run.status)
     raise AssertionError("unreachable")
 
@@ -104,7 +110,9 @@ async def wait_for_run(
                     break
                 if run.status not in RUN_ACTIVE:
                     raise PermanentStepError(
-                        "poll", scope.source_key, f"run {run_id} has an unknown status '{run.status}'",
+                        "poll",
+                        scope.source_key,
+                        f"run {run_id} has an unknown status '{run.status}'",
                         "the API may have changed; the pipeline stops rather than guess",
                     )
                 age = _age_seconds(run)
@@ -112,10 +120,11 @@ async def wait_for_run(
                     await aupdate_progress_artifact(progress_id, min(99.0, 100.0 * age / expected_seconds))
             waited = time.monotonic() - began
             if waited > poll.deadline_seconds:
-                raise StepError(
-                    "poll", scope.source_key,
+                raise DeadlineExceeded(
+                    "poll",
+                    scope.source_key,
                     f"run {run_id} still not finished after {poll.deadline_seconds:.0f} s",
-                    f"the run keeps going in Splendor; resume with the same sync_id to keep waiting",
+                    "the run keeps going in Splendor; resume with the same sync_id to keep waiting",
                 )
             age = (_age_seconds(run) if run is not None else None) or waited
             await asyncio.sleep(next_delay(poll, polls, age, expected_seconds, retry_after))
@@ -132,7 +141,9 @@ async def wait_for_run(
     payload = finished.model_dump(exclude={"polls"})
     if run.status == "succeeded":
         if not run.records_synced:
-            logger.warning("Run %s succeeded with 0 records: check the source's filters and credentials", run_id)
+            logger.warning(
+                "Run %s succeeded with 0 records: check the source's filters and credentials", run_id
+            )
         emit("splendor.sync.succeeded", scope, payload)
     else:
         logger.error("Run %s ended %s: %s", run_id, run.status, run.error_message or "no error message")

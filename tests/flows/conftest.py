@@ -42,19 +42,18 @@ TEST_ENV = {
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     results = tmp_path_factory.mktemp("prefect-results")
-    with temporary_settings(
-        updates={
-            # The harness does not isolate cache records: without this, checkpoints from earlier
-            # runs would make tests pass without executing steps.
-            PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-            PREFECT_SERVER_ANALYTICS_ENABLED: False,
-        }
-    ):
-        with prefect_test_harness(server_startup_timeout=90):
-            os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
-            os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)
-            yield results
+    # The harness does not isolate cache records: without the storage override, checkpoints from
+    # earlier runs would make tests pass without executing steps.
+    settings = {
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+    }
+    with temporary_settings(updates=settings), prefect_test_harness(server_startup_timeout=90):
+        # Subprocesses (the crash test) talk to the same API and result storage.
+        os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+        os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)
+        yield results
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +89,11 @@ async def stripe_secret() -> str:
     from prefect.blocks.system import Secret
 
     await Secret(
-        value={"api_key": "sk_test_canary-cred-4f1b9e", "account_id": "acct_test1", "start_date": "2026-01-01"}
+        value={
+            "api_key": "sk_test_canary-cred-4f1b9e",
+            "account_id": "acct_test1",
+            "start_date": "2026-01-01",
+        }
     ).save("stripe-test-credentials", overwrite=True)
     return "stripe-test-credentials"
 

@@ -61,7 +61,9 @@ async def _expect_spec_error(emulator: Emulator, spec: SourceSpec, text: str) ->
 
 
 async def test_unknown_provider(emulator: Emulator, source_key: str) -> None:
-    await _expect_spec_error(emulator, stripe_spec(source_key, provider_key="nope"), "unknown provider_key 'nope'")
+    await _expect_spec_error(
+        emulator, stripe_spec(source_key, provider_key="nope"), "unknown provider_key 'nope'"
+    )
 
 
 async def test_unknown_stream(emulator: Emulator, source_key: str, stripe_secret: str) -> None:
@@ -89,8 +91,9 @@ async def test_credentials_not_matching_connector_spec(emulator: Emulator, sourc
     assert mutating_counts(emulator) == before
 
 
-async def test_member_token_is_refused_clearly(emulator: Emulator, source_key: str, stripe_secret: str,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_member_token_is_refused_clearly(
+    emulator: Emulator, source_key: str, stripe_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SPLENDOR_TOKEN", "acme-member-token")
     before = mutating_counts(emulator)
     state = await connect_source(spec=stripe_spec(source_key), return_state=True)

@@ -25,11 +25,13 @@ async def test_sigkill_mid_poll_then_resume_attaches(
     with running_emulator(config) as emu:
         monkeypatch.setenv("SPLENDOR_API_BASE", emu.base_url)
         sync_id = str(uuid.uuid4())
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": ""}
-        env.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.flows.crash_runner", source_key, sync_id],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 60

@@ -47,7 +47,9 @@ async def wait_for_consent_link(after: Any) -> tuple[str, UUID]:
 async def approve(consent_url: str) -> str:
     """What an admin does in the browser: open the consent page, approve, read the secret_id."""
     async with httpx.AsyncClient(follow_redirects=True) as http:
-        response = await http.get(consent_url, params={"approve": "true"}, headers={"Accept": "application/json"})
+        response = await http.get(
+            consent_url, params={"approve": "true"}, headers={"Accept": "application/json"}
+        )
         response.raise_for_status()
         return str(response.json()["secret_id"])
 
@@ -70,7 +72,9 @@ async def test_airbyte_oauth_pauses_until_an_admin_approves(emulator: Emulator, 
     assert mutating_counts(emulator)["oauth"] >= 1
 
 
-async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(emulator: Emulator, source_key: str) -> None:
+async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(
+    emulator: Emulator, source_key: str
+) -> None:
     # First run: let it pause, take the secret_id the admin got, then cancel that wait by timing out.
     spec = oauth_spec(source_key, "salesforce")
     started = await _now()

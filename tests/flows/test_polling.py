@@ -33,9 +33,17 @@ def test_retry_after_is_a_floor() -> None:
 
 def _run(status: str) -> dict[str, Any]:
     return {
-        "run_id": 5, "source_id": 12, "airbyte_job_id": "job_1", "trigger": "manual", "status": status,
-        "records_synced": None, "bytes_synced": None, "error_message": None,
-        "created_at": "2026-01-15T09:30:00Z", "started_at": "2026-01-15T09:30:00Z", "completed_at": None,
+        "run_id": 5,
+        "source_id": 12,
+        "airbyte_job_id": "job_1",
+        "trigger": "manual",
+        "status": status,
+        "records_synced": None,
+        "bytes_synced": None,
+        "error_message": None,
+        "created_at": "2026-01-15T09:30:00Z",
+        "started_at": "2026-01-15T09:30:00Z",
+        "completed_at": None,
         "updated_at": "2026-01-15T09:30:00Z",
     }
 
@@ -59,7 +67,12 @@ FAST = PollOptions(initial_seconds=0.05, cap_seconds=0.1, deadline_seconds=5)
 
 
 async def test_unknown_status_fails_closed(scripted: list[httpx.Response]) -> None:
-    scripted.extend([httpx.Response(200, json={"run": _run("running")}), httpx.Response(200, json={"run": _run("paused-ish")})])
+    scripted.extend(
+        [
+            httpx.Response(200, json={"run": _run("running")}),
+            httpx.Response(200, json={"run": _run("paused-ish")}),
+        ]
+    )
     state = await wait_for_run(_scope(), 5, FAST, return_state=True)
     assert state.is_failed()
     with pytest.raises(PermanentStepError, match="unknown status 'paused-ish'"):
@@ -67,12 +80,18 @@ async def test_unknown_status_fails_closed(scripted: list[httpx.Response]) -> No
 
 
 async def test_failed_poll_requests_do_not_fail_the_sync(scripted: list[httpx.Response]) -> None:
-    done = _run("succeeded") | {"completed_at": "2026-01-15T09:31:00Z", "records_synced": 3, "bytes_synced": 99}
-    scripted.extend([
-        httpx.Response(502, json={"detail": "upstream"}),
-        httpx.Response(200, text="<html>proxy error</html>"),
-        httpx.Response(200, json={"run": _run("incomplete")}),
-        httpx.Response(200, json={"run": done}),
-    ])
+    done = _run("succeeded") | {
+        "completed_at": "2026-01-15T09:31:00Z",
+        "records_synced": 3,
+        "bytes_synced": 99,
+    }
+    scripted.extend(
+        [
+            httpx.Response(502, json={"detail": "upstream"}),
+            httpx.Response(200, text="<html>proxy error</html>"),
+            httpx.Response(200, json={"run": _run("incomplete")}),
+            httpx.Response(200, json={"run": done}),
+        ]
+    )
     finished = await wait_for_run(_scope(), 5, FAST)
     assert finished.status == "succeeded" and finished.records_synced == 3

@@ -32,7 +32,9 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("step", list(FAILURES))
-async def test_resume_from_every_step(emulator: Emulator, source_key: str, stripe_secret: str, step: str) -> None:
+async def test_resume_from_every_step(
+    emulator: Emulator, source_key: str, stripe_secret: str, step: str
+) -> None:
     route, finished_steps = FAILURES[step]
     sync_id = str(uuid.uuid4())
     spec = stripe_spec(source_key)
@@ -55,10 +57,14 @@ async def test_resume_from_every_step(emulator: Emulator, source_key: str, strip
     assert len(runs) == 1 and runs[0]["status"] == "succeeded"
 
 
-async def test_failed_sync_is_rerun_on_resume(emulator: Emulator, source_key: str, stripe_secret: str) -> None:
+async def test_failed_sync_is_rerun_on_resume(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
     sync_id = str(uuid.uuid4())
     emulator.add_fault(route="*", kind="run_fail", count=1, source_key=source_key)
-    state = await connect_source(spec=stripe_spec(source_key), sync_id=sync_id, max_sync_attempts=1, return_state=True)
+    state = await connect_source(
+        spec=stripe_spec(source_key), sync_id=sync_id, max_sync_attempts=1, return_state=True
+    )
     assert state.is_failed()
     assert "ended failed" in str(state.message) or "failed" in str(state.message)
 
@@ -68,7 +74,9 @@ async def test_failed_sync_is_rerun_on_resume(emulator: Emulator, source_key: st
     assert [r["status"] for r in emulator.runs("acme", source_id=source_id)] == ["failed", "succeeded"]
 
 
-async def test_failed_run_retried_within_one_flow_run(emulator: Emulator, source_key: str, stripe_secret: str) -> None:
+async def test_failed_run_retried_within_one_flow_run(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
     emulator.add_fault(route="*", kind="run_fail", count=1, source_key=source_key)
     summary = await connect_source(spec=stripe_spec(source_key), max_sync_attempts=2)
     assert summary.status == "succeeded" and summary.sync_attempts == 2
@@ -81,14 +89,18 @@ async def test_incomplete_then_succeeded(emulator: Emulator, source_key: str, st
     assert len(emulator.runs("acme", source_id=summary.source_id)) == 1
 
 
-async def test_sync_started_elsewhere_is_attached(emulator: Emulator, source_key: str, stripe_secret: str) -> None:
+async def test_sync_started_elsewhere_is_attached(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
     import httpx
 
     # Onboard without syncing, start a run "from the console", then run the pipeline.
     first = await connect_source(spec=stripe_spec(source_key), sync=False)
     headers = {"Authorization": "Bearer acme-admin-token", "X-Splendor-Tenant-Id": "acme"}
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:
-        response = await http.post(f"/v1/admin/airbyte-sources/{first.source_id}/sync", json={"trigger": "manual"})
+        response = await http.post(
+            f"/v1/admin/airbyte-sources/{first.source_id}/sync", json={"trigger": "manual"}
+        )
         response.raise_for_status()
         console_run = response.json()["run"]["run_id"]
     summary = await connect_source(spec=stripe_spec(source_key))
@@ -96,7 +108,9 @@ async def test_sync_started_elsewhere_is_attached(emulator: Emulator, source_key
     assert len(emulator.runs("acme", source_id=first.source_id)) == 1
 
 
-async def test_zero_record_success_is_flagged(emulator: Emulator, source_key: str, stripe_secret: str) -> None:
+async def test_zero_record_success_is_flagged(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
     emulator.add_fault(route="*", kind="run_zero_records", count=1, source_key=source_key)
     summary = await connect_source(spec=stripe_spec(source_key))
     assert summary.status == "succeeded"
