@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -528,9 +529,16 @@ class SplendorClient:
             retry_after=retry_after,
         )
 
+    @typing.overload
+    def _redact(self, detail: str) -> str: ...
+    @typing.overload
+    def _redact(self, detail: Any) -> Any: ...
     def _redact(self, detail: Any) -> Any:
         """Mask the token should a server ever echo it back in an error."""
         token = self.config.token.get_secret_value()
+        # A very short token (tests, typos) would mangle ordinary words; real tokens are long.
+        if len(token) < 8:
+            return detail
         if isinstance(detail, str):
             return detail.replace(token, "***")
         if isinstance(detail, dict):
@@ -546,7 +554,7 @@ class SplendorClient:
                 path=path,
                 route=route.name,
                 status=response.status_code,
-                reason=reason,
+                reason=self._redact(reason),
                 fields=fields,
             )
 
