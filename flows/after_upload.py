@@ -1,0 +1,124 @@
+"""after_upload: what happens once `splendor.upload.completed` fires for a source.
+
+1. A hosted upload (the event names its `upload_session_id`): follow its ingest run to `ready`.
+2. An Airbyte-backed source with a connection: its bucket received new data, so hand the latest
+   succeeded sync run to ingestion and wait until that is `ready`.
+
+The event id is the checkpoint `sync_id`: a second delivery of the same event finds every step
+finished and calls nothing; the API's own dedup of enqueue-ingest is the second layer.
+No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
+"""
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from pydantic import BaseModel
+
+from flows.pipeline import resolve_scope
+from splendor_api import NotFound
+from tasks.api import open_client
+from tasks.errors import PermanentStepError
+from tasks.ingest import wait_for_ingest
+from tasks.polling import PollOptions
+from tasks.uploads import hand_off_latest, wait_upload_ready
+
+
+class AfterUploadSummary(BaseModel):
+    source_key: str
+    source_id: int
+    event_id: str
+    upload_session_id: str | None = None
+    key: str | None = None
+    upload_ingest_run_id: str | None = None
+    upload_ingest_status: str | None = None
+    handed_off_run_id: int | None = None
+    ingest_run_ids: list[str] = []
+    ingest_statuses: dict[str, str] = {}
+    notes: list[str] = []
+
+
+@flow(name="after-upload", log_prints=False)
+async def after_upload(
+    source_key: str,
+    upload_session_id: str | None = None,
+    key: str | None = None,
+    event_id: str | None = None,
+    credentials_block: str | None = None,
+    hand_off: bool = True,
+    poll: PollOptions = PollOptions(),
+) -> AfterUploadSummary:
+    """Follow an upload to `ready`, then hand an Airbyte source's new data to ingestion.
+
+    Args:
+        source_key: the source that received the upload (the event's `splendor.source_key` label).
+        upload_session_id: the hosted upload session (event payload); empty when data landed another way.
+        key: object key of the upload (event payload), for the record.
+        event_id: id of the triggering event; re-delivery of the same id does nothing twice.
+        credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
+        hand_off: for Airbyte sources, enqueue ingestion of the latest succeeded sync run.
+        poll: how to poll upload readiness and ingest runs.
+    """
+    logger = get_run_logger()
+    scope = await resolve_scope(source_key, event_id, credentials_block)
+    async with open_client(credentials_block) as client:
+        source = await client.find_source(source_key)
+        if source is None:
+            raise PermanentStepError("after-upload", source_key, "no such source in the tenant")
+        connection_id = None
+        if source.connector_id is not None:
+            try:
+                connection_id = (
+                    await client.get_airbyte_source(source.source_id)
+                ).airbyte.airbyte_connection_id
+            except NotFound:
+                connection_id = None
+    summary = AfterUploadSummary(
+        source_key=source_key,
+        source_id=source.source_id,
+        event_id=scope.sync_id,
+        upload_session_id=upload_session_id,
+        key=key,
+    )
+
+    if upload_session_id:
+        ready = await wait_upload_ready(scope, upload_session_id, poll)
+        summary.upload_ingest_run_id = ready.ingest_run_id
+        summary.upload_ingest_status = ready.ingest_status
+    else:
+        summary.notes.append("the event named no upload session: nothing to follow")
+
+    if hand_off and connection_id:
+        handed = await hand_off_latest(scope, source.source_id)
+        if handed.skipped_reason:
+            summary.notes.append(f"hand-off skipped: {handed.skipped_reason}")
+        elif handed.ingest_run_ids:
+            result = await wait_for_ingest(scope, handed.run_id or 0, handed.ingest_run_ids, poll)
+            summary.handed_off_run_id = handed.run_id
+            summary.ingest_run_ids = result.ingest_run_ids
+            summary.ingest_statuses = result.statuses
+    elif hand_off:
+        summary.notes.append("not an Airbyte source with a connection: no hand-off")
+
+    await _publish(summary)
+    logger.info("after-upload for %s done: %s", source_key, summary.model_dump(exclude_defaults=True))
+    return summary
+
+
+async def _publish(summary: AfterUploadSummary) -> None:
+    rows: list[tuple[str, Any]] = [
+        ("source", f"`{summary.source_key}` ({summary.source_id})"),
+        ("event id (dedup key)", f"`{summary.event_id}`"),
+        ("upload session", summary.upload_session_id),
+        ("object key", summary.key),
+        ("upload ingest", f"{summary.upload_ingest_run_id} → {summary.upload_ingest_status}"),
+        ("hand-off run", summary.handed_off_run_id),
+        ("hand-off ingest", ", ".join(f"{k}: {v}" for k, v in summary.ingest_statuses.items()) or "-"),
+    ]
+    table = "\n".join(f"| {name} | {value if value is not None else '-'} |" for name, value in rows)
+    notes = "\n".join(f"- {n}" for n in summary.notes) or "- none"
+    await acreate_markdown_artifact(
+        markdown=f"# After upload: `{summary.source_key}`\n\n| | |\n|---|---|\n{table}\n\n## Notes\n\n{notes}\n",
+        key="splendor-after-upload-" + "".join(c if c.isalnum() else "-" for c in summary.source_key.lower()),
+        description="What the last upload of this source triggered",
+    )

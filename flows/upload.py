@@ -1,0 +1,151 @@
+"""upload_files: push local files to a hosted source, resumable part by part, then announce them.
+
+Each finished file emits `splendor.upload.completed`, which the `after-upload` deployment reacts to.
+No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
+"""
+
+import asyncio
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.artifacts import acreate_table_artifact
+from pydantic import Field
+
+from flows.pipeline import tenant_of
+from tasks.api import load_config, open_client
+from tasks.checkpoint import Scope
+from tasks.errors import PermanentStepError, SpecError
+from tasks.uploads import (
+    LocalFile,
+    PartDone,
+    PartSigner,
+    SessionRef,
+    UploadedFile,
+    UploadInputError,
+    complete_upload,
+    emit_upload_completed,
+    inspect_files,
+    plan_parts,
+    session_expired,
+    start_upload,
+    upload_part,
+)
+
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+
+
+async def upload_scope(source_key: str, upload_id: str | None, credentials_block: str | None) -> Scope:
+    """Like the pipelines' scope, but members may upload: check tenant access, not the admin role."""
+    config = await load_config(credentials_block)
+    tenant = tenant_of(config)
+    async with open_client(credentials_block) as client:
+        me = await client.me()
+    if not config.is_tenant_api_key and me.tenant(tenant) is None:
+        raise PermanentStepError(
+            "preflight",
+            source_key,
+            f"the token has no access to tenant {tenant}",
+            "use a token of that tenant",
+        )
+    return Scope(
+        tenant=tenant,
+        source_key=source_key,
+        sync_id=upload_id or str(flow_run.get_id() or "local"),
+        credentials_block=credentials_block,
+    )
+
+
+async def _send_parts(
+    scope: Scope, file: LocalFile, ref: SessionRef, part_size: int, max_parallel_parts: int
+) -> list[PartDone]:
+    plan = plan_parts(file.size, ref.part_size_bytes or part_size)
+    gate = asyncio.Semaphore(max_parallel_parts)
+    async with open_client(scope.credentials_block) as client:
+        signer = PartSigner(client, scope.source_key, ref.upload_session_id, [n for n, _, _ in plan])
+
+        async def one(number: int, offset: int, length: int) -> PartDone:
+            async with gate:
+                return await upload_part(
+                    scope, ref.upload_session_id, number, file, offset, length, ref.required_headers, signer
+                )
+
+        # gather, not TaskGroup: parts that succeed next to a failing one still get their checkpoint.
+        results = await asyncio.gather(*(one(*p) for p in plan), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
+    return sorted((r for r in results if isinstance(r, PartDone)), key=lambda p: p.part_number)
+
+
+async def _upload_one(
+    scope: Scope, file: LocalFile, part_size: int, max_parallel_parts: int, force: bool
+) -> UploadedFile:
+    logger = get_run_logger()
+    ref = await start_upload.with_options(refresh_cache=force)(scope, file)
+    if session_expired(ref) and ref.mode != "single":
+        logger.warning("Upload session %s has expired; opening a new one", ref.upload_session_id)
+        ref = await start_upload.with_options(refresh_cache=True)(scope, file)
+    parts: list[PartDone] = []
+    if ref.mode == "multipart":
+        parts = await _send_parts(scope, file, ref, part_size, max_parallel_parts)
+    elif ref.mode != "single":
+        raise SpecError(scope.source_key, f"the API chose an unknown upload mode {ref.mode!r}")
+    return await complete_upload(scope, file, ref.upload_session_id, parts, ref)
+
+
+@flow(name="upload-files", log_prints=False)
+async def upload_files(
+    source_key: str,
+    paths: list[str],
+    credentials_block: str | None = None,
+    part_size: Annotated[int, Field(ge=1)] = DEFAULT_PART_SIZE,
+    max_parallel_parts: Annotated[int, Field(ge=1, le=64)] = 4,
+    upload_id: str | None = None,
+    allow_empty: bool = False,
+    force: bool = False,
+) -> list[UploadedFile]:
+    """Upload files through the hosted upload API and emit `splendor.upload.completed` for each.
+
+    Args:
+        source_key: key of the hosted source to upload to.
+        paths: files to upload (paths on the machine that runs the flow).
+        credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
+        part_size: part size in bytes when the API does not name one.
+        max_parallel_parts: parts sent at the same time.
+        upload_id: leave empty for a new upload; pass a failed run's upload_id to resume it.
+        allow_empty: upload empty files instead of refusing them.
+        force: open new upload sessions even when checkpoints exist.
+    """
+    logger = get_run_logger()
+    try:
+        files = inspect_files(paths, allow_empty=allow_empty)
+    except UploadInputError as exc:
+        raise SpecError(source_key, str(exc)) from None
+    scope = await upload_scope(source_key, upload_id, credentials_block)
+    logger.info("Uploading %s file(s) to %s (upload_id=%s)", len(files), source_key, scope.sync_id)
+    uploaded: list[UploadedFile] = []
+    for file in files:
+        done = await _upload_one(scope, file, part_size, max_parallel_parts, force)
+        event_id = emit_upload_completed(scope, done)
+        logger.info(
+            "%s → %s (%s, %s part(s)); event %s", file.filename, done.key, done.mode, done.parts, event_id
+        )
+        uploaded.append(done)
+    await acreate_table_artifact(
+        table=[
+            {
+                "file": u.filename,
+                "bytes": u.bytes,
+                "mode": u.mode,
+                "parts": u.parts,
+                "session": u.upload_session_id,
+                "key": u.key,
+                "ingest_run": u.ingest_run_id,
+            }
+            for u in uploaded
+        ],
+        key="splendor-upload-" + "".join(c if c.isalnum() else "-" for c in source_key.lower()),
+        description=f"Files uploaded to {source_key} (upload_id {scope.sync_id})",
+    )
+    return uploaded
