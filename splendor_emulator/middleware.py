@@ -1,0 +1,146 @@
+"""The outermost ASGI layer: counts every request per route template, logs mutations, adds latency and
+applies HTTP faults. It sits outside FastAPI's own middleware so it sees uvicorn's `send` and can drop a
+connection."""
+
+import asyncio
+import email.utils
+import json
+import time
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from splendor_emulator.auth import tenant_hint
+from splendor_emulator.faults import FaultSpec
+from splendor_emulator.routes_control import CONTROL_PREFIX, COUNTED_CONTROL_PREFIX
+from splendor_emulator.runtime import Runtime
+
+UNMATCHED = "(unmatched)"
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+
+
+def match_route(routes: list[BaseRoute], scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The route template a request will be served by (or the one whose method it missed)."""
+    partial: tuple[str, dict[str, Any]] | None = None
+    for route in routes:
+        found, child = route.matches(scope)
+        template = getattr(route, "path", UNMATCHED)
+        params = dict(child.get("path_params", {}))
+        if found == Match.FULL:
+            return template, params
+        if found == Match.PARTIAL and partial is None:
+            partial = (template, params)
+    return partial or (UNMATCHED, {})
+
+
+def _retry_after(spec: FaultSpec) -> str:
+    if spec.retry_after == "http-date":
+        return email.utils.formatdate(time.time() + spec.retry_after_seconds, usegmt=True)
+    return spec.retry_after or "1"
+
+
+def _fault_response(spec: FaultSpec) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    if spec.kind == "unavailable":
+        detail = {
+            "code": "service_unavailable",
+            "message": "Backend temporarily unavailable; retry after a pause.",
+        }
+        return 503, {"detail": detail}, [(b"retry-after", _retry_after(spec).encode())]
+    if spec.kind == "bad_gateway":
+        detail = {"code": "upstream_request_failed", "message": "An upstream provider request failed."}
+        return 502, {"detail": detail}, []
+    return 500, {"detail": "Internal Server Error"}, []
+
+
+class ObservingMiddleware:
+    def __init__(self, app: ASGIApp, runtime: Runtime, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or (
+            path.startswith(CONTROL_PREFIX) and not path.startswith(COUNTED_CONTROL_PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        rt = self.runtime
+        method: str = scope["method"]
+        template, params = match_route(self.routes, scope)
+        route_key = f"{method} {template}"
+        rt.observer.count(route_key)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        tenant = tenant_hint(headers)
+        if rt.config.latency_ms > 0:
+            await asyncio.sleep(rt.config.latency_ms / 1000)
+
+        fault = rt.faults.take_http(route_key, tenant)
+        status: int | None = None
+        dropped = False
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if fault is not None and fault.kind in ("unavailable", "bad_gateway", "server_error"):
+            # Rejected before the handler runs: the call has no effect, which is what makes it safe to retry.
+            code, body, extra = _fault_response(fault)
+            payload = json.dumps(body).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": code,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                        *extra,
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+            status = code
+        elif fault is not None and fault.kind == "drop_after":
+            status = await self._drop_after(scope, receive, send)
+            dropped = True
+        else:
+            if fault is not None:  # latency or hang: wait, then serve normally
+                await asyncio.sleep(fault.seconds)
+            await self.app(scope, receive, capture)
+
+        if method not in _SAFE_METHODS:
+            rt.observer.record_mutation(
+                tenant=tenant,
+                method=method,
+                route=template,
+                path=path,
+                path_params=params,
+                status=status,
+                fault=fault.kind if fault else None,
+                dropped=dropped,
+            )
+
+    async def _drop_after(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Serve the request fully (its effect is committed), then close the TCP connection without a byte of
+        response: the client cannot tell whether the call happened."""
+        status: int | None = None
+
+        async def swallow(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await self.app(scope, receive, swallow)
+        # uvicorn hands the app a bound method of its per-request cycle, which holds the connection's
+        # transport.
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is None:
+            raise RuntimeError("drop_after needs the uvicorn server to reach the connection")
+        transport.abort()
+        # Let uvicorn process connection_lost, so it does not try to answer a request on a closed socket.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return status
