@@ -1,28 +1,243 @@
-"""Fleet sync (work in progress)."""
+"""The fleet: every source of a connectors file synced concurrently inside one flow run.
 
+Bounds and isolation:
+- API concurrency: one HTTP client and one `RateGate` for the whole fleet, sized `max_concurrency`.
+  Every source's requests queue on it, and a 503/429 `Retry-After` seen by any source closes it
+  for all of them (the backend is shedding load: the others backing off is the point).
+- Across flow runs: when the Prefect global concurrency limit named `concurrency_limit` exists,
+  the fleet holds min(max_concurrency, limit) of its slots for its whole duration. One acquire per
+  fleet, not one per request: slot acquisition is a server round trip with polling, far too slow to
+  wrap each of thousands of calls.
+- Failures: each source is its own task run; a failing source is recorded and the rest go on. The
+  flow fails at the end, after the summary artifact is published, if any source failed.
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from typing import Literal
 
-from pydantic import BaseModel
+from prefect import get_client, get_run_logger
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.concurrency.asyncio import concurrency
+from prefect.exceptions import ObjectNotFound
+from prefect.results import get_result_store
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
 
+import tasks.api
+from splendor_api import RateGate, SplendorClient, models
+from tasks.api import load_config
+from tasks.connectors_file import load_connectors
+from tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
+from tasks.history import RunHistory
 from tasks.polling import PollOptions
+from tasks.sync import start_sync
+
+PROGRESS_EVERY_SECONDS = 5.0
 
 
 class FleetOptions(BaseModel):
     connectors_file: str
     only: list[str] | None = None
-    max_concurrency: int = 50
+    max_concurrency: int = Field(default=50, ge=1, le=1000)
     credentials_block: str | None = None
     sync_id: str | None = None
     trigger: Literal["manual", "scheduled", "backfill"] = "scheduled"
-    max_sync_attempts: int = 2
+    max_sync_attempts: int = Field(default=2, ge=1, le=20)
     poll: PollOptions = PollOptions()
     wait_for_ingest: bool = False
     concurrency_limit: str | None = "splendor-api"
 
 
 class FleetSummary(BaseModel):
-    sync_id: str = ""
+    tenant: str
+    sync_id: str
+    sources: int
+    succeeded: int
+    failed: int
+    resumed: int
+    refresh_calls: int
+    api_slots: int
+    outcomes: list[SourceOutcome]
+
+
+class FleetFailed(RuntimeError):
+    """Some sources failed; the others finished and the summary artifact lists every source."""
+
+    def __init__(self, message: str, summary: FleetSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@contextlib.asynccontextmanager
+async def fleet_slots(limit_name: str | None, wanted: int) -> AsyncIterator[int]:
+    """Hold this fleet's share of the tenant-wide limit, when one exists; yields the slots to use."""
+    logger = get_run_logger()
+    if limit_name:
+        async with get_client() as prefect:
+            try:
+                limit = await prefect.read_global_concurrency_limit_by_name(limit_name)
+            except ObjectNotFound:
+                limit = None
+        if limit is not None and limit.active:
+            slots = max(1, min(wanted, limit.limit))
+            logger.info("Taking %s slot(s) of global concurrency limit '%s'", slots, limit_name)
+            async with concurrency(limit_name, occupy=slots, strict=True):
+                yield slots
+            return
+        logger.info("No active global concurrency limit '%s': bounding this run alone", limit_name)
+    yield wanted
+
+
+async def _report_progress(ctx: FleetContext, total: int, finished: list[int]) -> None:
+    artifact = await acreate_progress_artifact(
+        progress=0.0, key="splendor-fleet-progress", description=f"{total} sources"
+    )
+    last = -1
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_SECONDS)
+        if finished[0] != last:
+            last = finished[0]
+            await aupdate_progress_artifact(artifact, 100.0 * last / max(1, total))
+
+
+async def _sync_all(
+    ctx: FleetContext, keys: list[str], remote: dict[str, models.Source]
+) -> list[SourceOutcome]:
+    finished = [0]
+
+    async def one(source_key: str) -> SourceOutcome:
+        source = remote.get(source_key)
+        if source is None:
+            finished[0] += 1
+            return not_onboarded(source_key)
+        state = await fleet_source(source_key, source.source_id, return_state=True)
+        finished[0] += 1
+        try:
+            outcome: SourceOutcome = await state.result()
+            return outcome
+        except Exception as exc:
+            outcome = ctx.outcomes.get(source_key) or SourceOutcome(
+                source_key=source_key, source_id=source.source_id, status="failed"
+            )
+            outcome.status = "failed"
+            outcome.error = str(exc) or type(exc).__name__
+            return outcome
+
+    progress = asyncio.create_task(_report_progress(ctx, len(keys), finished))
+    try:
+        return list(await asyncio.gather(*(one(key) for key in keys)))
+    finally:
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await progress
+
+
+def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
+    ordered = sorted(outcomes, key=lambda o: (o.status != "failed", o.source_key))
+    return [
+        {
+            "source_key": o.source_key,
+            "status": o.status,
+            "failed_step": o.step if o.status == "failed" else "",
+            "run_id": o.run_id,
+            "run_status": o.run_status,
+            "records": o.records_synced,
+            "attempts": o.sync_attempts,
+            "refresh_calls": o.refresh_calls,
+            "ingest": o.ingest_status,
+            "note": o.error or "; ".join(o.warnings),
+        }
+        for o in ordered
+    ]
+
+
+async def publish(summary: FleetSummary) -> None:
+    failed = [o for o in summary.outcomes if o.status == "failed"]
+    lines = "\n".join(f"- `{o.source_key}`: {o.error}" for o in failed[:50]) or "- none"
+    more = f"\n- … and {len(failed) - 50} more (see the table)" if len(failed) > 50 else ""
+    await acreate_markdown_artifact(
+        key="splendor-fleet-summary",
+        description="Fleet sync summary",
+        markdown=f"""# Fleet sync: {summary.succeeded} of {summary.sources} sources succeeded
+
+| tenant | sync_id (re-run with it to resume) | failed | resumed | refresh calls |
+|---|---|---|---|---|
+| `{summary.tenant}` | `{summary.sync_id}` | {summary.failed} | {summary.resumed} | {summary.refresh_calls} |
+
+## Failed sources
+
+{lines}{more}
+""",
+    )
+    await acreate_table_artifact(
+        key="splendor-fleet-sources",
+        table=summary_rows(summary.outcomes),
+        description=f"Every source of fleet sync {summary.sync_id}",
+    )
 
 
 async def run_fleet(options: FleetOptions) -> FleetSummary:
-    raise NotImplementedError
+    logger = get_run_logger()
+    specs = load_connectors(options.connectors_file).select(options.only)
+    keys = [spec.source_key for spec in specs]
+    config = await load_config(options.credentials_block)
+    tenant = config.effective_tenant_id or "-"
+    sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
+    logger.info("Fleet of %s source(s) for tenant %s, sync_id=%s", len(keys), tenant, sync_id)
+    history = RunHistory().load()
+    async with fleet_slots(options.concurrency_limit, options.max_concurrency) as slots:
+        config = config.model_copy(update={"max_concurrency": slots})
+        gate = RateGate(slots)
+        async with SplendorClient(config, gate=gate, transport=tasks.api.TRANSPORT_OVERRIDE) as client:
+            await client.preflight()
+            # One listing for the whole fleet: per-source lookups would list every source N times.
+            remote = {s.source_key: s for s in await client.list_sources()}
+            ctx = FleetContext(
+                client=client,
+                tenant=tenant,
+                sync_id=sync_id,
+                credentials_block=options.credentials_block,
+                trigger=options.trigger,
+                max_sync_attempts=options.max_sync_attempts,
+                poll=options.poll,
+                wait_for_ingest=options.wait_for_ingest,
+                history=history,
+                store=await get_result_store().aupdate_for_task(start_sync),
+            )
+            token = FLEET.set(ctx)
+            try:
+                outcomes = await _sync_all(ctx, keys, remote)
+            finally:
+                FLEET.reset(token)
+                history.save()
+    failed = [o for o in outcomes if o.status == "failed"]
+    summary = FleetSummary(
+        tenant=tenant,
+        sync_id=sync_id,
+        sources=len(outcomes),
+        succeeded=len(outcomes) - len(failed),
+        failed=len(failed),
+        resumed=sum(o.resumed for o in outcomes),
+        refresh_calls=sum(o.refresh_calls for o in outcomes),
+        api_slots=slots,
+        outcomes=outcomes,
+    )
+    await publish(summary)
+    if failed:
+        names = ", ".join(o.source_key for o in failed[:10]) + (" …" if len(failed) > 10 else "")
+        raise FleetFailed(
+            f"{len(failed)} of {len(outcomes)} source(s) failed ({names}); the others finished. "
+            f"See the 'splendor-fleet-summary' artifact; re-run with sync_id={sync_id} to retry only "
+            "what is unfinished.",
+            summary,
+        )
+    logger.info("Fleet done: %s source(s) synced", summary.succeeded)
+    return summary

@@ -1,0 +1,246 @@
+"""Connectors as code: diff a connectors file against the tenant (`plan`) and converge it (`apply`).
+
+The file's schema lives in `tasks/connectors_file.py` (the fleet flow reads it too); this module adds
+what only a human-driven rollout needs. What the API lets us change decides the actions:
+
+- missing source → onboard it with `connect_source(spec, sync=False)` (the resumable pipeline);
+- name, retention_days, search_config, semantic_config → `PUT /v1/admin/sources/{id}`;
+- credentials → re-provisioned when the Secret block's content no longer matches the fingerprint
+  of what was submitted last (see fingerprints.py), or when the API says they are not ready;
+- provider, dataset, bucket, role, prefix, streams, schedule cannot change in place: reported as
+  blocked (delete and re-create the source by hand), never applied silently;
+- sources of the tenant that the file does not list are reported, never deleted.
+"""
+
+import asyncio
+import json
+from typing import Any, Literal
+
+from prefect.blocks.system import Secret
+from pydantic import BaseModel
+
+from deployments import fingerprints
+from deployments.fingerprints import Fingerprint
+from splendor_api import SplendorClient, models
+from tasks.api import load_config, open_client
+from tasks.connectors_file import ConnectorsFile, load_connectors
+from tasks.source import config_drift
+from tasks.spec import SourceSpec
+
+Action = Literal["create", "update", "unchanged", "blocked", "not-in-file"]
+APPLY_CONCURRENCY = 4
+
+
+class Change(BaseModel):
+    source_key: str
+    source_id: int | None = None
+    provider_key: str | None = None
+    create: bool = False
+    updates: dict[str, dict[str, Any]] = {}  # field → {"from": remote, "to": wanted}
+    reprovision: str | None = None  # why the credentials must be submitted again
+    connect: bool = False
+    blocked: list[str] = []  # fields that differ but cannot change in place
+    unmanaged: bool = False
+
+    @property
+    def action(self) -> Action:
+        if self.unmanaged:
+            return "not-in-file"
+        if self.create:
+            return "create"
+        if self.updates or self.reprovision or self.connect:
+            return "update"
+        if self.blocked:
+            return "blocked"
+        return "unchanged"
+
+    def describe(self) -> str:
+        parts = []
+        for name, change in self.updates.items():
+            parts.append(f"{name}: {_short(change['from'])} → {_short(change['to'])}")
+        if self.reprovision:
+            parts.append(f"credentials: {self.reprovision}")
+        if self.connect:
+            parts.append("connection: missing → create")
+        if self.blocked:
+            parts.append("cannot change in place: " + ", ".join(self.blocked) + " (re-create the source)")
+        return "; ".join(parts)
+
+
+class Plan(BaseModel):
+    tenant: str
+    file: str
+    changes: list[Change]
+
+    def count(self, action: Action) -> int:
+        return sum(c.action == action for c in self.changes)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action in ("create", "update") for c in self.changes)
+
+    def totals(self) -> str:
+        return (
+            f"{self.count('create')} to create, {self.count('update')} to update, "
+            f"{self.count('unchanged')} unchanged, {self.count('blocked')} blocked, "
+            f"{self.count('not-in-file')} in the tenant but not in the file"
+        )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+async def secret_value(block_name: str) -> Any:
+    value = (await Secret.aload(block_name)).get()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def immutable_drift(spec: SourceSpec, source: models.Source, state: models.AirbyteState) -> list[str]:
+    differs = []
+    if state.provider_key != spec.provider_key:
+        differs.append("provider_key")
+    for name in ("dataset_id", "bucket", "iam_role_arn", "prefix"):
+        if (getattr(source, name) or "") != (getattr(spec, name) or ""):
+            differs.append(name)
+    if spec.streams is not None and state.streams and sorted(state.streams) != sorted(spec.streams):
+        differs.append("streams")
+    wanted_cron = spec.schedule.cron if spec.schedule else None
+    if (state.cron_expression or None) != wanted_cron:
+        differs.append("schedule")
+    return differs
+
+
+def updatable_drift(spec: SourceSpec, source: models.Source) -> dict[str, dict[str, Any]]:
+    drift = config_drift(spec, source)
+    if spec.retention_days is None:
+        # A partial update cannot clear a value: leaving it out of the file means "don't manage it".
+        drift.pop("retention_days", None)
+    current = source.model_dump(mode="json")
+    changes = {name: {"from": current.get(name), "to": value} for name, value in drift.items()}
+    if spec.source_name and source.name != spec.source_name:
+        changes["name"] = {"from": source.name, "to": spec.source_name}
+    return changes
+
+
+async def _credential_check(
+    spec: SourceSpec, state: models.AirbyteState, auth_mode: str, known: Fingerprint | None
+) -> str | None:
+    if auth_mode != "api_key":
+        return None if state.credentials_ready else f"{state.credential_status} (OAuth consent needed)"
+    if not state.credentials_ready:
+        return f"{state.credential_status} → ready"
+    if not spec.credentials_secret:
+        return None
+    if known is None:
+        return "no fingerprint on record (submitted outside this tool) → submit once"
+    if known.secret_block != spec.credentials_secret:
+        return f"Secret block changed ({known.secret_block} → {spec.credentials_secret})"
+    if not known.matches(await secret_value(spec.credentials_secret)):
+        return f"content of Secret block '{spec.credentials_secret}' changed since {known.applied_at}"
+    return None
+
+
+async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) -> Plan:
+    providers = {p.provider_key: p for p in await client.list_providers()}
+    remote = {s.source_key: s for s in await client.list_sources()}
+    known = await fingerprints.read_all(tenant, [s.source_key for s in file.sources])
+    changes: list[Change] = []
+    for spec in file.sources:
+        change = Change(source_key=spec.source_key, provider_key=spec.provider_key)
+        source = remote.get(spec.source_key)
+        if source is None:
+            change.create = True
+            changes.append(change)
+            continue
+        change.source_id = source.source_id
+        state = (await client.get_airbyte_source(source.source_id)).airbyte
+        change.blocked = immutable_drift(spec, source, state)
+        if "provider_key" not in change.blocked:
+            change.updates = updatable_drift(spec, source)
+            provider = providers.get(spec.provider_key)
+            auth_mode = provider.auth_mode if provider else "api_key"
+            change.reprovision = await _credential_check(spec, state, auth_mode, known.get(spec.source_key))
+            change.connect = not state.has_connection
+        changes.append(change)
+    listed = {s.source_key for s in file.sources}
+    for key, source in sorted(remote.items()):
+        if key not in listed:
+            changes.append(Change(source_key=key, source_id=source.source_id, unmanaged=True))
+    return Plan(tenant=tenant, file=file.path, changes=changes)
+
+
+async def plan(path: str, credentials_block: str | None = None) -> Plan:
+    file = load_connectors(path)
+    config = await load_config(credentials_block)
+    async with open_client(credentials_block) as client:
+        await client.preflight()
+        return await build_plan(file, client, config.effective_tenant_id or "-")
+
+
+class ApplyResult(BaseModel):
+    plan: Plan
+    applied: list[str] = []
+    failed: dict[str, str] = {}
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.plan.count("blocked")
+
+
+async def _record_fingerprint(tenant: str, spec: SourceSpec) -> None:
+    if spec.credentials_secret:
+        value = await secret_value(spec.credentials_secret)
+        await fingerprints.save(
+            tenant, spec.source_key, fingerprints.new_fingerprint(value, spec.credentials_secret)
+        )
+
+
+async def _apply_one(
+    change: Change, spec: SourceSpec, client: SplendorClient, tenant: str, credentials_block: str | None
+) -> None:
+    from flows.connect_source import connect_source
+
+    if change.updates and change.source_id is not None:
+        update = models.SourceUpdate(**{name: diff["to"] for name, diff in change.updates.items()})
+        await client.update_source(change.source_id, update)
+    if change.create or change.reprovision or change.connect:
+        # The resumable pipeline does the onboarding; force re-submits credentials that are "ready".
+        await connect_source(
+            spec,
+            sync=False,
+            force=bool(change.reprovision) and not change.create,
+            credentials_block=credentials_block,
+        )
+        await _record_fingerprint(tenant, spec)
+
+
+async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
+    file = load_connectors(path)
+    specs = {s.source_key: s for s in file.sources}
+    config = await load_config(credentials_block)
+    tenant = config.effective_tenant_id or "-"
+    async with open_client(credentials_block) as client:
+        await client.preflight()
+        current = await build_plan(file, client, tenant)
+        result = ApplyResult(plan=current)
+        slots = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def run(change: Change) -> None:
+            async with slots:
+                try:
+                    await _apply_one(change, specs[change.source_key], client, tenant, credentials_block)
+                except Exception as exc:
+                    result.failed[change.source_key] = str(exc) or type(exc).__name__
+                else:
+                    result.applied.append(change.source_key)
+
+        await asyncio.gather(*(run(c) for c in current.changes if c.action in ("create", "update")))
+    result.applied.sort()
+    return result

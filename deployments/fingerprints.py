@@ -1,0 +1,91 @@
+"""What credentials we last submitted for each source, as salted hashes: the API never shows them back.
+
+Provisioning is write-only, so a declarative tool cannot diff credentials against the API (the
+reason other tools' plans never converge, or ignore secrets altogether). We keep, per source, a
+salted SHA-256 of the canonical JSON we submitted, in a Prefect Variable: shared by everyone who
+applies against the same Prefect server, never the value, and useless for recovering it when the
+credential has real entropy (API keys, passwords). A changed Secret block hashes differently, so
+`plan` shows a re-provision; an unchanged one converges to "no changes".
+"""
+
+import hashlib
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from pydantic import BaseModel
+
+TAG = "splendor-credential-fingerprint"
+PAGE = 200
+
+
+class Fingerprint(BaseModel):
+    salt: str
+    digest: str
+    secret_block: str
+    applied_at: str
+
+    def matches(self, value: Any) -> bool:
+        return secrets.compare_digest(self.digest, digest(self.salt, value))
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(salt: str, value: Any) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + canonical(value)).hexdigest()
+
+
+def new_fingerprint(value: Any, secret_block: str) -> Fingerprint:
+    salt = secrets.token_hex(16)
+    return Fingerprint(
+        salt=salt,
+        digest=digest(salt, value),
+        secret_block=secret_block,
+        applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def variable_name(tenant: str, source_key: str) -> str:
+    # Variable names allow letters, digits, '-' and '_': a hash keeps "a.b" and "a_b" apart.
+    slug = re.sub(r"[^a-z0-9_-]", "_", f"{tenant}-{source_key}".lower())[:180]
+    tail = hashlib.sha256(f"{tenant}\0{source_key}".encode()).hexdigest()[:10]
+    return f"splendor_cred_{slug}_{tail}"
+
+
+async def read_all(tenant: str, source_keys: list[str]) -> dict[str, Fingerprint]:
+    """Fingerprints of these sources, read with a few paged filter calls rather than one per source."""
+    wanted = {variable_name(tenant, key): key for key in source_keys}
+    found: dict[str, Fingerprint] = {}
+    async with get_client() as client:
+        offset = 0
+        while True:
+            response = await client._client.post(
+                "/variables/filter",
+                json={"variables": {"tags": {"all_": [TAG]}}, "limit": PAGE, "offset": offset},
+            )
+            response.raise_for_status()
+            page = response.json()
+            for item in page:
+                key = wanted.get(item.get("name", ""))
+                if key is not None and isinstance(item.get("value"), dict):
+                    found[key] = Fingerprint.model_validate(item["value"])
+            if len(page) < PAGE:
+                return found
+            offset += PAGE
+
+
+async def save(tenant: str, source_key: str, fingerprint: Fingerprint) -> None:
+    name = variable_name(tenant, source_key)
+    value = fingerprint.model_dump()
+    async with get_client() as client:
+        existing = await client.read_variable_by_name(name)
+        if existing is None:
+            await client.create_variable(VariableCreate(name=name, value=value, tags=[TAG]))
+        else:
+            await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
