@@ -1,0 +1,125 @@
+"""The fleet flow against the emulator: isolation of failures, resume, bounded concurrency, 503 pauses."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from bench.seed import bench_spec, connectors_yaml, onboard
+from flows.sync_fleet import sync_fleet
+from splendor_api import SplendorClient, SplendorConfig
+from splendor_emulator import Emulator
+from tasks.fleet import FleetFailed
+from tests.fleet.conftest import RecordingTransport
+
+REFRESH = "POST /v1/admin/airbyte-runs/{run_id}/refresh"
+SYNC = "POST /v1/admin/airbyte-sources/{source_id}/sync"
+
+
+async def _fleet_file(tmp_path: Path, prefix: str, count: int) -> Path:
+    specs = [bench_spec(i, source_key=f"{prefix}-{i:02d}") for i in range(count)]
+    async with SplendorClient(SplendorConfig.from_env()) as client:
+        await onboard(client, specs)
+    path = tmp_path / "connectors.yaml"
+    path.write_text(connectors_yaml(specs))
+    return path
+
+
+async def _artifact(key: str) -> object:
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+        )
+    assert found, f"no artifact {key}"
+    return found[0].data
+
+
+async def test_one_failing_source_does_not_stop_the_others(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    path = await _fleet_file(tmp_path, source_key, 6)
+    broken = f"{source_key}-03"
+    emulator.add_fault(kind="run_fail", source_key=broken, error_message="connector exited with code 1")
+    with pytest.raises(FleetFailed) as caught:
+        await sync_fleet(connectors_file=str(path), max_sync_attempts=2, concurrency_limit=None)
+    summary = caught.value.summary
+    by_key = {o.source_key: o for o in summary.outcomes}
+    assert summary.failed == 1 and summary.succeeded == 5
+    assert by_key[broken].status == "failed" and by_key[broken].step == "poll"
+    assert "2 sync attempt(s) failed" in (by_key[broken].error or "")
+    assert all(o.ingest_run_ids for k, o in by_key.items() if k != broken)
+    assert "1 of 6 source(s) failed" in str(caught.value)
+    table = await _artifact("splendor-fleet-sources")
+    assert broken in str(table) and "connector exited with code 1" in str(table)
+
+    # Re-running with the same sync_id touches only the failed source.
+    emulator.clear_faults()
+    emulator.reset_counters()
+    again = await sync_fleet(
+        connectors_file=str(path), sync_id=summary.sync_id, max_sync_attempts=2, concurrency_limit=None
+    )
+    assert again.failed == 0
+    assert emulator.counts().get(SYNC, 0) == 1
+    assert all(o.resumed for o in again.outcomes)
+    # The two failed attempts came back from checkpoints and did not count against the new budget.
+    assert next(o for o in again.outcomes if o.source_key == broken).sync_attempts == 3
+
+
+async def test_api_concurrency_is_bounded(
+    emulator: Emulator, tmp_path: Path, source_key: str, recorder: RecordingTransport
+) -> None:
+    path = await _fleet_file(tmp_path, source_key, 12)
+    emulator.add_fault(kind="latency", route="*", seconds=0.1)
+    summary = await sync_fleet(connectors_file=str(path), max_concurrency=3, concurrency_limit=None)
+    assert summary.succeeded == 12
+    assert recorder.peak == 3
+
+
+async def test_a_503_pauses_the_whole_fleet(
+    emulator: Emulator, tmp_path: Path, source_key: str, recorder: RecordingTransport
+) -> None:
+    path = await _fleet_file(tmp_path, source_key, 8)
+    emulator.add_fault(kind="unavailable", route=REFRESH, count=1, retry_after="1")
+    summary = await sync_fleet(connectors_file=str(path), concurrency_limit=None)
+    assert summary.failed == 0
+    shed = [entry for entry in recorder.log if entry[3] == 503]
+    assert len(shed) == 1
+    answered = shed[0][1]
+    # Nothing else left while the gate was closed (allow for scheduling jitter at the edges).
+    during = [e for e in recorder.log if answered + 0.05 < e[0] < answered + 0.95]
+    assert during == []
+
+
+async def test_a_global_concurrency_limit_caps_the_fleet(
+    emulator: Emulator, tmp_path: Path, source_key: str, recorder: RecordingTransport
+) -> None:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    path = await _fleet_file(tmp_path, source_key, 6)
+    name = f"splendor-api-{source_key}"
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=2))
+    emulator.add_fault(kind="latency", route="*", seconds=0.1)
+    summary = await sync_fleet(connectors_file=str(path), max_concurrency=10, concurrency_limit=name)
+    assert summary.api_slots == 2 and summary.succeeded == 6
+    assert recorder.peak <= 2
+    async with get_client() as client:
+        limit = await client.read_global_concurrency_limit_by_name(name)
+    assert limit.active_slots == 0  # released at the end
+
+
+async def test_unknown_sources_and_bad_filters_are_reported(tmp_path: Path, source_key: str) -> None:
+    path = await _fleet_file(tmp_path, source_key, 1)
+    extra = bench_spec(99, source_key=f"{source_key}-missing")
+    path.write_text(connectors_yaml([bench_spec(0, source_key=f"{source_key}-00"), extra]))
+    with pytest.raises(FleetFailed) as caught:
+        await sync_fleet(connectors_file=str(path), concurrency_limit=None)
+    missing = next(o for o in caught.value.summary.outcomes if o.source_key == extra.source_key)
+    assert missing.step == "lookup" and "splendor-flows apply" in (missing.error or "")
+    from tasks.connectors_file import ConnectorsFileError
+
+    with pytest.raises(ConnectorsFileError, match="matches no source_key"):
+        await sync_fleet(connectors_file=str(path), only=["zzz-*"], concurrency_limit=None)
+    await asyncio.sleep(0)
