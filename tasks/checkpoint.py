@@ -54,13 +54,13 @@ def checkpoint_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
 CHECKPOINT = CachePolicy.from_cache_key_fn(checkpoint_key)
 
 
-def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Refuse a Prefect retry when the HTTP layer already retried or the error is permanent.
 
     Without this the two layers multiply: 6 HTTP attempts x 3 task attempts on every outage.
     """
     try:
-        state.result()
+        await state.aresult()
     except (PermanentStepError, DeadlineExceeded):
         return False
     except SplendorError as exc:

@@ -60,7 +60,8 @@ async def test_same_sync_id_twice_makes_no_new_calls(
 async def test_storm_of_503_and_dropped_connections(
     emulator: Emulator, source_key: str, stripe_secret: str
 ) -> None:
-    # Every mutating route first sheds load twice, then processes a call but drops the connection.
+    # Every mutating route first sheds load twice, then processes a call but drops the connection
+    # (faults apply in the order they were added).
     for route in (
         "POST /v1/admin/airbyte-sources",
         "POST /v1/admin/airbyte-sources/{source_id}/provision",
@@ -68,8 +69,8 @@ async def test_storm_of_503_and_dropped_connections(
         "POST /v1/admin/airbyte-sources/{source_id}/sync",
         "POST /v1/admin/airbyte-sources/{source_id}/enqueue-ingest",
     ):
-        emulator.add_fault(route=route, kind="drop_after", count=1)
         emulator.add_fault(route=route, kind="unavailable", count=2, retry_after="0")
+        emulator.add_fault(route=route, kind="drop_after", count=1)
     emulator.add_fault(
         route="POST /v1/admin/airbyte-runs/{run_id}/refresh", kind="unavailable", count=3, retry_after="0"
     )
