@@ -1,6 +1,7 @@
 """Step 3: credentials. API-key providers are provisioned from a Secret block; OAuth providers
 publish a consent link and wait for an admin (or take a `secret_id` given up front)."""
 
+import asyncio
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
@@ -110,8 +111,6 @@ async def _oauth(
 
 
 async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, timeout_seconds: int) -> None:
-    import asyncio
-
     started = datetime.now(UTC)
     delay = 1.0
     while (datetime.now(UTC) - started).total_seconds() < timeout_seconds:
