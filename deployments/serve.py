@@ -5,21 +5,25 @@ limits cannot drift from what `prefect deploy --all` registers. Each flow run ex
 subprocess of this one; stopping it pauses the schedules but leaves the deployments (and the trigger
 automation) on the server: `prefect deployment delete` removes them for good.
 
-    python -m deployments.serve [--only after-upload,sync-source] [--limit 4]
+    python -m deployments.serve [--only after-upload,sync-source] [--limit 4] [--replace]
 """
 
 import argparse
+import asyncio
 import datetime as dt
 import os
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import yaml
 from prefect import serve
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.exceptions import ObjectNotFound
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, RRule, Schedule
 
@@ -91,10 +95,42 @@ def build_all(only: set[str] | None = None) -> list[RunnerDeployment]:
     return deployments
 
 
+async def pool_deployments(deployments: list[RunnerDeployment]) -> list[tuple[str, UUID]]:
+    """Deployments of the same name that `prefect deploy` made for a work pool.
+
+    Serving over one of them does not work: the served run would follow the pool deployment's code
+    storage and pull steps and crash, and a worker on that pool would race the serve process for runs.
+    """
+    found = []
+    async with get_client() as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                existing = await client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                found.append((name, existing.id))
+    return found
+
+
+async def delete_deployments(ids: list[UUID]) -> None:
+    async with get_client() as client:
+        for deployment_id in ids:
+            # The trigger's automation is owned by the deployment but outlives it: remove it first.
+            await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+            await client.delete_deployment(deployment_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="comma-separated deployment names to serve (default: all)")
     parser.add_argument("--limit", type=int, default=4, help="flow runs executing at once (default 4)")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete same-named deployments that `prefect deploy` made for a work pool, then serve",
+    )
     args = parser.parse_args(argv)
     # Entry points in prefect.yaml are relative to the checkout; so are paths like connectors_file.
     os.chdir(REPO)
@@ -103,6 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     if not deployments:
         print("nothing to serve", file=sys.stderr)
         return 1
+    conflicts = asyncio.run(pool_deployments(deployments))
+    if conflicts and not args.replace:
+        names = ", ".join(name for name, _ in conflicts)
+        print(
+            f"{names} already deployed to a work pool (prefect deploy). Serve one way or the other: "
+            "re-run with --replace to delete those deployments and serve instead.",
+            file=sys.stderr,
+        )
+        return 2
+    if conflicts:
+        asyncio.run(delete_deployments([deployment_id for _, deployment_id in conflicts]))
     serve(*deployments, limit=args.limit)
     return 0
 

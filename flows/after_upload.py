@@ -118,7 +118,9 @@ async def _publish(summary: AfterUploadSummary) -> None:
     table = "\n".join(f"| {name} | {value if value is not None else '-'} |" for name, value in rows)
     notes = "\n".join(f"- {n}" for n in summary.notes) or "- none"
     await acreate_markdown_artifact(
-        markdown=f"# After upload: `{summary.source_key}`\n\n| | |\n|---|---|\n{table}\n\n## Notes\n\n{notes}\n",
+        markdown=(
+            f"# After upload: `{summary.source_key}`\n\n| | |\n|---|---|\n{table}\n\n## Notes\n\n{notes}\n"
+        ),
         key="splendor-after-upload-" + "".join(c if c.isalnum() else "-" for c in summary.source_key.lower()),
         description="What the last upload of this source triggered",
     )

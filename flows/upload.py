@@ -8,8 +8,8 @@ import asyncio
 from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from prefect.artifacts import acreate_table_artifact
+from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.pipeline import tenant_of

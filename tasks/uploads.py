@@ -460,7 +460,8 @@ async def wait_upload_ready(scope: Scope, upload_session_id: str, poll: PollOpti
                     raise PermanentStepError(
                         "upload-ready",
                         scope.source_key,
-                        f"ingestion of upload {upload_session_id} (run {state.ingest_run_id}) ended {status}: {detail}",
+                        f"ingestion of upload {upload_session_id} (run {state.ingest_run_id}) "
+                        f"ended {status}: {detail}",
                         "fix the file and upload it again",
                     )
                 if status is not None and status not in INGEST_ACTIVE:

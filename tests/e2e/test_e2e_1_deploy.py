@@ -1,0 +1,56 @@
+"""`prefect deploy --all` registers every deployment of prefect.yaml, its schedules, limits and trigger."""
+
+import pytest
+
+from .conftest import PREFECT, Stack, api, deployment_id
+
+pytestmark = pytest.mark.e2e
+
+NAMES = {"connect-source", "sync-source", "after-upload", "sync-fleet"}
+
+
+def _state(stack: Stack) -> tuple[dict[str, int], list[dict]]:
+    deployments = api(stack, "POST", "/deployments/filter", json={})
+    counts: dict[str, int] = {}
+    for d in deployments:
+        counts[d["name"]] = counts.get(d["name"], 0) + 1
+    automations = api(stack, "POST", "/automations/filter", json={})
+    return counts, automations
+
+
+def test_deploy_all_registers_once_and_redeploy_does_not_duplicate(deployed: Stack) -> None:
+    first_counts, first_automations = _state(deployed)
+    assert first_counts == dict.fromkeys(NAMES, 1)
+    assert [a["name"] for a in first_automations] == ["splendor-upload-completed"]
+
+    deployed.run(PREFECT, "--no-prompt", "deploy", "--all", timeout=120)
+    counts, automations = _state(deployed)
+    assert counts == first_counts
+    assert len(automations) == 1
+
+    sync = api(deployed, "GET", f"/deployments/{deployment_id(deployed, 'sync-source')}")
+    schedules = {s["slug"]: s for s in sync["schedules"]}
+    assert set(schedules) == {"stripe-demo-nightly", "hubspot-crm-hourly", "zendesk-support-6h"}
+    assert [slug for slug, s in schedules.items() if s["active"]] == ["stripe-demo-nightly"]
+    assert schedules["stripe-demo-nightly"]["parameters"] == {
+        "source_key": "stripe-demo",
+        "trigger": "scheduled",
+    }
+    assert schedules["stripe-demo-nightly"]["schedule"]["cron"] == "0 3 * * *"
+    assert sync["global_concurrency_limit"]["limit"] == 1
+    assert sync["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    assert sync["work_pool_name"] == "splendor-local"
+    assert sync["enforce_parameter_schema"] is True
+
+    trigger = automations[0]["trigger"]
+    assert trigger["expect"] == ["splendor.upload.completed"]
+    assert trigger["match"] == {"prefect.resource.id": "splendor.source.*"}
+    action = automations[0]["actions"][0]
+    assert action["type"] == "run-deployment"
+    assert action["deployment_id"] == deployment_id(deployed, "after-upload")
+    assert action["parameters"]["event_id"] == "{{ event.id | string }}"
+
+    connect = api(deployed, "GET", f"/deployments/{deployment_id(deployed, 'connect-source')}")
+    spec_schema = connect["parameter_openapi_schema"]
+    assert "spec" in spec_schema["required"]
+    assert spec_schema["properties"]["sync_id"]["description"].startswith("leave empty")

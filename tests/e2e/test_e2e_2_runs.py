@@ -1,0 +1,188 @@
+"""Runs through the deployed deployments and a process worker: manual, concurrent and event-triggered."""
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from splendor_api import SplendorClient, SplendorConfig, models
+
+from .conftest import (
+    BIN,
+    PREFECT,
+    TOKEN,
+    Proc,
+    Stack,
+    api,
+    deployment_id,
+    flow_runs,
+    run_async,
+    wait_for_runs,
+)
+
+pytestmark = pytest.mark.e2e
+
+SOURCE = "e2e-stripe"
+CATALOG = "e2e-catalog"
+ENQUEUE = "POST /v1/admin/airbyte-sources/{source_id}/enqueue-ingest"
+SECRET_BLOCK = "e2e-stripe-credentials"
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    values = {
+        "provider_key": "stripe",
+        "source_key": SOURCE,
+        "dataset_id": "payments",
+        "bucket": "acme-connectors",
+        "iam_role_arn": "arn:aws:iam::123456789012:role/acme-splendor",
+        "streams": ["charges", "customers"],
+        "credentials_secret": SECRET_BLOCK,
+    }
+    return values | overrides
+
+
+def create_run(stack: Stack, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    path = f"/deployments/{deployment_id(stack, deployment)}/create_flow_run"
+    run: dict[str, Any] = api(stack, "POST", path, json={"parameters": parameters})
+    return run
+
+
+def wait_run(stack: Stack, deployment: str, run_id: str, timeout: float = 90.0) -> dict[str, Any]:
+    [run] = wait_for_runs(stack, deployment, lambda r: r["id"] == run_id, timeout=timeout)
+    return run
+
+
+def splendor_call(stack: Stack, action: Any) -> Any:
+    async def go() -> Any:
+        config = SplendorConfig(api_base=stack.emulator.base_url, tenant_id="acme", token=TOKEN)
+        async with SplendorClient(config) as client:
+            return await action(client)
+
+    return run_async(go())
+
+
+def emit_raw(stack: Stack, event_id: str, source_key: str, payload: dict[str, Any]) -> None:
+    """What any uploader can do without Prefect installed: POST the event to the server's /events."""
+    event = {
+        "id": event_id,
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": "splendor.upload.completed",
+        "resource": {
+            "prefect.resource.id": f"splendor.source.acme.{source_key}",
+            "splendor.tenant": "acme",
+            "splendor.source_key": source_key,
+        },
+        "payload": payload,
+    }
+    api(stack, "POST", "/events", json=[event])
+
+
+def seconds(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+@pytest.fixture(scope="module")
+def connected(deployed: Stack, worker: Proc) -> dict[str, Any]:
+    """A manual run of connect-source with good parameters, as an admin would start it from the UI."""
+    from prefect.blocks.system import Secret
+
+    with temporary_settings(updates={PREFECT_API_URL: deployed.api_url}):
+        Secret(
+            value={
+                "api_key": "sk_test_e2e0000000000000",
+                "account_id": "acct_e2e",
+                "start_date": "2026-01-01",
+            }
+        ).save(SECRET_BLOCK, overwrite=True)
+    run = create_run(deployed, "connect-source", {"spec": spec()})
+    return wait_run(deployed, "connect-source", run["id"], timeout=120)
+
+
+def test_manual_run_bad_parameters_rejected_good_run_completes(
+    deployed: Stack, connected: dict[str, Any]
+) -> None:
+    bad = deployed.run(
+        PREFECT,
+        "deployment",
+        "run",
+        "connect-source/connect-source",
+        "--params",
+        json.dumps({"spec": spec(bucket="Not_A_Bucket")}),
+        check=False,
+    )
+    assert bad.returncode != 0
+    assert "Validation failed" in bad.stdout + bad.stderr
+    assert "bucket" in bad.stdout + bad.stderr
+    assert connected["state"]["type"] == "COMPLETED", connected["state"]
+    source = splendor_call(deployed, lambda c: c.find_source(SOURCE))
+    assert source is not None
+
+
+def test_two_sync_source_runs_of_one_deployment_never_overlap(
+    deployed: Stack, connected: dict[str, Any]
+) -> None:
+    first = create_run(deployed, "sync-source", {"source_key": SOURCE, "trigger": "manual"})
+    second = create_run(deployed, "sync-source", {"source_key": SOURCE, "trigger": "manual"})
+    done = {
+        r["id"]: r
+        for r in wait_for_runs(
+            deployed, "sync-source", lambda r: r["id"] in {first["id"], second["id"]}, 2, 120
+        )
+    }
+    a, b = sorted(done.values(), key=lambda r: seconds(r["start_time"]))
+    assert a["state"]["type"] == b["state"]["type"] == "COMPLETED"
+    assert seconds(b["start_time"]) >= seconds(a["end_time"]), "the two syncs ran at the same time"
+    states = api(deployed, "GET", "/flow_run_states/", params={"flow_run_id": b["id"]})
+    assert "AwaitingConcurrencySlot" in {s["name"] for s in states}
+
+
+def test_upload_event_starts_after_upload_run(deployed: Stack, worker: Proc, tmp_path: Path) -> None:
+    splendor_call(
+        deployed,
+        lambda c: c.create_hosted_source(
+            models.CreateHostedSource(source_key=CATALOG, name="Catalog", dataset_id="products")
+        ),
+    )
+    data = tmp_path / "products.jsonl"
+    data.write_text("".join(json.dumps({"sku": i, "name": f"product {i}" * 8}) + "\n" for i in range(2500)))
+    assert data.stat().st_size > 3 * 64 * 1024  # multipart with the stack's 64 KiB parts
+    upload = deployed.run(str(BIN / "splendor-flows"), "upload", CATALOG, str(data), timeout=90)
+    emitted = time.time()
+    assert "multipart" in upload.stdout
+
+    [run] = wait_for_runs(deployed, "after-upload", lambda r: r["parameters"].get("source_key") == CATALOG)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    params = run["parameters"]
+    assert params["key"].endswith("/products.jsonl")
+    assert params["upload_session_id"].startswith("ups_")
+    uuid.UUID(params["event_id"])  # rendered with `| string`, not an InvalidJinja failure
+    print(f"upload event -> after-upload completed in {seconds(run['end_time']) - emitted:.1f} s")
+    [upload_state] = [
+        u for u in deployed.emulator.uploads("acme") if u["upload_session_id"] == params["upload_session_id"]
+    ]
+    assert upload_state["mode"] == "multipart"
+
+
+def test_duplicate_event_delivery_ingests_once(
+    deployed: Stack, worker: Proc, connected: dict[str, Any]
+) -> None:
+    event_id = str(uuid.uuid4())
+    before = deployed.emulator.count(ENQUEUE)
+    emit_raw(deployed, event_id, SOURCE, {"key": "drops/extra.jsonl"})
+    emit_raw(deployed, event_id, SOURCE, {"key": "drops/extra.jsonl"})
+    mine = lambda r: r["parameters"].get("event_id") == event_id  # noqa: E731
+    [run] = wait_for_runs(deployed, "after-upload", mine)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert deployed.emulator.count(ENQUEUE) - before == 1
+
+    # A redelivery Prefect itself does not recognise (e.g. after a server restart) still ingests once:
+    # the event id is the checkpoint key, so the second run finds every step finished.
+    again = create_run(deployed, "after-upload", run["parameters"])
+    assert wait_run(deployed, "after-upload", again["id"])["state"]["type"] == "COMPLETED"
+    assert len([r for r in flow_runs(deployed, "after-upload") if mine(r)]) == 2
+    assert deployed.emulator.count(ENQUEUE) - before == 1
