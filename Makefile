@@ -38,6 +38,10 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# One table of fleet, polling and overhead figures (docs/fleet.md). BENCH_N=1000 for the big fleet.
+bench: $(STAMP)
+	$(PY) -m bench
+
 emulator: $(STAMP)
 	$(PY) -m splendor_emulator --host 127.0.0.1 --port 8765 --state var/emulator.sqlite
 
