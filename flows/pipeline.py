@@ -14,10 +14,10 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from splendor_api import SplendorConfig
+from splendor_api import SplendorConfig, SplendorError
 from tasks.api import load_config, open_client
 from tasks.checkpoint import Scope
-from tasks.errors import PermanentStepError, StepError
+from tasks.errors import PermanentStepError, StepError, label_failure
 from tasks.ingest import enqueue_ingest, wait_for_ingest
 from tasks.polling import PollOptions
 from tasks.results import FinishedRun, IngestResult
@@ -65,14 +65,18 @@ def tenant_of(config: SplendorConfig) -> str:
 
 async def resolve_scope(source_key: str, sync_id: str | None, credentials_block: str | None) -> Scope:
     """Fix the checkpoint scope and check the token before anything else happens."""
-    config = await load_config(credentials_block)
+    try:
+        config = await load_config(credentials_block)
+    except SplendorError as exc:
+        label_failure(exc, "preflight", source_key)
+        raise
     scope = Scope(
         tenant=tenant_of(config),
         source_key=source_key,
         sync_id=sync_id or str(flow_run.get_id() or "local"),
         credentials_block=credentials_block,
     )
-    async with open_client(credentials_block) as client:
+    async with open_client(credentials_block, step="preflight", source_key=source_key) as client:
         await client.preflight()
     get_run_logger().info(
         "Pipeline for %s/%s with sync_id=%s (pass it to resume in a new run)",

@@ -39,7 +39,7 @@ async def sync_source(
         expected_seconds: typical run duration, to poll near the expected end.
     """
     scope = await resolve_scope(source_key, sync_id, credentials_block)
-    async with open_client(credentials_block) as client:
+    async with open_client(credentials_block, step="sync", source_key=source_key) as client:
         source = await client.find_source(source_key)
         if source is None:
             raise PermanentStepError(

@@ -14,7 +14,8 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from splendor_api import RateGate, SplendorClient, SplendorConfig
+from splendor_api import RateGate, SplendorClient, SplendorConfig, SplendorError
+from tasks.errors import label_failure
 
 
 class SplendorCredentials(Block):
@@ -79,8 +80,30 @@ async def load_config(credentials_block: str | None) -> SplendorConfig:
     return _tuned(SplendorConfig.from_env())
 
 
+def _step_of_current_task() -> tuple[str, str] | None:
+    """(step, source_key) when called from a pipeline step: the task's name and its scope argument."""
+    from prefect.context import TaskRunContext
+
+    ctx = TaskRunContext.get()
+    scope = ctx.parameters.get("scope") if ctx is not None else None
+    source_key = getattr(scope, "source_key", None)
+    if ctx is None or not isinstance(source_key, str):
+        return None
+    return ctx.task.name, source_key
+
+
 @contextlib.asynccontextmanager
-async def open_client(credentials_block: str | None) -> AsyncIterator[SplendorClient]:
-    config = await load_config(credentials_block)
-    async with SplendorClient(config, gate=shared_gate(config), transport=TRANSPORT_OVERRIDE) as client:
-        yield client
+async def open_client(
+    credentials_block: str | None, *, step: str | None = None, source_key: str | None = None
+) -> AsyncIterator[SplendorClient]:
+    """A client for one step. API errors escaping the block name the step and source they hit
+    (given here, or taken from the running task), so a failed run says where it stopped."""
+    try:
+        config = await load_config(credentials_block)
+        async with SplendorClient(config, gate=shared_gate(config), transport=TRANSPORT_OVERRIDE) as client:
+            yield client
+    except SplendorError as exc:
+        where = (step, source_key) if step and source_key else _step_of_current_task()
+        if where is not None:
+            label_failure(exc, *where)
+        raise

@@ -1,5 +1,7 @@
 """Pipeline-level failures: each names the step, the source and what to do about it."""
 
+from splendor_api import SplendorError
+
 
 class StepError(Exception):
     """A pipeline step could not finish. The message is meant for the operator."""
@@ -30,3 +32,14 @@ class DeadlineExceeded(StepError):
 
     Not retried by Prefect: a retry would silently extend the deadline the user chose.
     """
+
+
+def label_failure(exc: SplendorError, step: str, source_key: str) -> None:
+    """Prefix an API error escaping a step with "[step] source 'key': ", like StepError's messages.
+
+    The type and attributes stay as they are (retry rules and callers branch on them); only the text
+    an operator reads in the failed run gains the step and the source it belongs to.
+    """
+    text = str(exc)
+    if not text.startswith("["):
+        exc.args = (f"[{step}] source '{source_key}': {text}",)

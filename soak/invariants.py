@@ -1,0 +1,163 @@
+"""End-of-soak checks, from the emulator's persisted state and the workers' reports only.
+
+Neither source trusts the pipeline's own view: the emulator's state is what really happened remotely,
+and the reports are what a user was told. A violation is a broken promise; the "known limit" figures
+(runs nobody reported, see docs/reliability.md) are counted apart because they are documented.
+"""
+
+import itertools
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from soak.jobs import Report
+
+STEPS = (
+    "validate",
+    "preflight",
+    "discover",
+    "create",
+    "provision",
+    "connect",
+    "sync",
+    "poll",
+    "ingest",
+)
+# StepError's shape: "[step] source 'key': what happened — what to do".
+CLEAR_CAUSE = re.compile(r"\[(?P<step>[a-z-]+)\] source '(?P<key>[^']+)': \S")
+
+
+@dataclass
+class Findings:
+    violations: list[str] = field(default_factory=list)
+    unreported_runs: int = 0
+    unreported_enqueued: int = 0
+    zero_record_runs: int = 0
+    failed_runs: int = 0
+
+    def add(self, rule: str, detail: str) -> None:
+        self.violations.append(f"{rule}: {detail}")
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def clear_cause(report: Report) -> bool:
+    """A failure names the step and the source it happened to."""
+    match = CLEAR_CAUSE.search(report.error or "")
+    return bool(match and match["step"] in STEPS and match["key"] == report.source_key)
+
+
+def check(
+    state: dict[str, Any],
+    reports: list[Report],
+    finals: dict[tuple[int, str], Report],
+    expected_phases: dict[int, list[str]],
+    resumes: dict[tuple[int, str], int],
+    max_resumes: int,
+) -> Findings:
+    """`finals` maps (pipeline, phase) to the last report; `resumes` counts new runs per phase."""
+    found = Findings()
+    sources_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for source in state["sources"]:
+        sources_by_key[source["source_key"]].append(source)
+    runs = {r["run_id"]: r for r in state["runs"]}
+    ingest_by_run: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for ingest in state["ingest_runs"]:
+        if ingest["connector_run_id"] is not None:
+            ingest_by_run[ingest["connector_run_id"]].append(ingest)
+
+    # 1. Every source exists exactly once.
+    keys = {r.source_key for r in reports}
+    for key in sorted(keys):
+        if len(sources_by_key.get(key, [])) > 1:
+            found.add("source exactly once", f"{key} exists {len(sources_by_key[key])} times")
+    for (pipeline, phase), final in finals.items():
+        if final.event == "done" and not sources_by_key.get(final.source_key):
+            found.add(
+                "source exactly once",
+                f"pipeline {pipeline} {phase} succeeded but {final.source_key} is missing",
+            )
+
+    # 2. One run in flight per source: each run starts after the previous one ended.
+    by_source: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs.values():
+        by_source[run["source_id"]].append(run)
+    for source_id, items in by_source.items():
+        items.sort(key=lambda r: (_ts(r["created_at"]) or 0.0, r["run_id"]))
+        for before, after in itertools.pairwise(items):
+            ended = _ts(before["completed_at"])
+            if ended is None or (_ts(after["created_at"]) or 0.0) < ended:
+                found.add(
+                    "no overlapping runs",
+                    f"source {source_id}: run {after['run_id']} started while run {before['run_id']} ran",
+                )
+
+    # 3. What users were told is true, and every reported succeeded run was enqueued exactly once.
+    reported_runs: set[int] = set()
+    for (pipeline, phase), final in finals.items():
+        if final.event != "done" or final.run_id is None:
+            continue
+        reported_runs.add(final.run_id)
+        run = runs.get(final.run_id)
+        if run is None:
+            found.add("reported run exists", f"pipeline {pipeline} {phase}: run {final.run_id} unknown")
+            continue
+        if run["status"] != "succeeded" or final.run_status != "succeeded":
+            found.add(
+                "reported run succeeded", f"run {final.run_id}: API {run['status']}, told {final.run_status}"
+            )
+        files = [f for f in run.get("files", []) if f["records"] > 0]
+        ingests = ingest_by_run.get(final.run_id, [])
+        if files:
+            ids = [i["ingest_run_id"] for i in ingests]
+            if len(ingests) != len(files) or len(set(ids)) != len(ids):
+                found.add(
+                    "enqueued exactly once",
+                    f"run {final.run_id}: {len(files)} landed file(s), {len(ingests)} ingest run(s)",
+                )
+            if sorted(ids) != sorted(final.ingest_run_ids):
+                found.add(
+                    "ingest reported", f"run {final.run_id}: told {final.ingest_run_ids}, API has {ids}"
+                )
+            not_ready = [i["ingest_run_id"] for i in ingests if i["status"] != "ready"]
+            if not_ready:
+                found.add("ingest ready", f"run {final.run_id}: {not_ready} not ready though reported done")
+        else:
+            found.zero_record_runs += 1
+            if ingests:
+                found.add("nothing to ingest", f"run {final.run_id} landed nothing but has ingest runs")
+
+    # Runs nobody reported: failed attempts (expected) and the documented lost-response duplicate.
+    for run_id, run in runs.items():
+        if run_id in reported_runs:
+            continue
+        if run["status"] == "failed":
+            found.failed_runs += 1
+        else:
+            found.unreported_runs += 1
+            if ingest_by_run.get(run_id):
+                found.unreported_enqueued += 1
+
+    # 4. No pipeline stuck: each phase finished, succeeded or failed with a cause, within the resume budget.
+    for pipeline, phases in expected_phases.items():
+        for phase in phases:
+            final = finals.get((pipeline, phase))
+            if final is None or final.event == "start":
+                found.add("not stuck", f"pipeline {pipeline} {phase} has no final outcome")
+            elif resumes.get((pipeline, phase), 0) > max_resumes:
+                found.add(
+                    "not stuck", f"pipeline {pipeline} {phase} needed {resumes[(pipeline, phase)]} resumes"
+                )
+
+    # 5. Every failure, final or resumed later, names its step and source.
+    for report in reports:
+        if report.event == "failed" and not clear_cause(report):
+            found.add(
+                "clear cause",
+                f"pipeline {report.pipeline} {report.phase}: {report.error_type}: {report.error}",
+            )
+    return found
