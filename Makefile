@@ -42,6 +42,23 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# A local Prefect server with its SQLite database under $(PREFECT_HOME); UI at http://127.0.0.1:4200.
+server: $(STAMP)
+	$(VENV)/bin/prefect server start --host $(PREFECT_SERVER_HOST) --port $(PREFECT_SERVER_PORT)
+
+# Serve every deployment of prefect.yaml from one process (needs `make server` in another terminal).
+serve: $(STAMP)
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api} \
+		$(PY) -m deployments.serve $(SERVE_ARGS)
+
+# Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing).
+deploy: $(STAMP)
+	@export PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api}; \
+	$(VENV)/bin/prefect work-pool inspect splendor-local >/dev/null 2>&1 || \
+		$(VENV)/bin/prefect work-pool create splendor-local --type process; \
+	$(VENV)/bin/prefect --no-prompt deploy --all && \
+	echo "Now start a worker: PREFECT_API_URL=$$PREFECT_API_URL $(VENV)/bin/prefect worker start --pool splendor-local"
+
 emulator: $(STAMP)
 	$(PY) -m splendor_emulator --host 127.0.0.1 --port 8765 --state var/emulator.sqlite
 
