@@ -236,9 +236,10 @@ def render(r: dict[str, Any], seconds: float) -> str:
 
     row("makespan (s)", "makespan", ".1f")
     ratio_cold, ratio_warm = fc["makespan"] / fl["makespan"], fw["makespan"] / ww["makespan"]
+    # The 1.25 target is set for N=200; larger fleets are reported against it for information.
+    met = ok(max(ratio_cold, ratio_warm) <= 1.25) if n <= 200 else "n/a"
     lines.append(
-        f"| makespan / floor | {ratio_cold:.2f} | 1 | {ratio_warm:.2f} | 1 | ≤ 1.25 (N=200) "
-        f"| {ok(max(ratio_cold, ratio_warm) <= 1.25)} |"
+        f"| makespan / floor | {ratio_cold:.2f} | 1 | {ratio_warm:.2f} | 1 | ≤ 1.25 (N=200) | {met} |"
     )
     row("API calls per source", "calls", ".2f")
     row("refresh calls per run", "refresh", ".2f")

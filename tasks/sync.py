@@ -18,7 +18,8 @@ from tasks.api import open_client
 from tasks.checkpoint import STEP_OPTIONS, Scope
 from tasks.errors import DeadlineExceeded, PermanentStepError
 from tasks.events import emit
-from tasks.polling import PollOptions, next_delay
+from tasks.history import RunHistory, run_duration
+from tasks.polling import Expectation, PollOptions, PollPlan
 from tasks.results import FinishedRun, StartedRun
 
 # How many times an "outcome unknown" start is re-sent within one task attempt: the next try gets
@@ -89,6 +90,14 @@ async def wait_for_run(
         progress=0.0, key="splendor-sync-progress", description=f"run {run_id} of {scope.source_key}"
     )
     last_status = ""
+    # An explicit expected duration wins; otherwise earlier runs of this source say when to look.
+    history = RunHistory().load()
+    expectation = (
+        Expectation.from_durations([expected_seconds])
+        if expected_seconds
+        else history.expectation(scope.tenant, scope.source_key)
+    )
+    plan = PollPlan(poll, expectation)
     async with open_client(scope.credentials_block) as client:
         while True:
             retry_after: float | None = None
@@ -103,6 +112,7 @@ async def wait_for_run(
                 retry_after = getattr(exc, "retry_after", None)
                 run = None
             if run is not None:
+                plan.observe(run.status)
                 if run.status != last_status:
                     logger.info("Run %s is %s", run_id, run.status)
                     last_status = run.status
@@ -126,8 +136,9 @@ async def wait_for_run(
                     f"run {run_id} still not finished after {poll.deadline_seconds:.0f} s",
                     "the run keeps going in Splendor; resume with the same sync_id to keep waiting",
                 )
-            age = (_age_seconds(run) if run is not None else None) or waited
-            await asyncio.sleep(next_delay(poll, polls, age, expected_seconds, retry_after))
+            # Run durations in the history are measured from creation, so the age must be too.
+            age = (run_duration(run.created_at, datetime.now(UTC)) if run is not None else None) or waited
+            await asyncio.sleep(plan.delay(age, retry_after))
     await aupdate_progress_artifact(progress_id, 100.0)
     finished = FinishedRun(
         run_id=run.run_id,
@@ -139,6 +150,10 @@ async def wait_for_run(
         polls=polls,
     )
     payload = finished.model_dump(exclude={"polls"})
+    took = run_duration(run.created_at, run.completed_at)
+    if run.status == "succeeded" and took is not None:
+        history.record(scope.tenant, scope.source_key, took)
+        history.save()
     if run.status == "succeeded":
         if not run.records_synced:
             logger.warning(
