@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from splendor_emulator.config import EmulatorConfig
+from splendor_emulator.config import EmulatorConfig, _default_api_keys, _default_tokens
 from splendor_emulator.faults import load_fault_file, parse_fault_spec
 from splendor_emulator.server import serve
 
@@ -117,6 +117,16 @@ def load_config(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig.model_validate(data)
 
 
+def shown_tokens(config: EmulatorConfig) -> str:
+    """The seed tokens are public demo values worth printing; tokens from a --config file may be real
+    (or canaries a test scans logs for), so they are only counted."""
+    seed = {t.token for t in _default_tokens()} | {k.token for k in _default_api_keys()}
+    tokens = [t.token for t in config.tokens] + [k.token for k in config.api_keys]
+    shown = [t for t in tokens if t in seed]
+    hidden = len(tokens) - len(shown)
+    return ", ".join(shown) + (f" (+{hidden} from --config, not shown)" if hidden else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ValueError, OSError) as exc:
         print(f"splendor_emulator: bad configuration: {exc}", file=sys.stderr)
         return 2
-    tokens = ", ".join([t.token for t in config.tokens] + [k.token for k in config.api_keys])
+    tokens = shown_tokens(config)
     print(
         f"Splendor emulator on http://{args.host}:{args.port}  state={args.state or 'memory'}",
         f" tokens: {tokens}",

@@ -142,7 +142,7 @@ def create_source(rt: Runtime, tenant: str, body: CreateAirbyteSourceRequest) ->
             ),
         )
         rt.store.put(connector)
-        rt.store.put(src)
+        rt.add_source(src)
         return envelope(rt, src)
 
 

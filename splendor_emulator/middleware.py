@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.routing import BaseRoute, Match
@@ -53,6 +54,29 @@ def _fault_response(spec: FaultSpec) -> tuple[int, dict[str, Any], list[tuple[by
     return 500, {"detail": "Internal Server Error"}, []
 
 
+async def _buffered(receive: Receive) -> Receive:
+    """Read the whole request body now, so a slow (hanging) server still processes the request after the
+    client has given up waiting: the effect happens, the client just never hears about it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class ObservingMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime, routes: list[BaseRoute]) -> None:
         self.app = app
@@ -77,19 +101,32 @@ class ObservingMiddleware:
             await asyncio.sleep(rt.config.latency_ms / 1000)
 
         fault = rt.faults.take_http(route_key, tenant)
-        status: int | None = None
-        dropped = False
+        fault_kind = fault.kind if fault else None
+
+        def log_mutation(status: int | None, dropped: bool = False) -> None:
+            # Logged before the response leaves, so a client that has its answer also finds it in the log.
+            if method not in _SAFE_METHODS:
+                rt.observer.record_mutation(
+                    tenant=tenant,
+                    method=method,
+                    route=template,
+                    path=path,
+                    path_params=params,
+                    status=status,
+                    fault=fault_kind,
+                    dropped=dropped,
+                )
 
         async def capture(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                log_mutation(message["status"])
             await send(message)
 
         if fault is not None and fault.kind in ("unavailable", "bad_gateway", "server_error"):
             # Rejected before the handler runs: the call has no effect, which is what makes it safe to retry.
             code, body, extra = _fault_response(fault)
             payload = json.dumps(body).encode()
+            log_mutation(code)
             await send(
                 {
                     "type": "http.response.start",
@@ -102,28 +139,17 @@ class ObservingMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": payload})
-            status = code
         elif fault is not None and fault.kind == "drop_after":
-            status = await self._drop_after(scope, receive, send)
-            dropped = True
+            await self._drop_after(scope, receive, send, log_mutation)
         else:
-            if fault is not None:  # latency or hang: wait, then serve normally
+            if fault is not None:  # latency or hang: take the request, wait, then serve it normally
+                receive = await _buffered(receive)
                 await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, capture)
 
-        if method not in _SAFE_METHODS:
-            rt.observer.record_mutation(
-                tenant=tenant,
-                method=method,
-                route=template,
-                path=path,
-                path_params=params,
-                status=status,
-                fault=fault.kind if fault else None,
-                dropped=dropped,
-            )
-
-    async def _drop_after(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+    async def _drop_after(
+        self, scope: Scope, receive: Receive, send: Send, log_mutation: Callable[[int | None, bool], None]
+    ) -> None:
         """Serve the request fully (its effect is committed), then close the TCP connection without a byte of
         response: the client cannot tell whether the call happened."""
         status: int | None = None
@@ -134,6 +160,7 @@ class ObservingMiddleware:
                 status = message["status"]
 
         await self.app(scope, receive, swallow)
+        log_mutation(status, True)
         # uvicorn hands the app a bound method of its per-request cycle, which holds the connection's
         # transport.
         transport = getattr(getattr(send, "__self__", None), "transport", None)
@@ -143,4 +170,3 @@ class ObservingMiddleware:
         # Let uvicorn process connection_lost, so it does not try to answer a request on a closed socket.
         for _ in range(5):
             await asyncio.sleep(0)
-        return status

@@ -87,7 +87,7 @@ async def create_hosted_source(
             created_at=now,
             updated_at=now,
         )
-        rt.store.put(src)
+        rt.add_source(src)
         return source_item(src)
 
 

@@ -41,6 +41,10 @@ class Runtime:
         self._definitions = {p.source_definition_id: p for p in config.providers}
         # Runs by source, so "is a run in flight?" does not scan every run of a 1,000-source fleet.
         self._runs_by_source: dict[int, list[int]] = {}
+        # (tenant, source_key) → source_id: create-source checks and every upload/log call look keys up.
+        self._source_keys: dict[tuple[str, str], int] = {
+            (src.tenant_id, src.source_key): src.source_id for src in store.all(SourceRec)
+        }
         # Runs not yet seen terminal: the only ones the background tick has to look at.
         self._unsettled: set[int] = set()
         for run in store.all(RunRec):
@@ -85,10 +89,14 @@ class Runtime:
         return rec
 
     def source_by_key(self, tenant: str, source_key: str) -> SourceRec | None:
-        return next(
-            (s for s in self.store.all(SourceRec) if s.tenant_id == tenant and s.source_key == source_key),
-            None,
-        )
+        source_id = self._source_keys.get((tenant, source_key))
+        return self.store.get(SourceRec, source_id) if source_id is not None else None
+
+    def add_source(self, src: SourceRec) -> None:
+        """Store a new source (source keys never change afterwards, so the key index stays right)."""
+        with self.store.lock:
+            self.store.put(src)
+            self._source_keys[(src.tenant_id, src.source_key)] = src.source_id
 
     def run(self, tenant: str, run_id: int) -> RunRec:
         rec = self.store.get(RunRec, run_id)

@@ -103,7 +103,8 @@ class Emulator:
 
 def _uvicorn_config(app: Any, log_level: str, **extra: Any) -> uvicorn.Config:
     # h11 is pinned so `drop_after` always finds the transport the same way; the access log is off because
-    # hundreds of concurrent pipelines would drown everything else.
+    # hundreds of concurrent pipelines would drown everything else. Idle keep-alive connections are kept
+    # longer than clients keep them (httpx: 5 s), so a client never reuses a connection the server is closing.
     return uvicorn.Config(
         app,
         http="h11",
@@ -112,6 +113,7 @@ def _uvicorn_config(app: Any, log_level: str, **extra: Any) -> uvicorn.Config:
         log_level=log_level,
         access_log=False,
         backlog=4096,
+        timeout_keep_alive=65,
         **extra,
     )
 
@@ -127,7 +129,9 @@ def running_emulator(
 ) -> Iterator[Emulator]:
     """Start the emulator on a free loopback port in a background thread; stop it on exit."""
     runtime, scratch = build_runtime(config, state_path)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP must be explicit: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and without
+    # it every response pays a 40 ms Nagle/delayed-ACK stall.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

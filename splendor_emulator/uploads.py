@@ -76,7 +76,7 @@ def presigned_url(rt: Runtime, base_url: str, up: UploadRec, part: int | None) -
 
 def verify_signature(rt: Runtime, bucket: str, key: str, upload: str, part: str, exp: str, sig: str) -> bool:
     expected = _signature(rt.config.signing_secret, "PUT", bucket, key, upload, part, exp)
-    return hmac.compare_digest(expected, sig)
+    return hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace"))
 
 
 def staging_dir(rt: Runtime, upload_session_id: str) -> Path:

@@ -29,7 +29,7 @@ def client_for(emu: Emulator) -> Iterator[ClientFactory]:
             headers["Authorization"] = f"Bearer {token}"
         if tenant is not None:
             headers["X-Splendor-Tenant-Id"] = tenant
-        client = httpx.Client(base_url=emu.base_url, headers=headers, timeout=10, **kwargs)
+        client = httpx.Client(base_url=emu.base_url, headers=headers, **{"timeout": 10, **kwargs})
         made.append(client)
         return client
 

@@ -1,0 +1,154 @@
+"""Fault injection: every kind, counting, filtering, and the control endpoints."""
+
+import email.utils
+import time
+
+import httpx
+import pytest
+
+from splendor_emulator import Emulator, parse_fault_spec
+
+from .conftest import ClientFactory
+from .helpers import connected_source, source_body, wait_run
+
+CREATE = "POST /v1/admin/airbyte-sources"
+SYNC = "POST /v1/admin/airbyte-sources/{source_id}/sync"
+
+
+def test_unavailable_rejects_without_effect_and_counts(admin: httpx.Client, emu: Emulator) -> None:
+    emu.add_fault(route=CREATE, kind="unavailable", count=2, retry_after="3")
+    for _ in range(2):
+        response = admin.post("/v1/admin/airbyte-sources", json=source_body())
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "3"
+        assert response.json()["detail"]["code"] == "service_unavailable"
+    assert emu.sources("acme") == []  # nothing was created
+    assert admin.post("/v1/admin/airbyte-sources", json=source_body()).status_code == 200
+    assert emu.count(CREATE) == 3
+    log = [m for m in emu.mutations() if m["route"] == "/v1/admin/airbyte-sources"]
+    assert [m["status"] for m in log] == [503, 503, 200]
+    assert log[0]["fault"] == "unavailable" and log[0]["tenant"] == "acme"
+
+
+def test_retry_after_http_date(admin: httpx.Client, emu: Emulator) -> None:
+    emu.add_fault(route="*", kind="unavailable", count=1, retry_after="http-date", retry_after_seconds=30)
+    response = admin.get("/v1/admin/connector-providers")
+    assert response.status_code == 503
+    when = email.utils.parsedate_to_datetime(response.headers["retry-after"]).timestamp()
+    assert 20 < when - time.time() <= 31
+
+
+@pytest.mark.parametrize(("kind", "status"), [("bad_gateway", 502), ("server_error", 500)])
+def test_5xx_kinds_do_not_mutate(admin: httpx.Client, emu: Emulator, kind: str, status: int) -> None:
+    source_id = connected_source(admin)
+    emu.add_fault(route=SYNC, kind=kind, count=1)
+    response = admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync")
+    assert response.status_code == status and "detail" in response.json()
+    assert emu.runs("acme") == []
+    assert admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync").status_code == 200
+
+
+def test_drop_after_commits_then_drops_the_connection(admin: httpx.Client, emu: Emulator) -> None:
+    source_id = connected_source(admin)
+    emu.add_fault(route=SYNC, kind="drop_after", count=1)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync")
+    # The run was started even though the client never heard back: a blind retry now gets 409.
+    runs = emu.runs("acme", source_id)
+    assert len(runs) == 1
+    retry = admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync")
+    assert retry.status_code == 409 and retry.json()["detail"]["run_id"] == runs[0]["run_id"]
+    dropped = [m for m in emu.mutations() if m["dropped"]]
+    assert (
+        len(dropped) == 1
+        and dropped[0]["status"] == 200
+        and dropped[0]["path_params"] == {"source_id": str(source_id)}
+    )
+    assert emu.count(SYNC) == 2
+
+
+def test_latency_and_hang(client_for: ClientFactory, emu: Emulator) -> None:
+    admin = client_for()
+    emu.add_fault(route="GET /v1/admin/connector-providers", kind="latency", seconds=0.3, count=1)
+    started = time.monotonic()
+    assert admin.get("/v1/admin/connector-providers").status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+    emu.add_fault(route="POST /v1/admin/airbyte-sources", kind="hang", seconds=1.0, count=1)
+    impatient = client_for(timeout=0.3)
+    with pytest.raises(httpx.ReadTimeout):
+        impatient.post("/v1/admin/airbyte-sources", json=source_body())
+    # A hang answers eventually (and does its work); an impatient client just stopped listening.
+    time.sleep(1.0)
+    assert [s["source_key"] for s in emu.sources("acme")] == ["stripe"]
+
+
+def test_global_latency(client_for: ClientFactory) -> None:
+    from splendor_emulator import running_emulator
+
+    from .helpers import fast_config
+
+    with running_emulator(fast_config(latency_ms=150)) as slow:
+        started = time.monotonic()
+        response = httpx.get(f"{slow.base_url}/v1/me", headers={"Authorization": "Bearer acme-admin-token"})
+        assert response.status_code == 200 and time.monotonic() - started >= 0.15
+
+
+def test_tenant_filter_rate_and_globs(client_for: ClientFactory, emu: Emulator) -> None:
+    emu.add_fault(route="GET /v1/admin/*", kind="server_error", tenant="globex")
+    assert client_for().get("/v1/admin/connector-providers").status_code == 200
+    globex = client_for("globex-user-token", tenant="globex")
+    assert globex.get("/v1/admin/connector-providers").status_code == 500
+    emu.clear_faults()
+    emu.add_fault(route="/v1/admin/connector-providers", kind="server_error", rate=0.0)
+    assert globex.get("/v1/admin/connector-providers").status_code == 200
+
+
+def test_ingest_fail(admin: httpx.Client, emu: Emulator) -> None:
+    emu.add_fault(kind="ingest_fail", count=1)
+    source_id = connected_source(admin)
+    run_id = admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync").json()["run"]["run_id"]
+    wait_run(admin, run_id)
+    ids = [
+        i["ingest_run_id"]
+        for i in admin.post(f"/v1/admin/airbyte-sources/{source_id}/enqueue-ingest").json()["ingest_runs"]
+    ]
+    time.sleep(0.4)
+    statuses = sorted(admin.get(f"/v1/ingest/runs/{i}").json()["status"] for i in ids)
+    assert statuses == ["failed", "ready", "ready"]
+    failed = admin.get("/v1/ingest/runs", params={"status": "failed"}).json()["runs"][0]
+    assert failed["error_code"] == "parse_failed" and failed["failed_at"] is not None
+
+
+def test_control_endpoints_over_http(emu: Emulator, admin: httpx.Client) -> None:
+    control = httpx.Client(base_url=emu.base_url)
+    assert control.get("/_emulator/health").json()["status"] == "ok"
+    added = control.post("/_emulator/faults", json={"route": CREATE, "kind": "unavailable", "count": 1})
+    assert added.status_code == 200 and added.json()["remaining"] == 1
+    assert control.post("/_emulator/faults", json={"kind": "explode"}).status_code == 422
+    assert len(control.get("/_emulator/faults").json()["faults"]) == 1
+    assert admin.post("/v1/admin/airbyte-sources", json=source_body()).status_code == 503
+    assert control.get("/_emulator/faults").json()["faults"] == []  # used up
+    control.post("/_emulator/faults", json={"kind": "server_error"})
+    assert control.delete("/_emulator/faults").json() == {"cleared": 1}
+    assert control.get("/_emulator/counts").json() == {CREATE: 1}
+    assert control.get("/_emulator/counts", params={"route": CREATE}).json() == {CREATE: 1}
+    assert control.get("/_emulator/mutations").json()["mutations"][0]["status"] == 503
+    assert admin.post("/v1/admin/airbyte-sources", json=source_body()).status_code == 200
+    state = control.get("/_emulator/state", params={"tenant": "acme"}).json()
+    assert [s["source_key"] for s in state["acme"]["sources"]] == ["stripe"]
+    control.post("/_emulator/reset-counters")
+    assert control.get("/_emulator/counts").json() == {}
+    control.close()
+
+
+def test_cli_fault_syntax() -> None:
+    spec = parse_fault_spec("unavailable:POST /v1/admin/airbyte-sources:count=3:retry_after=1")
+    assert (spec.kind, spec.route, spec.count, spec.retry_after) == ("unavailable", CREATE, 3, "1")
+    spec = parse_fault_spec("run_incomplete:*:source_key=stripe:times=2")
+    assert (spec.route, spec.source_key, spec.times) == ("*", "stripe", 2)
+    spec = parse_fault_spec("unavailable:retry_after=http-date:retry_after_seconds=5:tenant=acme")
+    assert (spec.route, spec.retry_after, spec.tenant) == ("*", "http-date", "acme")
+    for bad in ("nope", "unavailable:*:count", "unavailable:*:count=0", "unavailable:*:retry_after=soon"):
+        with pytest.raises(ValueError):
+            parse_fault_spec(bad)
