@@ -59,6 +59,10 @@ deploy: $(STAMP)
 	$(VENV)/bin/prefect --no-prompt deploy --all && \
 	echo "Now start a worker: PREFECT_API_URL=$$PREFECT_API_URL $(VENV)/bin/prefect worker start --pool splendor-local"
 
+# Chaos soak: minutes, not part of `make test` (which runs a short one). See docs/reliability.md.
+soak: $(STAMP)
+	$(PY) -m soak $(SOAK_ARGS)
+
 emulator: $(STAMP)
 	$(PY) -m splendor_emulator --host 127.0.0.1 --port 8765 --state var/emulator.sqlite
 

@@ -4,9 +4,19 @@ No `from __future__ import annotations` here: served deployments must resolve th
 parameter types at runtime.
 """
 
-from prefect import flow, get_run_logger
+from typing import Annotated
 
-from flows.pipeline import PipelineSummary, publish_summary, resolve_scope, summarise, sync_and_ingest
+from prefect import flow, get_run_logger
+from pydantic import Field
+
+from flows.pipeline import (
+    MAX_TOTAL_ATTEMPTS,
+    PipelineSummary,
+    publish_summary,
+    resolve_scope,
+    summarise,
+    sync_and_ingest,
+)
 from tasks.connection import ensure_connection
 from tasks.connector_secrets import check_credentials, load_connector_credentials
 from tasks.discover import ProviderDetails, discover_provider
@@ -34,7 +44,7 @@ async def connect_source(
     force: bool = False,
     secret_id: str | None = None,
     credentials_block: str | None = None,
-    max_sync_attempts: int = 3,
+    max_sync_attempts: Annotated[int, Field(ge=1, le=MAX_TOTAL_ATTEMPTS)] = 3,
     poll: PollOptions = PollOptions(),
     sync: bool = True,
     wait_for_ingest: bool = True,

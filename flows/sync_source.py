@@ -3,11 +3,19 @@
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow
+from pydantic import Field
 
-from flows.pipeline import PipelineSummary, publish_summary, resolve_scope, summarise, sync_and_ingest
+from flows.pipeline import (
+    MAX_TOTAL_ATTEMPTS,
+    PipelineSummary,
+    publish_summary,
+    resolve_scope,
+    summarise,
+    sync_and_ingest,
+)
 from tasks.api import open_client
 from tasks.errors import PermanentStepError
 from tasks.polling import PollOptions
@@ -20,7 +28,7 @@ async def sync_source(
     force: bool = False,
     trigger: Literal["manual", "scheduled", "backfill"] = "scheduled",
     credentials_block: str | None = None,
-    max_sync_attempts: int = 3,
+    max_sync_attempts: Annotated[int, Field(ge=1, le=MAX_TOTAL_ATTEMPTS)] = 3,
     poll: PollOptions = PollOptions(),
     wait_for_ingest: bool = True,
     expected_seconds: float | None = None,

@@ -25,7 +25,9 @@ def table(result: SoakResult) -> str:
         ("emulator crashes (SIGKILL + restart on --state)", f"{result.emulator_restarts}"),
         ("zero-record runs reported with a warning", f"{f.zero_record_runs}"),
         ("failed connector runs (injected run_fail)", f"{f.failed_runs}"),
-        ("unreported runs (documented limit)", f"{f.unreported_runs} ({f.unreported_enqueued} enqueued)"),
+        ("runs whose ingestion failed (injected ingest_fail)", f"{f.ingest_failed_runs}"),
+        ("runs no pipeline reported, not enqueued (documented limit)", f"{f.unreported_runs}"),
+        ("runs no pipeline reported, enqueued", f"{f.unreported_enqueued}"),
         ("invariant violations", f"{len(f.violations)}"),
         ("wall time", f"{result.wall_seconds:.0f} s"),
         (
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     config = SoakConfig(**{item.name: getattr(args, item.name) for item in fields(SoakConfig)})
     result = run_soak(config)
     print(table(result))
-    for violation in result.findings.violations[:50]:
+    for violation in result.findings.violations:
         print("VIOLATION", violation, file=sys.stderr)
     if result.failures_by_step:
         print("failures seen (then resumed) by step:", dict(result.failures_by_step), file=sys.stderr)

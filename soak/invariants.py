@@ -36,6 +36,7 @@ class Findings:
     unreported_enqueued: int = 0
     zero_record_runs: int = 0
     failed_runs: int = 0
+    ingest_failed_runs: int = 0
 
     def add(self, rule: str, detail: str) -> None:
         self.violations.append(f"{rule}: {detail}")
@@ -59,7 +60,7 @@ def check(
     resumes: dict[tuple[int, str], int],
     max_resumes: int,
 ) -> Findings:
-    """`finals` maps (pipeline, phase) to the last report; `resumes` counts new runs per phase."""
+    """`finals` maps (pipeline, phase) to the last report; `resumes` counts resumes after failures."""
     found = Findings()
     sources_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for source in state["sources"]:
@@ -131,16 +132,20 @@ def check(
             if ingests:
                 found.add("nothing to ingest", f"run {final.run_id} landed nothing but has ingest runs")
 
-    # Runs nobody reported: failed attempts (expected) and the documented lost-response duplicate.
+    # Runs nobody reported: failed attempts, runs whose ingestion failed (their pipeline failed with
+    # that cause), and the documented duplicate after a lost start-sync answer.
     for run_id, run in runs.items():
         if run_id in reported_runs:
             continue
+        ingests = ingest_by_run.get(run_id, [])
         if run["status"] == "failed":
             found.failed_runs += 1
+        elif any(i["status"] == "failed" for i in ingests):
+            found.ingest_failed_runs += 1
+        elif ingests:
+            found.unreported_enqueued += 1
         else:
             found.unreported_runs += 1
-            if ingest_by_run.get(run_id):
-                found.unreported_enqueued += 1
 
     # 4. No pipeline stuck: each phase finished, succeeded or failed with a cause, within the resume budget.
     for pipeline, phases in expected_phases.items():

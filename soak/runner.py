@@ -2,15 +2,19 @@
 
 Each pipeline is two phases, `connect` (connect_source: onboarding plus first sync) and then `sync`
 (sync_source, a new sync_id). A phase that fails or whose process is killed is resumed in a new
-process with the same sync_id, up to `max_resumes` times; that is what an operator would do.
+process with the same sync_id, as an operator would: after a kill always, after a failure up to
+`max_resumes` times, and never after a permanent failure (the pipeline asked for a fix first).
 """
 
+import contextlib
+import json
 import os
 import random
 import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,8 @@ from soak.procs import EmulatorProcess, prefect_env, prefect_server
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = "acme"
+# The pipeline says "fix the input first" with these: resuming cannot help, so the soak does not.
+FINAL_ERRORS = frozenset({"PermanentStepError", "SpecError"})
 
 
 @dataclass
@@ -42,6 +48,8 @@ class SoakConfig:
     max_resumes: int = 6
     time_limit: float = 1800.0
     keep: bool = False
+    # Empty: start a throwaway `prefect server start`; else use this API (the short soak in tests).
+    api_url: str = ""
     canary_credential: str = "canary-cred-soak"
 
 
@@ -65,14 +73,25 @@ class SoakResult:
     failures_by_step: Counter[str] = field(default_factory=Counter)
 
 
-def _save_secret(api_url: str, home: Path, results: Path, credential: str) -> None:
-    """Connector credentials for every soak source, in a Secret block on the soak's own server."""
-    os.environ.update(prefect_env(home, results, api_url))
+def _save_secret(api_url: str, credential: str) -> None:
+    """Connector credentials for every soak source, in a Secret block on the soak's Prefect API."""
     from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    Secret(
-        value={"api_key": f"sk_test_{credential}", "account_id": "acct_soak", "start_date": "2026-01-01"}
-    ).save(SECRET_BLOCK, overwrite=True)
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        Secret(
+            value={"api_key": f"sk_test_{credential}", "account_id": "acct_soak", "start_date": "2026-01-01"}
+        ).save(SECRET_BLOCK, overwrite=True)
+
+
+@contextlib.contextmanager
+def prefect_api(config: "SoakConfig", home: Path, results: Path, log: Path) -> Iterator[tuple[str, float]]:
+    """The given API (a test harness already running), or a throwaway `prefect server start`."""
+    if config.api_url:
+        yield config.api_url, 0.0
+        return
+    with prefect_server(home, results, log) as started:
+        yield started
 
 
 def run_soak(config: SoakConfig) -> SoakResult:
@@ -88,8 +107,8 @@ def run_soak(config: SoakConfig) -> SoakResult:
     ledger = FaultLedger()
     emulator = EmulatorProcess(workdir, config.sync_seconds, config.ingest_seconds, None)
     try:
-        with prefect_server(home, results, workdir / "prefect-server.log") as (api_url, prefect_startup):
-            _save_secret(api_url, home, results, config.canary_credential)
+        with prefect_api(config, home, results, workdir / "prefect-server.log") as (api_url, prefect_startup):
+            _save_secret(api_url, config.canary_credential)
             emulator.start()
 
             def arm() -> None:
@@ -113,6 +132,8 @@ def run_soak(config: SoakConfig) -> SoakResult:
                 pool.queue.append(Job(pipeline=i, source_key=key, phase="connect", sync_id=f"{key}-connect"))
             finals: dict[tuple[int, str], Report] = {}
             resumes: Counter[tuple[int, str]] = Counter()
+            # Only resumes after a failure count against max_resumes: kills are the soak's doing.
+            failure_resumes: Counter[tuple[int, str]] = Counter()
             resumes_after_kill = resumes_after_failure = 0
             next_look = next_kill = next_restart = time.monotonic()
             next_kill += rng.expovariate(1 / config.kill_every)
@@ -131,7 +152,12 @@ def run_soak(config: SoakConfig) -> SoakResult:
                                 sync_id=f"{report.source_key}-sync",
                             )
                         )
-                    elif report.event == "failed" and resumes[key] < config.max_resumes:
+                    elif (
+                        report.event == "failed"
+                        and report.error_type not in FINAL_ERRORS
+                        and failure_resumes[key] < config.max_resumes
+                    ):
+                        failure_resumes[key] += 1
                         resumes[key] += 1
                         resumes_after_failure += 1
                         pool.queue.append(
@@ -167,7 +193,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
             pool.stop()
             ledger.crash(emulator.faults())
             # Let runs started by killed processes finish so the state shows their final status.
-            time.sleep(config.sync_seconds * 3)
+            time.sleep(config.sync_seconds * 2)
             state = emulator.state_snapshot(TENANT)
             expected = {
                 i: ["connect", "sync"]
@@ -175,7 +201,10 @@ def run_soak(config: SoakConfig) -> SoakResult:
                 else ["connect"]
                 for i in keys
             }
-            findings = check(state, pool.reports, finals, expected, dict(resumes), config.max_resumes)
+            findings = check(state, pool.reports, finals, expected, dict(failure_resumes), config.max_resumes)
+            (workdir / "findings.json").write_text(
+                json.dumps({"violations": findings.violations, "state": state}, indent=1)
+            )
             failures = Counter(
                 (r.error or "").split("]")[0].lstrip("[") or "?" for r in pool.reports if r.event == "failed"
             )

@@ -14,7 +14,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from splendor_api import RateGate, SplendorClient, SplendorConfig, SplendorError
+from splendor_api import ConfigError, RateGate, SplendorClient, SplendorConfig, SplendorError
 from tasks.errors import label_failure
 
 
@@ -43,7 +43,7 @@ def shared_gate(config: SplendorConfig) -> RateGate:
     key = (loop_id, config.api_base, config.tenant_id)
     gate = _GATES.get(key)
     if gate is None:
-        gate = _GATES[key] = RateGate()
+        gate = _GATES[key] = RateGate(max_concurrency=config.max_concurrency)
     return gate
 
 
@@ -75,7 +75,13 @@ def _tuned(config: SplendorConfig) -> SplendorConfig:
 async def load_config(credentials_block: str | None) -> SplendorConfig:
     """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN."""
     if credentials_block:
-        block = await SplendorCredentials.aload(credentials_block)
+        try:
+            block = await SplendorCredentials.aload(credentials_block)
+        except ValueError as exc:
+            raise ConfigError(
+                f"credentials_block: no Splendor Credentials block named {credentials_block!r} "
+                "(create it in the UI under Blocks, or leave it empty to use SPLENDOR_* variables)"
+            ) from exc
         return _tuned(block.to_config())
     return _tuned(SplendorConfig.from_env())
 
