@@ -109,8 +109,8 @@ def load_config(args: argparse.Namespace) -> EmulatorConfig:
         "upload_part_size_bytes": args.upload_part_size_bytes,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
-    faults = [f.model_dump() for f in load_fault_file(args.faults)] if args.faults else []
-    faults += [parse_fault_spec(text).model_dump() for text in args.fault]
+    faults = load_fault_file(args.faults) if args.faults else []
+    faults += [parse_fault_spec(text) for text in args.fault]
     data["faults"] = list(data.get("faults", [])) + faults
     if data.get("bucket_root") is None and args.state is None:
         data["bucket_root"] = DEFAULT_BUCKET_ROOT

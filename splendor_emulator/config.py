@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from splendor_emulator.faults import FaultSpec
+
 Plan = Literal["growth", "standard"]
 Role = Literal["Admin", "Member"]
 AuthMode = Literal["oauth", "api_key"]
@@ -193,7 +195,7 @@ class EmulatorConfig(BaseModel):
     presign_ttl_seconds: int = Field(default=3600, ge=1)
     signing_secret: str = "splendor-emulator-local-signing-secret"
 
-    faults: list[dict[str, Any]] = Field(default=[], description="Fault specs active from the start.")
+    faults: list[FaultSpec] = Field(default=[], description="Fault specs active from the start.")
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "EmulatorConfig":
@@ -212,9 +214,3 @@ class EmulatorConfig(BaseModel):
 
     def tenant(self, tenant_id: str) -> TenantConfig | None:
         return next((t for t in self.tenants if t.tenant_id == tenant_id), None)
-
-    def provider(self, provider_key: str) -> ProviderConfig | None:
-        return next((p for p in self.providers if p.provider_key == provider_key), None)
-
-    def definition(self, source_definition_id: str) -> ProviderConfig | None:
-        return next((p for p in self.providers if p.source_definition_id == source_definition_id), None)

@@ -10,8 +10,8 @@ import json
 import secrets
 from typing import Any
 
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema import Draft7Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import ValidationError as SchemaError  # type: ignore[import-untyped]
 
 from splendor_emulator.config import ProviderConfig
 from splendor_emulator.errors import ApiError, conflict, invalid, not_found

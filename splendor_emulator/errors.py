@@ -40,10 +40,20 @@ def invalid(loc: list[str | int], msg: str, kind: str = "value_error") -> ApiErr
 _SECRET_BEARING_SUFFIXES = ("/provision", "/oauth/complete")
 
 
+# Write-only fields that may sit in an echoed request body.
+_WRITE_ONLY_FIELDS = frozenset(("external_id",))
+
+
 def _redact(errors: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
-    if not path.endswith(_SECRET_BEARING_SUFFIXES):
-        return errors
-    return [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in errors]
+    if path.endswith(_SECRET_BEARING_SUFFIXES):
+        return [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in errors]
+    for error in errors:
+        echoed = error.get("input")
+        if isinstance(echoed, dict) and _WRITE_ONLY_FIELDS & echoed.keys():
+            error["input"] = {k: ("**********" if k in _WRITE_ONLY_FIELDS else v) for k, v in echoed.items()}
+        if error.get("loc", [None])[-1] in _WRITE_ONLY_FIELDS:
+            error.pop("input", None)
+    return errors
 
 
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:

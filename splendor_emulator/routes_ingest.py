@@ -124,7 +124,7 @@ async def upload_readiness(
     return HostedUploadReadiness(
         **item.model_dump(),
         upload_status=uploads.upload_status(up, now),
-        ingest_status=item.status,  # type: ignore[arg-type]
+        ingest_status=item.status,
     )
 
 

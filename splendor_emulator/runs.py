@@ -50,7 +50,7 @@ def plan_run(
         run_id=run_id,
         source_id=source.source_id,
         tenant_id=tenant,
-        trigger=trigger,  # type: ignore[arg-type]
+        trigger=trigger,
         streams=streams,
         created_at=now,
         pending_s=0.1 * duration,

@@ -8,7 +8,6 @@ from typing import Any
 from splendor_emulator.config import EmulatorConfig, ProviderConfig
 from splendor_emulator.errors import not_found
 from splendor_emulator.faults import FaultRegistry
-from splendor_emulator.ingest import view_ingest
 from splendor_emulator.observe import Observer
 from splendor_emulator.runs import TERMINAL_RUN_STATUSES, land_run, view_run
 from splendor_emulator.store import IngestRec, RunRec, SourceRec, Store, UploadRec
@@ -190,6 +189,3 @@ class Runtime:
                 ],
             }
         return out
-
-    def ingest_status(self, rec: IngestRec) -> str:
-        return view_ingest(rec, self.now()).status

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import math
 import shutil
-import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -319,7 +318,3 @@ def upload_status(up: UploadRec, now: float) -> str:
     if up.completed_at is not None:
         return "completed"
     return "expired" if now > up.expires_at else "pending"
-
-
-def epoch() -> float:
-    return time.time()

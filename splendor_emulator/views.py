@@ -77,7 +77,7 @@ def airbyte_state(rec: SourceRec) -> AirbyteSourceState:
         airbyte_connection_id=ab.airbyte_connection_id,
         credential_status=ab.credential_status,
         destination_status=ab.destination_status,
-        connection_status=connection_status(rec),  # type: ignore[arg-type]
+        connection_status=connection_status(rec),
         oauth_mode=ab.oauth_mode,
         schedule_type=ab.schedule_type,
         cron_expression=ab.cron_expression,
@@ -107,7 +107,7 @@ def run_item(rec: RunRec, now: float) -> ConnectorRunItem:
         source_id=rec.source_id,
         airbyte_job_id=f"job_{rec.run_id}",
         trigger=rec.trigger,
-        status=view.status,  # type: ignore[arg-type]
+        status=view.status,
         records_synced=sum(f.records for f in rec.files) if succeeded else None,
         bytes_synced=sum(f.bytes for f in rec.files) if succeeded else None,
         error_message=rec.error_message if view.status == "failed" else None,
@@ -133,7 +133,7 @@ def ingest_item(rec: IngestRec, now: float) -> IngestRunItem:
         bucket=rec.bucket,
         key=rec.key,
         etag=rec.etag,
-        status=view.status,  # type: ignore[arg-type]
+        status=view.status,
         lifecycle=Lifecycle(
             state=view.status,
             reasons=["parse_failed"] if failed else [],

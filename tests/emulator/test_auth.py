@@ -107,3 +107,36 @@ def test_other_tenants_ids_are_404(client_for: ClientFactory) -> None:
     assert globex.post(f"/v1/admin/airbyte-runs/{run_id}/refresh").status_code == 404
     assert globex.put(f"/v1/admin/sources/{source_id}", json={"name": "x"}).status_code == 404
     assert globex.get("/v1/admin/sources").json() == {"sources": []}
+
+
+def test_platform_key_acts_in_its_child_tenants() -> None:
+    from splendor_emulator import running_emulator
+    from splendor_emulator.config import PlatformKeyConfig
+
+    from .helpers import fast_config
+
+    key = "splpk.v1.cG9vbC1kYXk.local-platform-key"
+    with running_emulator(
+        fast_config(platform_keys=[PlatformKeyConfig(token=key, tenants=["globex"])])
+    ) as emu:
+
+        def get(tenant: str | None) -> int:
+            headers = {"Authorization": f"Bearer {key}"} | (
+                {"X-Splendor-Tenant-Id": tenant} if tenant else {}
+            )
+            return httpx.get(f"{emu.base_url}{PROVIDERS}", headers=headers).status_code
+
+        assert (get("globex"), get("acme"), get(None)) == (200, 403, 400)
+
+
+async def test_async_variant_serves_without_blocking_the_loop() -> None:
+    from splendor_emulator import running_emulator_async
+
+    from .helpers import fast_config
+
+    async with running_emulator_async(fast_config()) as emu:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with httpx.AsyncClient(base_url=emu.base_url, headers=headers) as client:
+            me = await client.get("/v1/me")
+            assert me.status_code == 200 and me.json()["tenants"][0]["tenant_id"] == "acme"
+        assert emu.counts("GET /v1/me") == {"GET /v1/me": 1}

@@ -190,3 +190,14 @@ def test_bad_json_and_bad_path_params(admin: httpx.Client) -> None:
         ).status_code
         == 422
     )
+
+
+def test_write_only_external_id_is_not_echoed(admin: httpx.Client) -> None:
+    body = source_body(external_id="ext-" + SECRET)
+    del body["bucket"]
+    missing = admin.post("/v1/admin/airbyte-sources", json=body)
+    assert missing.status_code == 422 and SECRET not in missing.text
+    too_long = admin.post("/v1/admin/airbyte-sources", json=source_body(external_id=SECRET * 20))
+    assert too_long.status_code == 422 and SECRET not in too_long.text
+    created = admin.post("/v1/admin/airbyte-sources", json=source_body(external_id="ext-" + SECRET))
+    assert created.json()["source"]["external_id_configured"] is True and SECRET not in created.text
