@@ -150,8 +150,8 @@ def check(
     # 4. No pipeline stuck: each phase finished, succeeded or failed with a cause, within the resume budget.
     for pipeline, phases in expected_phases.items():
         for phase in phases:
-            final = finals.get((pipeline, phase))
-            if final is None or final.event == "start":
+            outcome = finals.get((pipeline, phase))
+            if outcome is None or outcome.event == "start":
                 found.add("not stuck", f"pipeline {pipeline} {phase} has no final outcome")
             elif resumes.get((pipeline, phase), 0) > max_resumes:
                 found.add(

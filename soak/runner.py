@@ -128,8 +128,10 @@ def run_soak(config: SoakConfig) -> SoakResult:
                 "SPLENDOR_READ_TIMEOUT": str(config.read_timeout),
             }
             pool = Pool(workdir, env, config.workers, config.batch, config.concurrency)
-            for i, key in keys.items():
-                pool.queue.append(Job(pipeline=i, source_key=key, phase="connect", sync_id=f"{key}-connect"))
+            for i, source_key in keys.items():
+                pool.queue.append(
+                    Job(pipeline=i, source_key=source_key, phase="connect", sync_id=f"{source_key}-connect")
+                )
             finals: dict[tuple[int, str], Report] = {}
             resumes: Counter[tuple[int, str]] = Counter()
             # Only resumes after a failure count against max_resumes: kills are the soak's doing.
