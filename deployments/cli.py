@@ -6,6 +6,7 @@ Commands talk to the API named by SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLEN
 
 import asyncio
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -62,7 +63,7 @@ def show(title: str, values: BaseModel | dict[str, Any], skip: tuple[str, ...] =
     console.print(table)
 
 
-def run_flow(coro: Any) -> Any:
+def run_flow(coro: Any, resume_hint: str | None = None) -> Any:
     """Run a flow coroutine and turn a pipeline failure into one readable line instead of a traceback."""
     from splendor_api import SplendorError
     from tasks.errors import StepError
@@ -70,7 +71,12 @@ def run_flow(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except (StepError, SplendorError) as exc:
-        fail(str(exc))
+        fail(f"{exc}\n{resume_hint}" if resume_hint else str(exc))
+
+
+def new_sync_id(given: str | None) -> str:
+    # Fixed before the run starts so a failure can say exactly how to resume it.
+    return given or str(uuid.uuid4())
 
 
 def load_spec(path: Path) -> Any:
@@ -122,10 +128,12 @@ def connect(
     spec = load_spec(spec_file)
     from flows.connect_source import connect_source
 
+    sync_id = new_sync_id(sync_id)
     summary = run_flow(
         connect_source(
             spec=spec, sync_id=sync_id, force=force, secret_id=secret_id, credentials_block=credentials_block
-        )
+        ),
+        resume_hint=f"resume with: splendor-flows connect {spec_file} --sync-id {sync_id}",
     )
     show(f"connect-source {spec.source_key}", summary)
 
@@ -140,6 +148,7 @@ def sync(
     """Sync an onboarded source once, then hand the data to ingestion and wait until it is ready."""
     from flows.sync_source import sync_source
 
+    sync_id = new_sync_id(sync_id)
     summary = run_flow(
         sync_source(
             source_key=source_key,
@@ -147,7 +156,8 @@ def sync(
             force=force,
             trigger="manual",
             credentials_block=credentials_block,
-        )
+        ),
+        resume_hint=f"resume with: splendor-flows sync {source_key} --sync-id {sync_id}",
     )
     show(f"sync-source {source_key}", summary)
 
