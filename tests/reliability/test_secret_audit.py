@@ -73,7 +73,13 @@ async def test_no_secret_reaches_any_output(
 
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
-    from prefect.logging.handlers import APILogHandler
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler, APILogWorker
+
+    # Prefect's event and log workers are process-wide and keep the API they were started with; in a
+    # full test run that is another suite's test server. Restart them on this harness's API.
+    await EventsWorker.drain_all(at_exit=False)
+    await APILogWorker.drain_all(at_exit=False)
 
     token = f"canary-tok-{uuid.uuid4().hex}"
     credential = f"canary-cred-{uuid.uuid4().hex}"

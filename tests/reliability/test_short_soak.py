@@ -1,4 +1,4 @@
-"""A short chaos soak in the regular suite: a few pipelines in worker processes, with standing faults,
+"""A short chaos soak in the regular suite: six pipelines in two worker processes, with standing faults,
 a SIGKILLed worker and a crashed emulator; every invariant must hold (`make soak` runs the long one)."""
 
 from pathlib import Path
@@ -10,14 +10,14 @@ from soak.runner import SoakConfig, run_soak
 
 def test_short_soak_keeps_every_invariant(prefect_harness: Path) -> None:
     config = SoakConfig(
-        pipelines=8,
+        pipelines=6,
         workers=2,
         batch=4,
         concurrency=4,
         sync_seconds=3.0,
         fault_scale=2.0,
-        kill_every=6.0,
-        restart_every=12.0,
+        kill_every=5.0,
+        restart_every=10.0,
         max_resumes=6,
         time_limit=240.0,
         # The session's Prefect test server: saves starting another one.
