@@ -12,6 +12,7 @@ from pydantic import Field
 from flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
+    outcome_steps,
     publish_summary,
     resolve_scope,
     summarise,
@@ -109,14 +110,7 @@ async def connect_source(
             force=force,
             wait_ready=wait_for_ingest,
         )
-        steps.append({"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"})
-        if outcome.ingest is not None:
-            steps.append(
-                {
-                    "step": "ingest",
-                    "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped",
-                }
-            )
+        steps.extend(outcome_steps(outcome))
     summary = summarise(scope, source.source_id, outcome, steps)
     await publish_summary(summary)
     logger.info("Source %s connected: %s", spec.source_key, summary.status)

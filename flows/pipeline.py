@@ -138,6 +138,15 @@ async def sync_and_ingest(
     return SyncOutcome(run=finished, attempts=attempts, ingest=ingest, zero_records=zero)
 
 
+def outcome_steps(outcome: SyncOutcome) -> list[dict[str, Any]]:
+    """The sync and ingest rows of a pipeline summary."""
+    steps = [{"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"}]
+    if outcome.ingest is not None:
+        statuses = ", ".join(sorted(set(outcome.ingest.statuses.values())))
+        steps.append({"step": "ingest", "result": statuses or "skipped"})
+    return steps
+
+
 def summarise(
     scope: Scope, source_id: int, outcome: SyncOutcome | None, steps: list[dict[str, Any]]
 ) -> PipelineSummary:

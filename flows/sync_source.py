@@ -11,6 +11,7 @@ from pydantic import Field
 from flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
+    outcome_steps,
     publish_summary,
     resolve_scope,
     summarise,
@@ -68,14 +69,7 @@ async def sync_source(
         wait_ready=wait_for_ingest,
         expected_seconds=expected_seconds,
     )
-    steps = [{"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"}]
-    if outcome.ingest is not None:
-        steps.append(
-            {
-                "step": "ingest",
-                "result": ", ".join(sorted(set(outcome.ingest.statuses.values()))) or "skipped",
-            }
-        )
+    steps = outcome_steps(outcome)
     summary = summarise(scope, source.source_id, outcome, steps)
     await publish_summary(summary)
     return summary

@@ -30,6 +30,7 @@ from tasks.checkpoint import CHECKPOINT_TTL, Scope, checkpoint_key
 from tasks.errors import DeadlineExceeded, PermanentStepError, StepError
 from tasks.events import emit
 from tasks.history import RunHistory, run_duration
+from tasks.ingest import hand_off
 from tasks.polling import PollOptions, PollPlan
 from tasks.results import FinishedRun, IngestResult, StartedRun
 
@@ -209,38 +210,8 @@ async def poll_run(
 async def enqueue(
     ctx: FleetContext, scope: Scope, source_id: int, run_id: int, look_first: bool
 ) -> IngestResult:
-    """Hand the run to ingestion. The API returns the same ingest runs for a run enqueued twice, so the
-    read-before-write is only worth its call when someone else may have enqueued it (resume, attach)."""
-    runs: list[models.IngestRun] = []
-    if look_first:
-        runs = [
-            r for r in await ctx.client.list_ingest_runs(source_id=source_id) if r.connector_run_id == run_id
-        ]
-    if not runs:
-        try:
-            runs = await ctx.client.enqueue_ingest(source_id, run_id)
-        except Conflict as exc:
-            if exc.code != "no_landed_data":
-                raise
-            return IngestResult(
-                run_id=run_id, ingest_run_ids=[], statuses={}, documents=0, skipped_reason="no landed data"
-            )
-        except OutcomeUnknown:
-            listed = await ctx.client.list_ingest_runs(source_id=source_id)
-            runs = [r for r in listed if r.connector_run_id == run_id]
-            if not runs:
-                raise
-        emit(
-            "splendor.ingest.enqueued",
-            scope,
-            {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]},
-        )
-    return IngestResult(
-        run_id=run_id,
-        ingest_run_ids=[r.ingest_run_id for r in runs],
-        statuses={r.ingest_run_id: r.status for r in runs},
-        documents=0,
-    )
+    """Hand the run to ingestion through the fleet's shared client (same rules as the step task)."""
+    return await hand_off(ctx.client, scope, source_id, run_id, look_first=look_first)
 
 
 async def wait_ready(ctx: FleetContext, scope: Scope, result: IngestResult) -> IngestResult:

@@ -22,42 +22,51 @@ async def _already_enqueued(client: SplendorClient, source_id: int, run_id: int)
     return [r for r in runs if r.connector_run_id == run_id]
 
 
-@task(name="enqueue-ingest", **STEP_OPTIONS)
-async def enqueue_ingest(scope: Scope, source_id: int, run_id: int) -> IngestResult:
+async def hand_off(
+    client: SplendorClient, scope: Scope, source_id: int, run_id: int, *, look_first: bool = True
+) -> IngestResult:
+    """Enqueue a succeeded run for ingestion, once.
+
+    `look_first` reads the source's ingest runs before enqueueing. The API returns the same ingest
+    runs for a run enqueued twice, so the read is a second layer, worth its call whenever someone
+    else may already have enqueued the run (a resume, an attached run).
+    """
     logger = get_run_logger()
-    async with open_client(scope.credentials_block) as client:
-        runs = await _already_enqueued(client, source_id, run_id)
-        if runs:
-            logger.info("Run %s was already handed to ingestion", run_id)
-        else:
-            try:
-                runs = await client.enqueue_ingest(source_id, run_id)
-            except Conflict as exc:
-                if exc.code == "no_landed_data":
-                    logger.warning("Run %s landed no data: nothing to ingest", run_id)
-                    return IngestResult(
-                        run_id=run_id,
-                        ingest_run_ids=[],
-                        statuses={},
-                        documents=0,
-                        skipped_reason="no landed data",
-                    )
+    runs = await _already_enqueued(client, source_id, run_id) if look_first else []
+    if runs:
+        logger.info("Run %s was already handed to ingestion", run_id)
+    else:
+        try:
+            runs = await client.enqueue_ingest(source_id, run_id)
+        except Conflict as exc:
+            if exc.code != "no_landed_data":
                 raise
-            except OutcomeUnknown:
-                runs = await _already_enqueued(client, source_id, run_id)
-                if not runs:
-                    raise
-            emit(
-                "splendor.ingest.enqueued",
-                scope,
-                {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]},
+            logger.warning("Run %s landed no data: nothing to ingest", run_id)
+            return IngestResult(
+                run_id=run_id, ingest_run_ids=[], statuses={}, documents=0, skipped_reason="no landed data"
             )
+        except OutcomeUnknown:
+            # The enqueue may have happened before the connection dropped: look before retrying.
+            runs = await _already_enqueued(client, source_id, run_id)
+            if not runs:
+                raise
+        emit(
+            "splendor.ingest.enqueued",
+            scope,
+            {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]},
+        )
     return IngestResult(
         run_id=run_id,
         ingest_run_ids=[r.ingest_run_id for r in runs],
         statuses={r.ingest_run_id: r.status for r in runs},
         documents=0,
     )
+
+
+@task(name="enqueue-ingest", **STEP_OPTIONS)
+async def enqueue_ingest(scope: Scope, source_id: int, run_id: int) -> IngestResult:
+    async with open_client(scope.credentials_block) as client:
+        return await hand_off(client, scope, source_id, run_id)
 
 
 def _documents(run: models.IngestRun) -> int:
