@@ -192,7 +192,14 @@ def worker(deployed: Stack) -> Iterator[Proc]:
 
 
 def api(stack: Stack, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
+    # A SQLite-backed Prefect server answers 503 + Retry-After while its database is locked (the
+    # request was rolled back); Prefect's own client retries those, so do the same here.
+    deadline = time.monotonic() + 60
+    while True:
+        response = httpx.request(method, f"{stack.api_url}{path}", timeout=30, **kwargs)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(float(response.headers.get("Retry-After", "1") or 1))
     response.raise_for_status()
     return response.json() if response.content else None
 
