@@ -14,6 +14,7 @@ from splendor_api import SplendorClient, SplendorConfig, models
 
 from .conftest import (
     BIN,
+    FINAL,
     PREFECT,
     TOKEN,
     Proc,
@@ -186,3 +187,38 @@ def test_duplicate_event_delivery_ingests_once(
     assert wait_run(deployed, "after-upload", again["id"])["state"]["type"] == "COMPLETED"
     assert len([r for r in flow_runs(deployed, "after-upload") if mine(r)]) == 2
     assert deployed.emulator.count(ENQUEUE) - before == 1
+
+
+def test_ui_retry_of_a_failed_run_resumes_at_the_failed_step(deployed: Stack, worker: Proc) -> None:
+    """The Retry button: the same flow run goes back to AwaitingRetry and the worker runs it again.
+    Finished steps come back from their checkpoints, so the source is not created a second time."""
+    emu = deployed.emulator
+    provision = "POST /v1/admin/airbyte-sources/{source_id}/provision"
+    create = "POST /v1/admin/airbyte-sources"
+    emu.add_fault(route=provision, kind="unavailable", retry_after="0")
+    try:
+        run = create_run(deployed, "connect-source", {"spec": spec(source_key="e2e-retry")})
+        failed = wait_run(deployed, "connect-source", run["id"], timeout=120)
+    finally:
+        emu.clear_faults()
+    assert failed["state"]["type"] == "FAILED", failed["state"]
+    assert "[provision]" in (failed["state"]["message"] or "")
+    creates_before = emu.counts().get(create, 0)
+
+    # What the UI's Retry button sends (prefect's UI: retryFlowRun).
+    api(
+        deployed,
+        "POST",
+        f"/flow_runs/{run['id']}/set_state",
+        json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}},
+    )
+    deadline = time.monotonic() + 120
+    retried = api(deployed, "GET", f"/flow_runs/{run['id']}")
+    while not (retried["run_count"] >= 2 and retried["state"]["type"] in FINAL):
+        assert time.monotonic() < deadline, f"the retried run did not finish: {retried['state']}"
+        time.sleep(0.5)
+        retried = api(deployed, "GET", f"/flow_runs/{run['id']}")
+    assert retried["state"]["type"] == "COMPLETED", retried["state"]
+    assert retried["run_count"] == 2
+    assert emu.counts().get(create, 0) == creates_before, "the retry created the source again"
+    assert len([s for s in emu.sources("acme") if s["source_key"] == "e2e-retry"]) == 1
