@@ -19,6 +19,7 @@ from flows.pipeline import resolve_scope
 from splendor_api import NotFound
 from tasks.api import open_client
 from tasks.errors import PermanentStepError
+from tasks.events import artifact_slug
 from tasks.ingest import wait_for_ingest
 from tasks.polling import PollOptions
 from tasks.uploads import hand_off_latest, wait_upload_ready
@@ -121,6 +122,6 @@ async def _publish(summary: AfterUploadSummary) -> None:
         markdown=(
             f"# After upload: `{summary.source_key}`\n\n| | |\n|---|---|\n{table}\n\n## Notes\n\n{notes}\n"
         ),
-        key="splendor-after-upload-" + "".join(c if c.isalnum() else "-" for c in summary.source_key.lower()),
+        key=f"splendor-after-upload-{artifact_slug(summary.source_key)}",
         description="What the last upload of this source triggered",
     )

@@ -18,6 +18,7 @@ from splendor_api import SplendorConfig, SplendorError
 from tasks.api import load_config, open_client
 from tasks.checkpoint import Scope
 from tasks.errors import PermanentStepError, StepError, label_failure
+from tasks.events import artifact_slug
 from tasks.ingest import enqueue_ingest, wait_for_ingest
 from tasks.polling import PollOptions
 from tasks.results import FinishedRun, IngestResult
@@ -209,7 +210,7 @@ async def publish_summary(summary: PipelineSummary) -> None:
 To resume a failed run: press **Retry** on it in the Prefect UI, or start a new run with
 `sync_id = {summary.sync_id}`.
 """
-    key = "splendor-" + "".join(c if c.isalnum() else "-" for c in summary.source_key.lower())
+    key = f"splendor-{artifact_slug(summary.source_key)}"
     await acreate_markdown_artifact(markdown=markdown, key=f"{key}-summary", description="Pipeline summary")
     if summary.run_id is not None:
         await acreate_table_artifact(

@@ -16,6 +16,7 @@ from flows.pipeline import tenant_of
 from tasks.api import load_config, open_client
 from tasks.checkpoint import Scope
 from tasks.errors import PermanentStepError, SpecError
+from tasks.events import artifact_slug
 from tasks.uploads import (
     LocalFile,
     PartDone,
@@ -145,7 +146,7 @@ async def upload_files(
             }
             for u in uploaded
         ],
-        key="splendor-upload-" + "".join(c if c.isalnum() else "-" for c in source_key.lower()),
+        key=f"splendor-upload-{artifact_slug(source_key)}",
         description=f"Files uploaded to {source_key} (upload_id {scope.sync_id})",
     )
     return uploaded

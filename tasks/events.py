@@ -20,3 +20,8 @@ def emit(name: str, scope: Scope, payload: dict[str, Any] | None = None) -> None
         },
         payload={"sync_id": scope.sync_id, **(payload or {})},
     )
+
+
+def artifact_slug(source_key: str) -> str:
+    """A source key as Prefect artifact keys allow it (lowercase letters, digits and dashes only)."""
+    return "".join(c if c.isalnum() else "-" for c in source_key.lower())

@@ -25,19 +25,19 @@ from prefect.results import ResultStore
 from pydantic import BaseModel
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
-from splendor_api.models import INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK, RUN_ACTIVE, RUN_TERMINAL
+from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK, RUN_TERMINAL
 from tasks.checkpoint import CHECKPOINT_TTL, Scope, checkpoint_key
 from tasks.errors import DeadlineExceeded, PermanentStepError, StepError
 from tasks.events import emit
-from tasks.history import RunHistory, run_duration
+from tasks.history import RunHistory, run_age
 from tasks.ingest import hand_off
 from tasks.polling import PollOptions, PollPlan
 from tasks.results import FinishedRun, IngestResult, StartedRun
+from tasks.sync import check_status_known, report_finished
 
 # Same ceiling as the per-step pipeline: a source that always fails cannot loop forever.
 MAX_TOTAL_ATTEMPTS = 20
 _START_TRIES = 3
-KNOWN_INGEST = {"uploading", "queued", "processing", "text_indexed", "semantic_pending"}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -142,12 +142,6 @@ async def start_or_attach(
     raise AssertionError("unreachable")
 
 
-def _age(run: models.ConnectorRun) -> float:
-    if run.created_at is None:
-        return 0.0
-    return max(0.0, (datetime.now(UTC) - run.created_at).total_seconds())
-
-
 async def poll_run(
     ctx: FleetContext, scope: Scope, run_id: int, first: models.ConnectorRun | None, outcome: SourceOutcome
 ) -> FinishedRun:
@@ -167,7 +161,7 @@ async def poll_run(
                 f"the run goes on in Splendor; re-run the fleet or sync-source with sync_id={scope.sync_id}",
             )
         if run is not None:
-            await asyncio.sleep(plan.delay(_age(run), retry_after))
+            await asyncio.sleep(plan.delay(run_age(run.created_at) or 0.0, retry_after))
         retry_after = None
         try:
             fresh = await ctx.client.refresh_run(run_id)
@@ -179,31 +173,14 @@ async def poll_run(
                 await asyncio.sleep(max(retry_after or 0.0, ctx.poll.initial_seconds))
             continue
         outcome.refresh_calls += 1
-        if fresh.status not in RUN_TERMINAL and fresh.status not in RUN_ACTIVE:
-            raise PermanentStepError(
-                "poll",
-                scope.source_key,
-                f"run {run_id} has an unknown status '{fresh.status}'",
-                "the API may have changed; the pipeline stops rather than guess",
-            )
+        check_status_known(scope, fresh)
         plan.observe(fresh.status)
         run = fresh
     outcome.detected_at = datetime.now(UTC)
     outcome.completed_at = run.completed_at
-    duration = run_duration(run.created_at, run.completed_at)
-    if run.status == "succeeded" and duration is not None:
-        ctx.history.record(scope.tenant, scope.source_key, duration)
-    finished = FinishedRun(
-        run_id=run.run_id,
-        status=run.status,
-        records_synced=run.records_synced,
-        bytes_synced=run.bytes_synced,
-        error_message=run.error_message,
-        duration_seconds=duration,
-        polls=outcome.refresh_calls,
-    )
-    payload = finished.model_dump(exclude={"polls"})
-    emit("splendor.sync.succeeded" if run.status == "succeeded" else "splendor.sync.failed", scope, payload)
+    finished = report_finished(scope, run, outcome.refresh_calls)
+    if run.status == "succeeded" and finished.duration_seconds is not None:
+        ctx.history.record(scope.tenant, scope.source_key, finished.duration_seconds)
     return finished
 
 
@@ -232,7 +209,7 @@ async def wait_ready(ctx: FleetContext, scope: Scope, result: IngestResult) -> I
             statuses[ingest_id] = run.status
             if run.status in INGEST_TERMINAL_OK or run.status in INGEST_TERMINAL_BAD:
                 pending.discard(ingest_id)
-            elif run.status not in KNOWN_INGEST:
+            elif run.status not in INGEST_ACTIVE:
                 raise PermanentStepError(
                     "ingest", scope.source_key, f"ingest run {ingest_id} has an unknown status '{run.status}'"
                 )

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.polling import Expectation
@@ -37,6 +37,11 @@ def run_duration(created_at: datetime | None, completed_at: datetime | None) -> 
     if created_at is None or completed_at is None:
         return None
     return max(0.0, (completed_at - created_at).total_seconds())
+
+
+def run_age(created_at: datetime | None) -> float | None:
+    """Seconds since the run was created, measured like `run_duration` so the two compare."""
+    return run_duration(created_at, datetime.now(UTC))
 
 
 class RunHistory:

@@ -6,15 +6,13 @@ import time
 from prefect import get_run_logger, task
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
-from splendor_api.models import INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
+from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
 from tasks.api import open_client
 from tasks.checkpoint import STEP_OPTIONS, Scope
 from tasks.errors import DeadlineExceeded, PermanentStepError
 from tasks.events import emit
 from tasks.polling import PollOptions, next_delay
 from tasks.results import IngestResult
-
-KNOWN_INGEST = {"uploading", "queued", "processing", "text_indexed", "semantic_pending"}
 
 
 async def _already_enqueued(client: SplendorClient, source_id: int, run_id: int) -> list[models.IngestRun]:
@@ -101,7 +99,7 @@ async def wait_for_ingest(
                 if run.status in INGEST_TERMINAL_OK or run.status in INGEST_TERMINAL_BAD:
                     final[ingest_id] = run
                     pending.discard(ingest_id)
-                elif run.status not in KNOWN_INGEST:
+                elif run.status not in INGEST_ACTIVE:
                     raise PermanentStepError(
                         "ingest",
                         scope.source_key,

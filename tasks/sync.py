@@ -7,7 +7,6 @@ a vanished run or an unknown status do.
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -18,7 +17,7 @@ from tasks.api import open_client
 from tasks.checkpoint import STEP_OPTIONS, Scope
 from tasks.errors import DeadlineExceeded, PermanentStepError
 from tasks.events import emit
-from tasks.history import RunHistory, run_duration
+from tasks.history import RunHistory, run_age, run_duration
 from tasks.polling import Expectation, PollOptions, PollPlan
 from tasks.results import FinishedRun, StartedRun
 
@@ -61,18 +60,31 @@ async def start_sync(scope: Scope, source_id: int, attempt: int, trigger: str = 
     raise AssertionError("unreachable")
 
 
-def _age_seconds(run: models.ConnectorRun) -> float | None:
-    anchor = run.started_at or run.created_at
-    if anchor is None:
-        return None
-    return max(0.0, (datetime.now(UTC) - anchor).total_seconds())
+def check_status_known(scope: Scope, run: models.ConnectorRun) -> None:
+    """Fail closed on a status outside the contract rather than guess whether it is terminal."""
+    if run.status not in RUN_TERMINAL and run.status not in RUN_ACTIVE:
+        raise PermanentStepError(
+            "poll",
+            scope.source_key,
+            f"run {run.run_id} has an unknown status '{run.status}'",
+            "the API may have changed; the pipeline stops rather than guess",
+        )
 
 
-def _duration(run: models.ConnectorRun) -> float | None:
-    start = run.started_at or run.created_at
-    if start is None or run.completed_at is None:
-        return None
-    return max(0.0, (run.completed_at - start).total_seconds())
+def report_finished(scope: Scope, run: models.ConnectorRun, polls: int) -> FinishedRun:
+    """The poll checkpoint of a terminal run, announced as splendor.sync.succeeded or .failed."""
+    finished = FinishedRun(
+        run_id=run.run_id,
+        status=run.status,
+        records_synced=run.records_synced,
+        bytes_synced=run.bytes_synced,
+        error_message=run.error_message,
+        duration_seconds=run_duration(run.created_at, run.completed_at),
+        polls=polls,
+    )
+    outcome = "succeeded" if run.status == "succeeded" else "failed"
+    emit(f"splendor.sync.{outcome}", scope, finished.model_dump(exclude={"polls"}))
+    return finished
 
 
 @task(name="poll", **{**STEP_OPTIONS, "retries": 1})
@@ -118,14 +130,8 @@ async def wait_for_run(
                     last_status = run.status
                 if run.status in RUN_TERMINAL:
                     break
-                if run.status not in RUN_ACTIVE:
-                    raise PermanentStepError(
-                        "poll",
-                        scope.source_key,
-                        f"run {run_id} has an unknown status '{run.status}'",
-                        "the API may have changed; the pipeline stops rather than guess",
-                    )
-                age = _age_seconds(run)
+                check_status_known(scope, run)
+                age = run_age(run.created_at)
                 if expected_seconds and age is not None:
                     await aupdate_progress_artifact(progress_id, min(99.0, 100.0 * age / expected_seconds))
             waited = time.monotonic() - began
@@ -137,30 +143,18 @@ async def wait_for_run(
                     "the run keeps going in Splendor; resume with the same sync_id to keep waiting",
                 )
             # Run durations in the history are measured from creation, so the age must be too.
-            age = (run_duration(run.created_at, datetime.now(UTC)) if run is not None else None) or waited
+            age = (run_age(run.created_at) if run is not None else None) or waited
             await asyncio.sleep(plan.delay(age, retry_after))
     await aupdate_progress_artifact(progress_id, 100.0)
-    finished = FinishedRun(
-        run_id=run.run_id,
-        status=run.status,
-        records_synced=run.records_synced,
-        bytes_synced=run.bytes_synced,
-        error_message=run.error_message,
-        duration_seconds=_duration(run),
-        polls=polls,
-    )
-    payload = finished.model_dump(exclude={"polls"})
-    took = run_duration(run.created_at, run.completed_at)
-    if run.status == "succeeded" and took is not None:
-        history.record(scope.tenant, scope.source_key, took)
-        history.save()
+    finished = report_finished(scope, run, polls)
     if run.status == "succeeded":
+        if finished.duration_seconds is not None:
+            history.record(scope.tenant, scope.source_key, finished.duration_seconds)
+            history.save()
         if not run.records_synced:
             logger.warning(
                 "Run %s succeeded with 0 records: check the source's filters and credentials", run_id
             )
-        emit("splendor.sync.succeeded", scope, payload)
     else:
         logger.error("Run %s ended %s: %s", run_id, run.status, run.error_message or "no error message")
-        emit("splendor.sync.failed", scope, payload)
     return finished
