@@ -3,11 +3,16 @@ publish a consent link and wait for an admin (or take a `secret_id` given up fro
 
 import asyncio
 from datetime import UTC, datetime
+from uuid import UUID
 
+import httpx
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_link_artifact
+from prefect.client.orchestration import get_client
 from prefect.flow_runs import apause_flow_run
-from prefect.input import RunInput
+from prefect.input import RunInput, keyset_from_paused_state
+from prefect.runtime import flow_run
+from prefect.states import Paused
 from pydantic import Field
 
 from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
@@ -67,6 +72,29 @@ async def _publish_consent(scope: Scope, consent_url: str) -> None:
     )
 
 
+async def _forget_approval(pause_key: str) -> None:
+    """Delete the resume form's answer from the Prefect server.
+
+    Prefect keeps what the admin typed into the resume form as plain flow-run input, readable by anyone
+    with API access. Once Splendor has used (or refused) the secret_id, nothing needs it any more.
+    """
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    # The same key Prefect's pause derived for this pause (prefect.input.keyset_from_paused_state).
+    key = keyset_from_paused_state(Paused(pause_key=pause_key))["response"]
+    try:
+        async with get_client() as client:
+            await client.delete_flow_run_input(UUID(run_id), key)
+    except httpx.HTTPError as exc:
+        # Credentials are ready by now: a failed clean-up must not fail the pipeline, but must be seen.
+        get_run_logger().warning(
+            "Could not delete the OAuth resume input %r of this flow run (%s); delete it by hand",
+            key,
+            type(exc).__name__,
+        )
+
+
 async def _oauth(
     client: SplendorClient,
     scope: Scope,
@@ -91,23 +119,29 @@ async def _oauth(
         # Splendor runs this OAuth itself: wait for its callback to flip the status.
         await _wait_ready(client, scope, source_id, timeout_seconds)
         return
-    if not secret_id:
+    pause_key = f"oauth-{source_id}" if not secret_id else None
+    if pause_key:
         approval = await apause_flow_run(
-            wait_for_input=OAuthApproval, timeout=timeout_seconds, poll_interval=2, key=f"oauth-{source_id}"
+            wait_for_input=OAuthApproval, timeout=timeout_seconds, poll_interval=2, key=pause_key
         )
         secret_id = approval.secret_id
     try:
         await client.complete_oauth(source_id, secret_id)
     except OutcomeUnknown:
+        # Kept on the server while unsure: a retry of this step reads the same answer back.
         if await _status(client, source_id) != "ready":
             raise
     except ValidationFailed:
+        if pause_key:
+            await _forget_approval(pause_key)
         raise PermanentStepError(
             "provision",
             scope.source_key,
             "Splendor did not accept the secret_id (unknown or already used)",
             "approve consent again and resume with the new secret_id",
         ) from None
+    if pause_key:
+        await _forget_approval(pause_key)
 
 
 async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, timeout_seconds: int) -> None:

@@ -121,9 +121,13 @@ def wait_healthy(api_url: str, proc: Proc, timeout: float = STARTUP_SECONDS) -> 
     raise RuntimeError(f"prefect server not healthy after {timeout:.0f} s:\n{proc.tail()}")
 
 
-@pytest.fixture(scope="package")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def running_stack(base: Path, *, ui: bool = False) -> Iterator[Stack]:
+    """The emulator and a `prefect server start` with its own PREFECT_HOME under `base`.
+
+    `ui=True` serves the Prefect UI too (the browser tests); the e2e tests leave it off, since copying
+    and serving its static bundles only costs start-up time there.
+    """
     home = base / "prefect-home"
     home.mkdir()
     port = free_port()
@@ -142,7 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PREFECT_HOME": str(home),
             "PREFECT_API_URL": api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "true" if ui else "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
             # Poll fast: the defaults (10 s) would dominate every test.
             "PREFECT_WORKER_QUERY_SECONDS": "1",
@@ -156,6 +160,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "SPLENDOR_MAX_ATTEMPTS": "3",
             "SPLENDOR_MAX_RETRY_SECONDS": "3",
         }
+        if ui:
+            # No upgrade banners in the UI (and in the browser tests' screenshots).
+            env["PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT"] = "false"
         try:
             server = procs.start(
                 "server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env
@@ -164,6 +171,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield Stack(api_url=api_url, home=home, env=env, emulator=emu, procs=procs)
         finally:
             procs.stop_all()
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("e2e")) as started:
+        yield started
 
 
 @pytest.fixture(scope="package")
