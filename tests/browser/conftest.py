@@ -13,17 +13,17 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Response, expect, sync_playwright
 
 from tests.e2e.conftest import Stack, api, deployment_id, running_stack
 
-from .screens import shot
+from . import screens
 
 CHROMIUM = shutil.which("chromium")
 SKIP_REASON = "Chromium is not installed (Debian: apt-get install chromium); the browser tests need it"
@@ -94,6 +94,7 @@ def browser(ui: Ui) -> Iterator[Browser]:
     # Requests `ui` so that fixture's Prefect calls run first: while Playwright's sync API is active it
     # marks its own event loop as running in this thread, and Prefect's sync calls would then hand back
     # coroutines instead of running.
+    screens.clear()
     with sync_playwright() as playwright:
         # launch() (not a persistent context) gives Chromium a fresh temporary profile every time.
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -120,10 +121,19 @@ def page(browser: Browser, ui: Ui, request: pytest.FixtureRequest) -> Iterator[P
     context.route(lambda url: not url.startswith("http://127.0.0.1:"), lambda route: route.abort())
     context.set_default_timeout(20_000)
     page = context.new_page()
+    # The UI reports a refused request only in a toast that is gone a few seconds later: keep them.
+    refused: list[str] = []
+
+    def keep_refused(response: Response) -> None:
+        if response.status >= 400 and "/api/" in response.url:
+            refused.append(f"{response.status} {response.request.method} {response.url}")
+
+    page.on("response", keep_refused)
     yield page
     if request.node.stash.get(FAILED_CALL, False):
         # What the page showed when the test failed: the first thing to look at in a CI log.
-        shot(page, f"FAILED-{request.node.name}")
+        screens.shot(page, f"FAILED-{request.node.name}")
+        print("API requests of the UI that failed:", *refused or ["none"], sep="\n  ")
     context.close()
 
 
@@ -143,6 +153,21 @@ def wait_for_state(page: Page, state: str, timeout_s: float = 90) -> None:
     badge = page.locator('main [data-slot="badge"]').filter(has_text=re.compile(rf"^({wanted})$")).first
     expect(badge).to_be_visible(timeout=timeout_s * 1000)
     assert badge.inner_text().strip() == state, f"the run page shows {badge.inner_text()!r}, not {state!r}"
+
+
+def answered(page: Page, endpoint: str, gesture: Callable[[], None], attempts: int = 3) -> Response:
+    """Do `gesture` (clicks that make the UI send a POST to `endpoint`) and return the server's answer.
+
+    A SQLite-backed Prefect server answers 503 while its database is locked by another writer (the
+    flow runs of the other scenarios); the request was rolled back. Prefect's Python client retries
+    those; the UI only shows a toast, and the person clicks again. So does this, on 503 only.
+    """
+    for _ in range(attempts):
+        with page.expect_response(lambda r: endpoint in r.url and r.request.method == "POST") as info:
+            gesture()
+        if info.value.status != 503:
+            return info.value
+    raise AssertionError(f"the Prefect server answered {endpoint} with 503 {attempts} times")
 
 
 def run_menu(page: Page, item: str) -> None:

@@ -21,6 +21,7 @@ from .conftest import (
     SKIP_REASON,
     UI_PREFIX,
     Ui,
+    answered,
     create_run,
     read_run,
     run_menu,
@@ -28,7 +29,7 @@ from .conftest import (
     state_badge,
     wait_for_state,
 )
-from .screens import shot
+from .screens import shot, shot_region
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)]
 
@@ -79,10 +80,10 @@ def failed_run(ui: Ui) -> str:
     return create_run(ui, {"spec": spec("browser-retry"), "max_sync_attempts": 1, "poll": FAST_POLL})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _start_slow_runs_first(oauth_run: str, failed_run: str) -> None:
-    """Start the runs of the OAuth and Retry scenarios before any test, so that they reach their
-    pause and their failure while the form scenario runs instead of one after the other."""
+@pytest.fixture(scope="module")
+def slow_runs(oauth_run: str, failed_run: str) -> None:
+    """The runs of the OAuth and Retry scenarios, started early by the form scenario's completed run
+    so that they reach their pause and their failure while it runs, not one after the other."""
 
 
 def field_of(page: Page, label: str) -> Any:
@@ -91,7 +92,22 @@ def field_of(page: Page, label: str) -> Any:
     return page.get_by_text(label, exact=True).locator("xpath=ancestor::div[fieldset][1]")
 
 
-def test_custom_run_form_shows_the_spec_refuses_a_bad_arn_and_starts_a_run(page: Page, ui: Ui) -> None:
+def fill_spec(page: Page, source_key: str, iam_role_arn: str) -> None:
+    for label, value in {
+        "Provider Key": "stripe",
+        "Source Key": source_key,
+        "Dataset Id": "payments",
+        "Bucket": "acme-connectors",
+        "Iam Role Arn": iam_role_arn,
+    }.items():
+        page.get_by_label(label, exact=True).fill(value)
+    # An optional string is a choice between "str" and None in this form: pick str, then type.
+    credentials = field_of(page, "Credentials Secret (Optional)")
+    credentials.get_by_role("tab", name="str", exact=True).click()
+    credentials.get_by_role("textbox").fill(SECRET_BLOCK)
+
+
+def test_custom_run_form_shows_the_spec_and_refuses_a_bad_arn(page: Page, ui: Ui) -> None:
     emu = ui.stack.emulator
     schema = api(ui.stack, "GET", f"/deployments/{ui.deployment_id}")["parameter_openapi_schema"]
     source_spec = schema["definitions"]["SourceSpec"]
@@ -116,44 +132,45 @@ def test_custom_run_form_shows_the_spec_refuses_a_bad_arn_and_starts_a_run(page:
         expect(label).to_be_visible()
         expect(label.locator("xpath=following-sibling::p[1]")).to_have_text(prop["description"])
 
-    for label, value in {
-        "Provider Key": "stripe",
-        "Source Key": "browser-form",
-        "Dataset Id": "payments",
-        "Bucket": "acme-connectors",
-    }.items():
-        page.get_by_label(label, exact=True).fill(value)
-    # An optional string is a choice between "str" and None in this form: pick str, then type.
-    credentials = field_of(page, "Credentials Secret (Optional)")
-    credentials.get_by_role("tab", name="str", exact=True).click()
-    credentials.get_by_role("textbox").fill(SECRET_BLOCK)
     # Eleven digits where the account id needs twelve.
-    page.get_by_label("Iam Role Arn", exact=True).fill("arn:aws:iam::12345678901:role/acme-splendor")
-
+    fill_spec(page, "browser-bad-arn", "arn:aws:iam::12345678901:role/acme-splendor")
+    # This scenario runs first, before any flow run exists: every Splendor call would show here.
     calls_before = emu.counts()
     runs_before = len(flow_runs(ui.stack, DEPLOYMENT))
-    page.get_by_role("button", name="Submit").click()
+    submit = page.get_by_role("button", name="Submit")
+    assert answered(page, "/create_flow_run", submit.click).status == 409
     # The server enforces the parameter schema: the toast names the field, the field shows the rule.
     expect(page.get_by_text(re.compile(r"Validation failed for field 'spec\.iam_role_arn'"))).to_be_visible()
-    arn_error = field_of(page, "Iam Role Arn").get_by_text(re.compile("does not match"))
-    expect(arn_error).to_be_visible()
+    expect(field_of(page, "Iam Role Arn").get_by_text(re.compile("does not match"))).to_be_visible()
     expect(page).to_have_url(re.compile(r"/run\b"))
-    page.get_by_text("Provider Key", exact=True).scroll_into_view_if_needed()
-    shot(page, "custom-run-form", docs=True)
+    shot_region(
+        page,
+        page.get_by_role("heading", name="Parameters", exact=True),
+        field_of(page, "Iam Role Arn"),
+        "custom-run-form",
+        docs=True,
+    )
     assert len(flow_runs(ui.stack, DEPLOYMENT)) == runs_before, "a run was created from a bad spec"
     assert emu.counts() == calls_before, "a refused form still called Splendor"
+    assert not [s for s in emu.sources("acme") if s["source_key"] == "browser-bad-arn"]
 
-    page.get_by_label("Iam Role Arn", exact=True).fill(ARN)
-    # The form re-validates a changed value in the background (about a second here) and, until that
-    # answer clears the field's error, Submit silently does nothing (Prefect 3.9.1's React UI checks
-    # the errors of the previous render). Wait, as a person would, for the red message to go away.
-    expect(arn_error).to_be_hidden()
-    page.get_by_role("button", name="Submit").click()
-    page.get_by_role("button", name="View run").click()
+
+@pytest.mark.usefixtures("slow_runs")
+def test_custom_run_form_starts_a_run_that_completes(page: Page, ui: Ui) -> None:
+    emu = ui.stack.emulator
+    page.goto(ui.url(f"/deployments/deployment/{ui.deployment_id}/run"))
+    fill_spec(page, "browser-form", ARN)
+    submit = page.get_by_role("button", name="Submit")
+    assert answered(page, "/create_flow_run", submit.click).ok
+    # The deployment's page opens with the new run in its list (or as its next run while scheduled).
+    expect(page).to_have_url(re.compile(rf"/deployments/deployment/{ui.deployment_id}(\?|$)"))
+    [new] = [
+        r for r in flow_runs(ui.stack, DEPLOYMENT) if r["parameters"]["spec"]["source_key"] == "browser-form"
+    ]
+    page.get_by_role("link", name=new["name"], exact=True).first.click()
     expect(page).to_have_url(RUN_URL)
-    match = RUN_URL.search(page.url)
-    assert match
-    run_id = match.group(1)
+    run_id = new["id"]
+    assert run_id in page.url
     wait_for_state(page, "Completed")
     shot(page, "custom-run-completed")
 
@@ -204,7 +221,8 @@ def test_oauth_run_pauses_and_the_resume_form_takes_the_secret_id(page: Page, ui
     expect(dialog.get_by_text("secret_id from the consent redirect", exact=True)).to_be_visible()
     shot(dialog, "oauth-resume-form", docs=True)
     secret_field.fill(secret_id)
-    dialog.get_by_role("button", name="Resume", exact=True).click()
+    resume = dialog.get_by_role("button", name="Resume", exact=True)
+    assert answered(page, f"/flow_runs/{run_id}/resume", resume.click).ok
     wait_for_state(page, "Completed")
     shot(page, "oauth-completed")
 
@@ -227,11 +245,16 @@ def test_retry_of_a_failed_run_resumes_at_the_failed_step(page: Page, ui: Ui, fa
     assert "[sync]" in (read_run(ui, run_id)["state"]["message"] or "")
     before = {route: emu.count(route) for route in (CREATE, PROVISION, CONNECT, SYNC)}
 
-    run_menu(page, "Retry")
     dialog = page.get_by_role("alertdialog")  # a confirmation, unlike the resume form's dialog
-    expect(dialog.get_by_text("AwaitingRetry", exact=True)).to_be_visible()
-    shot(dialog, "retry-dialog")
-    dialog.get_by_role("button", name="Retry", exact=True).click()
+
+    def retry() -> None:
+        if not dialog.is_visible():
+            run_menu(page, "Retry")
+        expect(dialog.get_by_text("AwaitingRetry", exact=True)).to_be_visible()
+        shot(dialog, "retry-dialog")
+        dialog.get_by_role("button", name="Retry", exact=True).click()
+
+    assert answered(page, f"/flow_runs/{run_id}/set_state", retry).ok
     # Leaves Failed first (AwaitingRetry, Running), so the wait below cannot stop at the old state.
     expect(state_badge(page, "Failed")).to_be_hidden()
     wait_for_state(page, "Completed")
@@ -283,4 +306,10 @@ def test_pipeline_summary_artifact_renders_its_table(page: Page, ui: Ui) -> None
     expect(ingest_row).to_contain_text("ready (")
     for ingest in ingests:
         expect(ingest_row).to_contain_text(ingest["ingest_run_id"])
-    shot(page, "pipeline-summary", docs=True)
+    shot_region(
+        page,
+        page.get_by_role("heading", name=re.compile("Splendor pipeline")),
+        ingest_row,
+        "pipeline-summary",
+        docs=True,
+    )
