@@ -17,6 +17,18 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "var" / "browser"
 DOCS = REPO / "docs"
 PAD = 12
+# Bring an element to the top of whatever scrolls it, leaving a margin above it (scrollIntoView alone
+# puts it flush with the edge, and the clip would then cut its first line).
+SCROLL_TO_TOP = """(element, margin) => {
+    element.scrollIntoView({block: "start"});
+    const scrolls = (box) =>
+        box.scrollHeight > box.clientHeight && /auto|scroll/.test(getComputedStyle(box).overflowY);
+    let box = element.parentElement;
+    while (box && !scrolls(box)) {
+        box = box.parentElement;
+    }
+    (box || document.scrollingElement).scrollBy(0, -margin);
+}"""
 
 
 def clear() -> None:
@@ -45,7 +57,7 @@ def shot_region(page: Page, top: Locator, bottom: Locator, name: str, *, docs: b
     look at, without the sidebar and the blank space around them."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    top.evaluate("element => element.scrollIntoView({block: 'start'})")
+    top.evaluate(SCROLL_TO_TOP, PAD * 4)
     boxes: list[Any] = [top.bounding_box(), bottom.bounding_box()]
     assert all(boxes), f"{name}: a bound of the region is not rendered"
     left = min(b["x"] for b in boxes)
