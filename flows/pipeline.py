@@ -15,14 +15,15 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from splendor_api import SplendorConfig, SplendorError
-from tasks.api import load_config, open_client
-from tasks.checkpoint import Scope
-from tasks.errors import PermanentStepError, StepError, label_failure
-from tasks.events import artifact_slug
-from tasks.ingest import enqueue_ingest, wait_for_ingest
-from tasks.polling import PollOptions
-from tasks.results import FinishedRun, IngestResult
-from tasks.sync import start_sync, wait_for_run
+from splendor_api.models import RunStatus
+from splendor_flows.engine.errors import PermanentStepError, StepError, label_failure
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.results import FinishedRun, IngestResult
+from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
+from splendor_flows.tasks.sync import start_sync, wait_for_run
 
 # Hard ceiling across all resumes, so a source that always fails cannot loop forever.
 MAX_TOTAL_ATTEMPTS = 20
@@ -116,7 +117,7 @@ async def sync_and_ingest(
         if start_state.name != "Cached" or poll_state.name != "Cached":
             new_attempts += 1
         attempts.append(finished)
-        if finished.status == "succeeded":
+        if finished.status == RunStatus.SUCCEEDED:
             break
         if new_attempts >= max_sync_attempts:
             raise StepError(

@@ -12,12 +12,12 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.pipeline import tenant_of
-from tasks.api import load_config, open_client
-from tasks.checkpoint import Scope
-from tasks.errors import PermanentStepError, SpecError
-from tasks.events import artifact_slug
-from tasks.uploads import (
+from splendor_flows.engine.errors import PermanentStepError, SpecError
+from splendor_flows.flows.pipeline import tenant_of
+from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.tasks.uploads import (
     LocalFile,
     PartDone,
     PartSigner,

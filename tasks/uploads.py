@@ -28,11 +28,11 @@ from pydantic import BaseModel
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
-from tasks.api import open_client
-from tasks.checkpoint import CACHE_VERSION, STEP_OPTIONS, Scope
-from tasks.errors import DeadlineExceeded, PermanentStepError
-from tasks.polling import PollOptions, next_delay
-from tasks.spec import safe_slug
+from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
+from splendor_flows.engine.polling import PollOptions, next_delay
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import CACHE_VERSION, STEP_OPTIONS, Scope
+from splendor_flows.specs.source import safe_slug
 
 # S3's limits, which the hosted upload API mirrors: at most 10,000 parts, objects up to 5 TiB.
 MAX_PARTS = 10_000

@@ -31,14 +31,14 @@ from prefect.results import get_result_store
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-import tasks.api
+import splendor_flows.orchestration.api
 from splendor_api import RateGate, SplendorClient, models
-from tasks.api import load_config
-from tasks.connectors_file import load_connectors
-from tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
-from tasks.history import RunHistory
-from tasks.polling import PollOptions
-from tasks.sync import start_sync
+from splendor_flows.engine.history import RunHistory
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.orchestration.api import load_config
+from splendor_flows.specs.connectors_file import load_connectors
+from splendor_flows.tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
+from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
 
@@ -196,7 +196,9 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
     async with fleet_slots(options.concurrency_limit, options.max_concurrency) as slots:
         config = config.model_copy(update={"max_concurrency": slots})
         gate = RateGate(slots)
-        async with SplendorClient(config, gate=gate, transport=tasks.api.TRANSPORT_OVERRIDE) as client:
+        async with SplendorClient(
+            config, gate=gate, transport=splendor_flows.orchestration.api.TRANSPORT_OVERRIDE
+        ) as client:
             await client.preflight()
             # One listing for the whole fleet: per-source lookups would list every source N times.
             remote = {s.source_key: s for s in await client.list_sources()}

@@ -15,7 +15,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from splendor_api import ConfigError, RateGate, SplendorClient, SplendorConfig, SplendorError
-from tasks.errors import label_failure
+from splendor_flows.engine.errors import label_failure
 
 
 class SplendorCredentials(Block):
