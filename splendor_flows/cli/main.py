@@ -174,6 +174,7 @@ def upload(
     """Upload files through the hosted upload API (resumable) and announce each one with an event."""
     import splendor_flows.tasks.uploads as uploads
     from splendor_flows.flows.upload import upload_files
+    from splendor_flows.orchestration.runtime import use_runtime
 
     paths = [str(f) for f in files]
     try:
@@ -189,8 +190,12 @@ def upload(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         bars = {f.filename: progress.add_task(f.filename, total=max(f.size, 1)) for f in local}
-        uploads.PROGRESS = lambda name, sent: progress.advance(bars[name], sent) if name in bars else None
-        try:
+
+        def advance(name: str, sent: int) -> None:
+            if name in bars:
+                progress.advance(bars[name], sent)
+
+        with use_runtime(upload_progress=advance):
             done = run_flow(
                 upload_files(
                     source_key=source_key,
@@ -201,8 +206,6 @@ def upload(
                     credentials_block=credentials_block,
                 )
             )
-        finally:
-            uploads.PROGRESS = None
     table = Table(title=f"Uploaded to {source_key}")
     for column in ("file", "bytes", "mode", "parts", "upload session", "key", "ingest run"):
         table.add_column(column)
@@ -224,12 +227,11 @@ def whoami(credentials_block: CredentialsOption = None) -> None:
     """Show who the configured token is: tenant, role, admin or not, plan. Never the token."""
     from splendor_api import SplendorError
     from splendor_flows.engine.errors import StepError
-    from splendor_flows.flows.pipeline import tenant_of
     from splendor_flows.orchestration.api import load_config, open_client
 
     async def look() -> tuple[Any, str, Any, str | None]:
         config = await load_config(credentials_block)
-        tenant = tenant_of(config)
+        tenant = config.tenant
         async with open_client(credentials_block) as client:
             me = await client.me()
             problem = None

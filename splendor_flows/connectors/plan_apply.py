@@ -182,7 +182,7 @@ async def plan(path: str, credentials_block: str | None = None) -> Plan:
     config = await load_config(credentials_block)
     async with open_client(credentials_block) as client:
         await client.preflight()
-        return await build_plan(file, client, config.effective_tenant_id or "-")
+        return await build_plan(file, client, config.tenant)
 
 
 class ApplyResult(BaseModel):
@@ -226,7 +226,7 @@ async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
     file = load_connectors(path)
     specs = {s.source_key: s for s in file.sources}
     config = await load_config(credentials_block)
-    tenant = config.effective_tenant_id or "-"
+    tenant = config.tenant
     async with open_client(credentials_block) as client:
         await client.preflight()
         current = await build_plan(file, client, tenant)

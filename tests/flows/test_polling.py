@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
-import splendor_flows.orchestration.api
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.polling import PollOptions, next_delay
 from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.runtime import use_runtime
 from splendor_flows.tasks.sync import wait_for_run
 
 
@@ -55,8 +55,8 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Response]]:
     def handler(request: httpx.Request) -> httpx.Response:
         return responses.pop(0) if len(responses) > 1 else responses[0]
 
-    monkeypatch.setattr(splendor_flows.orchestration.api, "TRANSPORT_OVERRIDE", httpx.MockTransport(handler))
-    yield responses
+    with use_runtime(transport=httpx.MockTransport(handler)):
+        yield responses
 
 
 def _scope() -> Scope:

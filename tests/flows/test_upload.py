@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-import splendor_flows.orchestration.api
 from splendor_api import SplendorClient, SplendorConfig, models
 from splendor_emulator import Emulator, EmulatorConfig, running_emulator
 from splendor_flows.engine.errors import SpecError
 from splendor_flows.flows.after_upload import after_upload
 from splendor_flows.flows.upload import upload_files
+from splendor_flows.orchestration.runtime import use_runtime
 from splendor_flows.tasks.uploads import UploadInputError, inspect_files
 
 PART = 64 * 1024
@@ -121,12 +121,12 @@ async def test_failed_part_resumes_without_resending_finished_parts(
     parts = -(-big.stat().st_size // PART)
     upload_id = f"resume-{hosted}"
     failing = FailingPart(3)
-    monkeypatch.setattr(splendor_flows.orchestration.api, "TRANSPORT_OVERRIDE", failing)
     before = upload_counts(emulator)
 
-    state = await upload_files(
-        hosted, [str(big)], upload_id=upload_id, max_parallel_parts=2, return_state=True
-    )
+    with use_runtime(transport=failing):
+        state = await upload_files(
+            hosted, [str(big)], upload_id=upload_id, max_parallel_parts=2, return_state=True
+        )
 
     assert state.is_failed()
     assert failing.refused == 2  # the first PUT and the one after re-signing
@@ -134,7 +134,6 @@ async def test_failed_part_resumes_without_resending_finished_parts(
     assert first["uploads"] == 1 and first["complete"] == 0
     assert first["{key:path}"] == parts - 1  # every other part finished despite part 3
 
-    monkeypatch.setattr(splendor_flows.orchestration.api, "TRANSPORT_OVERRIDE", None)
     await failing.inner.aclose()
     middle = upload_counts(emulator)
     [done] = await upload_files(hosted, [str(big)], upload_id=upload_id)
