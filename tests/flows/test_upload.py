@@ -10,7 +10,7 @@ import pytest
 
 from splendor_api import SplendorClient, SplendorConfig, models
 from splendor_emulator import Emulator, EmulatorConfig, running_emulator
-from splendor_flows.engine.errors import SpecError
+from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.flows.after_upload import after_upload
 from splendor_flows.flows.upload import upload_files
 from splendor_flows.orchestration.runtime import use_runtime
@@ -201,3 +201,76 @@ def test_event_id_is_stable_per_upload_session() -> None:
     other_run = scope.model_copy(update={"sync_id": "b"})
     assert upload_event_id(scope, "ups_1") == upload_event_id(other_run, "ups_1")
     assert upload_event_id(scope, "ups_1") != upload_event_id(scope, "ups_2")
+
+
+# --- regression tests: refusals before any call, and errors that name the source ----------------------
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP that records every request a Splendor client sends, to prove a refusal sent none."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(f"{request.method} {request.url.path}")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:  # shared by every client of the run: closed by the test
+        pass
+
+
+BAD_SOURCE_KEYS = ["..", "../catalog", "a/../../b", ".hidden", "x" * 129]
+
+
+@pytest.mark.parametrize("bad_key", BAD_SOURCE_KEYS)
+async def test_upload_refuses_a_bad_source_key_before_any_call(bad_key: str, tmp_path: Path) -> None:
+    small = write_jsonl(tmp_path / "small.jsonl", 2)
+    counting = CountingTransport()
+    with use_runtime(transport=counting), pytest.raises(SpecError) as caught:
+        await upload_files(bad_key, [str(small)])
+    await counting.inner.aclose()
+    assert "source_key" in str(caught.value)
+    assert "letters, digits" in str(caught.value)
+    assert counting.sent == []
+
+
+@pytest.mark.parametrize("bad_key", BAD_SOURCE_KEYS)
+async def test_after_upload_refuses_a_bad_source_key_before_any_call(bad_key: str) -> None:
+    counting = CountingTransport()
+    with use_runtime(transport=counting), pytest.raises(SpecError) as caught:
+        await after_upload(bad_key, upload_session_id="ups_1", event_id="evt-bad-key")
+    await counting.inner.aclose()
+    assert "source_key" in str(caught.value)
+    assert counting.sent == []
+
+
+async def test_after_upload_refuses_an_event_of_another_tenant(hosted: str) -> None:
+    counting = CountingTransport()
+    with use_runtime(transport=counting), pytest.raises(PermanentStepError) as caught:
+        await after_upload(hosted, upload_session_id="ups_1", event_id="evt-globex", tenant="globex")
+    await counting.inner.aclose()
+    message = str(caught.value)
+    assert "'globex'" in message and "'acme'" in message and hosted in message
+    assert counting.sent == []
+
+
+async def test_a_file_changed_while_uploading_fails_naming_file_and_source(
+    hosted: str, tmp_path: Path
+) -> None:
+    big = write_jsonl(tmp_path / "shrinks.jsonl", 3000)
+    assert big.stat().st_size > 2 * PART
+
+    def truncate_after_first_part(filename: str, sent: int) -> None:
+        # Another program rewrites the file while its parts are on their way.
+        with big.open("r+b") as handle:
+            handle.truncate(PART + 10)
+
+    with use_runtime(upload_progress=truncate_after_first_part):
+        state = await upload_files(hosted, [str(big)], max_parallel_parts=1, return_state=True)
+
+    assert state.is_failed()
+    message = state.message or ""
+    assert f"source '{hosted}'" in message, message
+    assert "shrinks.jsonl" in message and "changed while uploading" in message, message
