@@ -18,8 +18,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel
 
-from splendor_api import NotFound
-from splendor_flows.engine.errors import PermanentStepError
+from splendor_api import NotFound, SplendorError
+from splendor_flows.engine.errors import PermanentStepError, label_failure
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.pipeline import resolve_scope
 from splendor_flows.orchestration.api import load_config, open_client
@@ -126,7 +126,11 @@ async def _check_tenant(
 ) -> None:
     """Refuse an event of another tenant before any call: the same source_key in this tenant would be
     someone else's source."""
-    configured = (await load_config(credentials_block)).tenant
+    try:
+        configured = (await load_config(credentials_block)).tenant
+    except SplendorError as exc:
+        label_failure(exc, "preflight", source_key)
+        raise
     if tenant is None:
         if event_id is not None:
             get_run_logger().warning(

@@ -293,3 +293,14 @@ async def test_a_file_changed_while_uploading_fails_naming_file_and_source(
     message = state.message or ""
     assert f"source '{hosted}'" in message, message
     assert "shrinks.jsonl" in message and "changed while uploading" in message, message
+
+
+async def test_after_upload_names_the_source_when_its_credentials_are_missing(hosted: str) -> None:
+    # The tenant check reads the configuration first; its failure reads like the preflight's did.
+    state = await after_upload(
+        hosted, event_id="evt-no-block", credentials_block="no-such-block", return_state=True
+    )
+    assert state.is_failed()
+    assert f"[preflight] source '{hosted}': credentials_block: no Splendor Credentials block" in (
+        state.message or ""
+    )
