@@ -45,6 +45,9 @@ SIGN_BATCH = 100
 EXPIRY_MARGIN = timedelta(minutes=5)
 # A signed part URL this close to expiry is signed again before its PUT starts.
 URL_MARGIN = timedelta(minutes=1)
+# Part checkpoints read at once when resuming: a shared store (a bucket) answers each in tens of ms,
+# so 10,000 parts read one by one would take minutes.
+STORE_READS = 16
 
 # Splendor routes each object by its type; these are the types it turns into records or images.
 CONTENT_TYPES = {
@@ -370,6 +373,7 @@ async def upload_file(
     if ref is not None and session_expired(ref, clock.now()):
         log.warning("Upload session %s has expired; opening a new one", ref.upload_session_id)
         ref = None
+    resumed = ref is not None
     if ref is None:
         ref = await _open_session(client, file, source_key, part_size, progress, log)
         await store.put(keys.session, ref)
@@ -378,7 +382,7 @@ async def upload_file(
     parts: list[PartDone] = []
     if ref.mode == "multipart":
         parts = await _send_parts(
-            client, clock, store, keys, file, ref, source_key, max_parallel_parts, progress, log
+            client, clock, store, keys, file, ref, resumed, source_key, max_parallel_parts, progress, log
         )
     uploaded = await _complete(client, file, ref, parts, source_key, log)
     await store.put(keys.done, uploaded)
@@ -482,6 +486,22 @@ async def _put_part(
     return await client.put_object(signed.upload_url, data, {**headers, **signed.required_headers})
 
 
+async def _finished_parts(
+    store: CheckpointStore, keys: _Keys, ref: SessionRef, plan: list[tuple[int, int, int]]
+) -> list[PartDone]:
+    """The parts of a resumed session that its checkpoints say were sent."""
+    gate = asyncio.Semaphore(STORE_READS)
+
+    async def read(number: int, length: int) -> PartDone | None:
+        async with gate:
+            done = await store.get(keys.part(ref.upload_session_id, number), PartDone)
+        # A record of another size describes other bytes: send that part again.
+        return done if done is not None and done.part_number == number and done.size == length else None
+
+    found = await asyncio.gather(*(read(number, length) for number, _, length in plan))
+    return [part for part in found if part is not None]
+
+
 async def _send_parts(
     client: UploadApi,
     clock: Clock,
@@ -489,6 +509,7 @@ async def _send_parts(
     keys: _Keys,
     file: LocalFile,
     ref: SessionRef,
+    resumed: bool,
     source_key: str,
     max_parallel_parts: int,
     progress: Progress | None,
@@ -498,17 +519,13 @@ async def _send_parts(
         plan = plan_parts(file.size, ref.part_size_bytes or DEFAULT_PART_SIZE)
     except UploadInputError as exc:
         raise PermanentStepError(STEP, source_key, f"{file.filename}: {exc}") from None
-    finished: list[PartDone] = []
-    pending: list[tuple[int, int, int]] = []
-    for number, offset, length in plan:
-        done = await store.get(keys.part(ref.upload_session_id, number), PartDone)
-        if done is not None and done.part_number == number and done.size == length:
-            finished.append(done)
-            _report(progress, file.filename, length)
-        else:
-            pending.append((number, offset, length))
+    # A session opened just now has no finished part: no need to look.
+    finished = await _finished_parts(store, keys, ref, plan) if resumed else []
     if finished:
         log.info("%s: %s of %s parts were already sent", file.filename, len(finished), len(plan))
+        _report(progress, file.filename, sum(p.size for p in finished))
+    sent = {p.part_number for p in finished}
+    pending = [part for part in plan if part[0] not in sent]
     signer = PartSigner(client, clock, source_key, ref.upload_session_id, [n for n, _, _ in pending])
     gate = asyncio.Semaphore(max_parallel_parts)
 

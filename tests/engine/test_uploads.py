@@ -22,6 +22,7 @@ from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.uploads import (
     MAX_PARTS,
     SIGN_BATCH,
+    STORE_READS,
     LocalFile,
     UploadInputError,
     hand_off_latest,
@@ -360,6 +361,41 @@ async def test_resume_sends_only_the_parts_that_failed(
     assert api.landed(done.upload_session_id) == Path(file.path).read_bytes()
     # The progress bar starts where the last attempt stopped.
     assert progress.sent == {"data.jsonl": file.size}
+
+
+class SlowStore(MemoryStore):
+    """Counts lookups and how many are in flight at once, like a bucket that takes a while to answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def get(self, key: str, model: type[M]) -> M | None:
+        self.looked_up.append(key)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(0)
+        self.in_flight -= 1
+        return await super().get(key, model)
+
+
+async def test_part_checkpoints_are_read_only_on_resume_and_in_parallel(
+    api: FakeUploadApi, clock: FakeClock, tmp_path: Path
+) -> None:
+    store = SlowStore()
+    file = local(tmp_path, PART * 40)
+    api.refuse_parts = {40}
+    with pytest.raises(Forbidden):
+        await upload(api, clock, store, file)
+    assert [k.rsplit("/", 1)[-1] for k in store.looked_up] == ["done", "session"]
+
+    api.refuse_parts = set()
+    store.looked_up.clear()
+    await upload(api, clock, store, file)
+    assert len(store.looked_up) == 2 + 40
+    assert store.max_in_flight == STORE_READS
 
 
 async def test_a_part_checkpoint_of_another_size_is_sent_again(
