@@ -39,21 +39,21 @@ M = TypeVar("M", bound=BaseModel)
 
 class FakeClock:
     def __init__(self) -> None:
-        self.elapsed = 0.0
+        self.t = 0.0
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
-        return self.elapsed
+        return self.t
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.elapsed += seconds
+        self.t += seconds
 
     def now(self) -> datetime:
-        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.elapsed)
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.t)
 
 
-class MemoryStore:
+class JsonStore:
     """Checkpoints as JSON text, the way a shared store would hold them."""
 
     def __init__(self) -> None:
@@ -190,7 +190,7 @@ class FakeUploadApi:
         try:
             for _ in range(3):  # let other parts in flight run, as a network would
                 await asyncio.sleep(0)
-            self.clock.elapsed += self.seconds_per_put
+            self.clock.t += self.seconds_per_put
         finally:
             self.in_flight -= 1
         session = self.sessions[signature.session]
@@ -268,8 +268,8 @@ def api(clock: FakeClock) -> FakeUploadApi:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+def store() -> JsonStore:
+    return JsonStore()
 
 
 def local(tmp_path: Path, size: int, name: str = "data.jsonl") -> LocalFile:
@@ -288,7 +288,7 @@ class Progress:
 
 
 async def upload(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, file: LocalFile, **kwargs: Any
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, file: LocalFile, **kwargs: Any
 ) -> Any:
     return await upload_file(api, clock, store, file, source_key=SOURCE, part_size=PART, **kwargs)
 
@@ -297,7 +297,7 @@ async def upload(
 
 
 async def test_small_file_goes_in_one_put(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, 40)
     progress = Progress()
@@ -309,7 +309,7 @@ async def test_small_file_goes_in_one_put(
 
 
 async def test_large_file_goes_in_parallel_parts_signed_in_batches(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     parts = SIGN_BATCH + 5
     file = local(tmp_path, PART * parts - 30)
@@ -324,7 +324,7 @@ async def test_large_file_goes_in_parallel_parts_signed_in_batches(
 
 
 async def test_a_completed_file_is_not_sent_again(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 3)
     first = await upload(api, clock, store, file)
@@ -340,7 +340,7 @@ async def test_a_completed_file_is_not_sent_again(
 
 
 async def test_resume_sends_only_the_parts_that_failed(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 6 - 1)
     api.refuse_parts = {3}
@@ -363,7 +363,7 @@ async def test_resume_sends_only_the_parts_that_failed(
     assert progress.sent == {"data.jsonl": file.size}
 
 
-class SlowStore(MemoryStore):
+class SlowStore(JsonStore):
     """Counts lookups and how many are in flight at once, like a bucket that takes a while to answer."""
 
     def __init__(self) -> None:
@@ -399,7 +399,7 @@ async def test_part_checkpoints_are_read_only_on_resume_and_in_parallel(
 
 
 async def test_a_part_checkpoint_of_another_size_is_sent_again(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 2)
     api.refuse_parts = {2}
@@ -415,13 +415,13 @@ async def test_a_part_checkpoint_of_another_size_is_sent_again(
 
 
 async def test_an_expiring_session_is_not_resumed(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 4)
     api.refuse_parts = {4}
     with pytest.raises(Forbidden):
         await upload(api, clock, store, file)
-    clock.elapsed += timedelta(minutes=56).total_seconds()  # 4 minutes left: parts could die mid-way
+    clock.t += timedelta(minutes=56).total_seconds()  # 4 minutes left: parts could die mid-way
     api.refuse_parts = set()
     api.put_parts.clear()
     done = await upload(api, clock, store, file)
@@ -431,7 +431,7 @@ async def test_an_expiring_session_is_not_resumed(
 
 
 async def test_a_failed_single_put_opens_a_new_session_next_time(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     # Its URL came only with the initiate answer and is not checkpointed: nothing to resume.
     file = local(tmp_path, 10)
@@ -444,7 +444,7 @@ async def test_a_failed_single_put_opens_a_new_session_next_time(
 
 
 async def test_a_single_upload_whose_complete_failed_only_completes_again(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, 10)
     api.complete_error = Unavailable(status=503, method="POST", path="/complete", detail="busy")
@@ -461,7 +461,7 @@ async def test_a_single_upload_whose_complete_failed_only_completes_again(
 
 
 async def test_a_refused_part_url_is_signed_again_once(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 3)
     api.kill_first_signature_of = {2}
@@ -472,7 +472,7 @@ async def test_a_refused_part_url_is_signed_again_once(
 
 
 async def test_urls_about_to_expire_are_signed_again_before_the_put(
-    clock: FakeClock, store: MemoryStore, tmp_path: Path
+    clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     api = FakeUploadApi(clock, url_ttl=timedelta(minutes=10))
     api.seconds_per_put = timedelta(minutes=4).total_seconds()
@@ -484,7 +484,7 @@ async def test_urls_about_to_expire_are_signed_again_before_the_put(
 
 
 async def test_a_part_the_api_did_not_sign_fails_clearly(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     api.unsigned_parts = {2}
     with pytest.raises(PermanentStepError, match=f"source '{SOURCE}': the API did not sign part 2"):
@@ -492,7 +492,7 @@ async def test_a_part_the_api_did_not_sign_fails_clearly(
 
 
 async def test_no_signature_reaches_checkpoints_logs_or_errors(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     file = local(tmp_path, PART * 3)
@@ -512,7 +512,7 @@ async def test_no_signature_reaches_checkpoints_logs_or_errors(
 
 
 async def test_a_file_that_shrinks_while_uploading_fails_naming_it(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 3, "shrinks.jsonl")
 
@@ -528,7 +528,7 @@ async def test_a_file_that_shrinks_while_uploading_fails_naming_it(
 
 
 async def test_a_file_rewritten_in_place_while_uploading_fails(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     file = local(tmp_path, PART * 3, "rewritten.jsonl")
 
@@ -593,7 +593,7 @@ def test_part_plan_bounds() -> None:
 
 
 async def test_a_part_size_that_needs_too_many_parts_fails_before_any_part(
-    clock: FakeClock, store: MemoryStore, tmp_path: Path
+    clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     api = FakeUploadApi(clock, single_max=0, part_size=1)
     file = local(tmp_path, MAX_PARTS + 1, "many.jsonl")
@@ -605,7 +605,7 @@ async def test_a_part_size_that_needs_too_many_parts_fails_before_any_part(
 
 
 async def test_an_empty_file_is_one_empty_put(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     (tmp_path / "empty.jsonl").touch()
     with pytest.raises(UploadInputError, match="the file is empty"):
@@ -616,7 +616,7 @@ async def test_an_empty_file_is_one_empty_put(
 
 
 async def test_an_empty_file_in_multipart_mode_is_one_empty_part(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     assert plan_parts(0, PART) == [(1, 0, 0)]
     api.mode_override = "multipart"
@@ -627,7 +627,7 @@ async def test_an_empty_file_in_multipart_mode_is_one_empty_part(
 
 
 async def test_an_unknown_upload_mode_fails_and_is_not_checkpointed(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     api.mode_override = "streaming"
     with pytest.raises(PermanentStepError, match=f"source '{SOURCE}': the API chose an unknown upload mode"):
@@ -639,7 +639,7 @@ async def test_an_unknown_upload_mode_fails_and_is_not_checkpointed(
 
 
 async def test_a_complete_with_unknown_outcome_is_read_back_not_resent(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     api.complete_error = OutcomeUnknown(
         method="POST", path="/complete", route="complete_upload", cause=TimeoutError()
@@ -650,7 +650,7 @@ async def test_a_complete_with_unknown_outcome_is_read_back_not_resent(
 
 
 async def test_a_conflict_on_complete_stands_when_the_upload_is_not_complete(
-    api: FakeUploadApi, clock: FakeClock, store: MemoryStore, tmp_path: Path
+    api: FakeUploadApi, clock: FakeClock, store: JsonStore, tmp_path: Path
 ) -> None:
     conflict = Conflict(status=409, method="POST", path="/complete", detail={"code": "upload_expired"})
     api.complete_error = conflict
@@ -698,7 +698,7 @@ async def test_readiness_stops_at_its_deadline(api: FakeUploadApi, clock: FakeCl
     api.readiness_script = [("processing", {})] * 100
     with pytest.raises(DeadlineExceeded, match="not ready after 60 s"):
         await wait_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
-    assert 60 < clock.elapsed <= 64
+    assert 60 < clock.t <= 64
 
 
 async def test_hand_off_resends_after_an_unknown_outcome_and_skips_without_data(
