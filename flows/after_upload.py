@@ -24,10 +24,10 @@ from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.pipeline import resolve_scope
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import wait_for_ingest
 from splendor_flows.tasks.uploads import (
     hand_off_latest,
-    validate_source_key,
     validate_upload_session_id,
     wait_upload_ready,
 )

@@ -16,13 +16,13 @@ from splendor_flows.engine.uploads import DEFAULT_PART_SIZE
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.uploads import (
     UploadedFile,
     UploadInputError,
     emit_upload_completed,
     inspect_files,
     upload_file,
-    validate_source_key,
 )
 
 

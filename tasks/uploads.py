@@ -8,7 +8,7 @@ The upload logic itself, and its resume rules, live in the engine.
 import hashlib
 import uuid
 from datetime import timedelta
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import CachePolicy
@@ -17,7 +17,7 @@ from prefect.events import emit_event
 from prefect.results import get_result_store
 from prefect.types import DateTime
 from prefect.types._datetime import now as prefect_now
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from splendor_flows.engine import uploads as engine
 from splendor_flows.engine.errors import SpecError
@@ -33,7 +33,7 @@ from splendor_flows.engine.uploads import (
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import CACHE_VERSION, CHECKPOINT_TTL, STEP_OPTIONS, Scope
 from splendor_flows.orchestration.runtime import current_runtime
-from splendor_flows.specs.source import SourceSpec, safe_slug
+from splendor_flows.specs.source import safe_slug
 
 # Callers (the CLI) check files with these before they start a flow.
 __all__ = [
@@ -47,34 +47,11 @@ __all__ = [
     "inspect_files",
     "upload_event_id",
     "upload_file",
-    "validate_source_key",
     "validate_upload_session_id",
     "wait_upload_ready",
 ]
 
 # --- parameter checks (before any call) -------------------------------------------------------------------
-
-# The spec model's own field (its pattern and its description), so the rule cannot drift from it.
-_SOURCE_KEY_FIELD = SourceSpec.model_fields["source_key"]
-_SOURCE_KEY: TypeAdapter[str] = TypeAdapter(Annotated[str, _SOURCE_KEY_FIELD])
-
-
-def validate_source_key(value: str, *, field: str = "source_key") -> str:
-    """`value` when it is a valid source key, else a SpecError naming `field` and what a key may hold.
-
-    Source keys go into URL paths, where an HTTP client resolves `.` and `..` segments: validate before
-    any call that builds a path from one.
-    """
-    try:
-        return _SOURCE_KEY.validate_python(value)
-    except ValidationError as exc:
-        reason = exc.errors(include_url=False)[0]["msg"]
-        # Printable and bounded: the value may be hostile (control characters, megabytes).
-        shown = ascii(value[:80])
-        raise SpecError(
-            shown[1:-1],
-            f"{field} {shown} is not allowed ({reason}); expected: {_SOURCE_KEY_FIELD.description}",
-        ) from None
 
 
 def validate_upload_session_id(value: str, *, source_key: str) -> str:

@@ -14,7 +14,7 @@ from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.flows.after_upload import after_upload
 from splendor_flows.flows.upload import upload_files
 from splendor_flows.orchestration.runtime import use_runtime
-from splendor_flows.tasks.uploads import validate_source_key
+from splendor_flows.specs.source import validate_source_key
 
 from .conftest import stripe_spec
 
