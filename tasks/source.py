@@ -13,17 +13,14 @@ from splendor_flows.orchestration.events import emit
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.discover import ProviderDetails
 
-# Config a later `apply` may change on an existing source (PUT /v1/admin/sources/{id}).
-UPDATABLE = ("retention_days", "search_config", "semantic_config")
-
 
 def create_request(spec: SourceSpec, provider: ProviderDetails) -> models.CreateAirbyteSource:
     return models.CreateAirbyteSource(
         provider_key=spec.provider_key,
-        connector_key=spec.connector_key or spec.provider_key,
-        connector_name=spec.connector_name or provider.name,
+        connector_key=spec.connector_key,
+        connector_name=spec.connector_name,
         source_key=spec.source_key,
-        source_name=spec.source_name or spec.source_key,
+        source_name=spec.source_name,
         dataset_id=spec.dataset_id,
         bucket=spec.bucket,
         iam_role_arn=spec.iam_role_arn,
