@@ -32,6 +32,7 @@ from .retry import (
     RETRY_STATUSES,
     SHED_STATUSES,
     RetryPolicy,
+    is_load_shedding,
     is_transient,
 )
 from .routes import ROUTES, Idempotency, Route
@@ -44,10 +45,6 @@ USER_AGENT = f"splendor-flows/{__version__}"
 
 T = TypeVar("T")
 Req = TypeVar("Req", bound=models.RequestModel)
-
-# Unexpected statuses that get one attempt and surface as-is (never resent).
-_SERVER_FAILURES_AFTER_SEND = RETRY_STATUSES - SHED_STATUSES
-
 
 # Building a TypeAdapter is costly; each response type is built once per process.
 _ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
@@ -527,7 +524,8 @@ class SplendorClient:
         error = self._error_from(route, path, response, secrets)
         if response.status_code in SHED_STATUSES and error.retry_after is not None and not route.external:
             self.gate.close_for(error.retry_after)
-        if mutating and response.status_code in _SERVER_FAILURES_AFTER_SEND:
+        if mutating and response.status_code in RETRY_STATUSES and not is_load_shedding(error):
+            # A 5xx after sending (or a bare 503) may come after the call was applied: never resend.
             raise OutcomeUnknown(method=route.method, path=path, route=route.name, cause=error) from error
         raise error
 

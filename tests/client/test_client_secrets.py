@@ -62,7 +62,10 @@ async def test_canary_token_never_appears(
 async def test_provision_body_is_not_logged(
     make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = Recorder(httpx.Response(503), httpx.Response(200, json=fixture("provision_response.json")))
+    api = Recorder(
+        httpx.Response(503, headers={"Retry-After": "0"}),
+        httpx.Response(200, json=fixture("provision_response.json")),
+    )
     with caplog.at_level(logging.DEBUG):
         await make_client(api).provision(12, {"api_key": CREDENTIAL})
     assert CREDENTIAL.encode() in api.requests[0].content
