@@ -31,6 +31,7 @@ def is_load_shedding(error: ApiError) -> bool:
     """
     return error.status == 429 or (error.status == 503 and error.retry_after is not None)
 
+
 # Transport failures that happen before a single byte of the request left: safe to resend anything.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Transport failures after sending (or possibly after): the server may have acted on the request.
