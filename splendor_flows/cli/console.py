@@ -96,14 +96,15 @@ class _ExpectedFailuresOffConsole(logging.Filter):
     """
 
     def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
+        from splendor_flows.orchestration.prefect_compat import is_run_log
+
         super().__init__()
         self.expected = expected
         self.names = _type_names(expected)
+        self.is_run_log = is_run_log
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from splendor_flows.orchestration.prefect_compat import is_run_log
-
-        if not is_run_log(record):
+        if not self.is_run_log(record):
             return True
         if record.exc_info is not None:
             return not isinstance(record.exc_info[1], self.expected)
