@@ -260,21 +260,9 @@ class Stack:
         deploy = self._start_deploy() if cfg.deploy else None
         try:
             since = datetime.now(UTC)
-            for index in range(1, cfg.workers + 1):
-                self.workers.append(
-                    self.procs.start(
-                        f"worker-{index}",
-                        [
-                            PREFECT, "worker", "start", "--pool", POOL, "--type", "process",
-                            "--name", f"stack-worker-{index}", "--limit", str(cfg.worker_limit),
-                        ],
-                        self.worker_env(index),
-                        cfg.project_dir,
-                        home=self.worker_home(index),
-                    )
-                )  # fmt: skip
+            self.workers = [self._start_worker(index) for index in range(1, cfg.workers + 1)]
             self.automation_ids = automations.apply(self.api_url, self.automations)
-            self._wait_workers(since)
+            self._wait_workers(since, self.workers)
             if deploy is not None:
                 code = deploy.wait(timeout=cfg.startup_timeout)
                 if code != 0:
@@ -318,11 +306,36 @@ class Stack:
         # The CLI fills in the process worker's default job template, which a bare REST call would not.
         self.prefect("work-pool", "create", POOL, "--type", "process")
 
-    def _wait_workers(self, since: datetime) -> None:
-        names = {f"stack-worker-{i}" for i in range(1, self.config.workers + 1)}
+    def _start_worker(self, index: int) -> Proc:
+        return self.procs.start(
+            f"worker-{index}",
+            [
+                PREFECT, "worker", "start", "--pool", POOL, "--type", "process",
+                "--name", self.worker_name(index), "--limit", str(self.config.worker_limit),
+            ],
+            self.worker_env(index),
+            self.config.project_dir,
+            home=self.worker_home(index),
+        )  # fmt: skip
+
+    @staticmethod
+    def worker_name(index: int) -> str:
+        return f"stack-worker-{index}"
+
+    def restart_worker(self, proc: Proc) -> Proc:
+        """Replace a (killed) worker by a new process with the same name and home: the machine is back."""
+        position = self.workers.index(proc)
+        proc.stop()
+        since = datetime.now(UTC)
+        self.workers[position] = self._start_worker(position + 1)
+        self._wait_workers(since, [self.workers[position]])
+        return self.workers[position]
+
+    def _wait_workers(self, since: datetime, procs: list[Proc]) -> None:
+        names = {self.worker_name(self.workers.index(p) + 1) for p in procs}
         deadline = time.monotonic() + self.config.startup_timeout
         while time.monotonic() < deadline:
-            for proc in self.workers:
+            for proc in procs:
                 if not proc.alive():
                     raise StackError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
             online = {
