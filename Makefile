@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m deployments.demo
+	$(PY) -m splendor_flows.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -49,7 +49,7 @@ server: $(STAMP)
 # Serve every deployment of prefect.yaml from one process (needs `make server` in another terminal).
 serve: $(STAMP)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api} \
-		$(PY) -m deployments.serve $(SERVE_ARGS)
+		$(PY) -m splendor_flows.deployments.serve $(SERVE_ARGS)
 
 # Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing).
 deploy: $(STAMP)

@@ -5,7 +5,7 @@ limits cannot drift from what `prefect deploy --all` registers. Each flow run ex
 subprocess of this one; stopping it pauses the schedules but leaves the deployments (and the trigger
 automation) on the server: `prefect deployment delete` removes them for good.
 
-    python -m deployments.serve [--only after-upload,sync-source] [--limit 4] [--replace]
+    python -m splendor_flows.deployments.serve [--only after-upload,sync-source] [--limit 4] [--replace]
 """
 
 import argparse
@@ -69,7 +69,7 @@ def to_concurrency(value: Any) -> int | ConcurrencyLimitConfig | None:
 
 
 def build(spec: dict[str, Any]) -> RunnerDeployment:
-    flow = load_flow_from_entrypoint(str(REPO / spec["entrypoint"]))
+    flow = load_flow_from_entrypoint(spec["entrypoint"])
     return flow.to_deployment(
         name=spec["name"],
         description=spec.get("description"),

@@ -15,14 +15,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel
 
-from flows.pipeline import resolve_scope
 from splendor_api import NotFound
-from tasks.api import open_client
-from tasks.errors import PermanentStepError
-from tasks.events import artifact_slug
-from tasks.ingest import wait_for_ingest
-from tasks.polling import PollOptions
-from tasks.uploads import hand_off_latest, wait_upload_ready
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.pipeline import resolve_scope
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.tasks.ingest import wait_for_ingest
+from splendor_flows.tasks.uploads import hand_off_latest, wait_upload_ready
 
 
 class AfterUploadSummary(BaseModel):

@@ -9,7 +9,10 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from flows.pipeline import (
+from splendor_api.models import AuthMode
+from splendor_flows.engine.errors import SpecError
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
     outcome_steps,
@@ -18,14 +21,12 @@ from flows.pipeline import (
     summarise,
     sync_and_ingest,
 )
-from tasks.connection import ensure_connection
-from tasks.connector_secrets import check_credentials, load_connector_credentials
-from tasks.discover import ProviderDetails, discover_provider
-from tasks.errors import SpecError
-from tasks.polling import PollOptions
-from tasks.provision import ensure_credentials
-from tasks.source import ensure_source
-from tasks.spec import SourceSpec
+from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
+from splendor_flows.specs.source import SourceSpec
+from splendor_flows.tasks.connection import ensure_connection
+from splendor_flows.tasks.discover import ProviderDetails, discover_provider
+from splendor_flows.tasks.provision import ensure_credentials
+from splendor_flows.tasks.source import ensure_source
 
 
 def check_streams(spec: SourceSpec, provider: ProviderDetails) -> None:
@@ -69,7 +70,7 @@ async def connect_source(
 
     provider = await discover_provider.with_options(**fresh)(scope, spec.provider_key)
     check_streams(spec, provider)
-    if provider.auth_mode == "api_key":
+    if provider.auth_mode == AuthMode.API_KEY:
         # Check the credentials locally before the first mutating call.
         credentials = await load_connector_credentials(spec.source_key, spec.credentials_secret)
         check_credentials(spec.source_key, credentials, provider.connection_specification)

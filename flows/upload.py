@@ -12,12 +12,11 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.pipeline import tenant_of
-from tasks.api import load_config, open_client
-from tasks.checkpoint import Scope
-from tasks.errors import PermanentStepError, SpecError
-from tasks.events import artifact_slug
-from tasks.uploads import (
+from splendor_flows.engine.errors import PermanentStepError, SpecError
+from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.tasks.uploads import (
     LocalFile,
     PartDone,
     PartSigner,
@@ -39,7 +38,7 @@ DEFAULT_PART_SIZE = 8 * 1024 * 1024
 async def upload_scope(source_key: str, upload_id: str | None, credentials_block: str | None) -> Scope:
     """Like the pipelines' scope, but members may upload: check tenant access, not the admin role."""
     config = await load_config(credentials_block)
-    tenant = tenant_of(config)
+    tenant = config.tenant
     async with open_client(credentials_block) as client:
         me = await client.me()
     if not config.is_tenant_api_key and me.tenant(tenant) is None:

@@ -5,9 +5,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from pydantic import BaseModel
 
-from tasks.api import open_client
-from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.errors import PermanentStepError
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
 
 
 class ProviderDetails(BaseModel):

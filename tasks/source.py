@@ -5,13 +5,13 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from splendor_api import Conflict, OutcomeUnknown, SplendorClient, models
-from tasks.api import open_client
-from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.discover import ProviderDetails
-from tasks.errors import PermanentStepError
-from tasks.events import emit
-from tasks.results import SourceRef
-from tasks.spec import SourceSpec
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.results import SourceRef
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.events import emit
+from splendor_flows.specs.source import SourceSpec
+from splendor_flows.tasks.discover import ProviderDetails
 
 # Config a later `apply` may change on an existing source (PUT /v1/admin/sources/{id}).
 UPDATABLE = ("retention_days", "search_config", "semantic_config")

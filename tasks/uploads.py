@@ -15,7 +15,6 @@ import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,12 @@ from pydantic import BaseModel
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
-from tasks.api import open_client
-from tasks.checkpoint import CACHE_VERSION, STEP_OPTIONS, Scope
-from tasks.errors import DeadlineExceeded, PermanentStepError
-from tasks.polling import PollOptions, next_delay
-from tasks.spec import safe_slug
+from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
+from splendor_flows.engine.polling import PollOptions, next_delay
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import CACHE_VERSION, STEP_OPTIONS, Scope
+from splendor_flows.orchestration.runtime import current_runtime
+from splendor_flows.specs.source import safe_slug
 
 # S3's limits, which the hosted upload API mirrors: at most 10,000 parts, objects up to 5 TiB.
 MAX_PARTS = 10_000
@@ -56,8 +56,6 @@ CONTENT_TYPES = {
 }
 
 # In-process progress hook (the CLI's progress bar): called with (filename, bytes just sent).
-ProgressHook = Callable[[str, int], None]
-PROGRESS: ProgressHook | None = None
 
 
 class UploadInputError(ValueError):
@@ -225,8 +223,9 @@ def _read(path: str, offset: int, length: int) -> bytes:
 
 
 def _report(filename: str, sent: int) -> None:
-    if PROGRESS is not None:
-        PROGRESS(filename, sent)
+    progress = current_runtime().upload_progress
+    if progress is not None:
+        progress(filename, sent)
 
 
 # --- steps ----------------------------------------------------------------------------------------------

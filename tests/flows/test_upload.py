@@ -8,13 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-import tasks.api
-from flows.after_upload import after_upload
-from flows.upload import upload_files
 from splendor_api import SplendorClient, SplendorConfig, models
 from splendor_emulator import Emulator, EmulatorConfig, running_emulator
-from tasks.errors import SpecError
-from tasks.uploads import UploadInputError, inspect_files
+from splendor_flows.engine.errors import SpecError
+from splendor_flows.flows.after_upload import after_upload
+from splendor_flows.flows.upload import upload_files
+from splendor_flows.orchestration.runtime import use_runtime
+from splendor_flows.tasks.uploads import UploadInputError, inspect_files
 
 PART = 64 * 1024
 INITIATE = "POST /v1/ingest/sources/{source_key}/uploads"
@@ -121,12 +121,12 @@ async def test_failed_part_resumes_without_resending_finished_parts(
     parts = -(-big.stat().st_size // PART)
     upload_id = f"resume-{hosted}"
     failing = FailingPart(3)
-    monkeypatch.setattr(tasks.api, "TRANSPORT_OVERRIDE", failing)
     before = upload_counts(emulator)
 
-    state = await upload_files(
-        hosted, [str(big)], upload_id=upload_id, max_parallel_parts=2, return_state=True
-    )
+    with use_runtime(transport=failing):
+        state = await upload_files(
+            hosted, [str(big)], upload_id=upload_id, max_parallel_parts=2, return_state=True
+        )
 
     assert state.is_failed()
     assert failing.refused == 2  # the first PUT and the one after re-signing
@@ -134,7 +134,6 @@ async def test_failed_part_resumes_without_resending_finished_parts(
     assert first["uploads"] == 1 and first["complete"] == 0
     assert first["{key:path}"] == parts - 1  # every other part finished despite part 3
 
-    monkeypatch.setattr(tasks.api, "TRANSPORT_OVERRIDE", None)
     await failing.inner.aclose()
     middle = upload_counts(emulator)
     [done] = await upload_files(hosted, [str(big)], upload_id=upload_id)
@@ -179,7 +178,7 @@ def test_non_utf8_file_name_is_refused(tmp_path: Path) -> None:
 async def test_after_upload_hands_airbyte_source_off_once_per_event(
     emulator: Emulator, source_key: str, stripe_secret: str
 ) -> None:
-    from flows.connect_source import connect_source
+    from splendor_flows.flows.connect_source import connect_source
 
     from .conftest import stripe_spec
 
@@ -195,8 +194,8 @@ async def test_after_upload_hands_airbyte_source_off_once_per_event(
 
 
 def test_event_id_is_stable_per_upload_session() -> None:
-    from tasks.checkpoint import Scope
-    from tasks.uploads import upload_event_id
+    from splendor_flows.orchestration.checkpoint import Scope
+    from splendor_flows.tasks.uploads import upload_event_id
 
     scope = Scope(tenant="acme", source_key="catalog", sync_id="a")
     other_run = scope.model_copy(update={"sync_id": "b"})

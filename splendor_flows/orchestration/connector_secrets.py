@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 from prefect.blocks.system import Secret
 
-from tasks.errors import SpecError
+from splendor_flows.engine.errors import SpecError
 
 
 async def load_connector_credentials(source_key: str, block_name: str | None) -> dict[str, Any]:

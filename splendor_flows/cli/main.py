@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from deployments import fleet_commands
+from splendor_flows.cli import fleet_commands
 
 app = typer.Typer(
     name="splendor-flows",
@@ -66,7 +66,7 @@ def show(title: str, values: BaseModel | dict[str, Any], skip: tuple[str, ...] =
 def run_flow(coro: Any, resume_hint: str | None = None) -> Any:
     """Run a flow coroutine and turn a pipeline failure into one readable line instead of a traceback."""
     from splendor_api import SplendorError
-    from tasks.errors import StepError
+    from splendor_flows.engine.errors import StepError
 
     try:
         return asyncio.run(coro)
@@ -80,7 +80,7 @@ def new_sync_id(given: str | None) -> str:
 
 
 def load_spec(path: Path) -> Any:
-    from tasks.spec import SourceSpec, describe_validation_error
+    from splendor_flows.specs.source import SourceSpec, describe_validation_error
 
     try:
         document = yaml.safe_load(path.read_text())
@@ -103,7 +103,7 @@ def load_spec(path: Path) -> Any:
 @app.command()
 def demo() -> None:
     """Onboard and sync a Stripe source against an embedded emulator (same as `make demo`)."""
-    from deployments.demo import main as demo_main
+    from splendor_flows.demo.run import main as demo_main
 
     raise typer.Exit(demo_main())
 
@@ -126,7 +126,7 @@ def connect(
 ) -> None:
     """Onboard one source: discover, create, credentials, connection, first sync, ingestion."""
     spec = load_spec(spec_file)
-    from flows.connect_source import connect_source
+    from splendor_flows.flows.connect_source import connect_source
 
     sync_id = new_sync_id(sync_id)
     summary = run_flow(
@@ -146,7 +146,7 @@ def sync(
     credentials_block: CredentialsOption = None,
 ) -> None:
     """Sync an onboarded source once, then hand the data to ingestion and wait until it is ready."""
-    from flows.sync_source import sync_source
+    from splendor_flows.flows.sync_source import sync_source
 
     sync_id = new_sync_id(sync_id)
     summary = run_flow(
@@ -172,8 +172,9 @@ def upload(
     credentials_block: CredentialsOption = None,
 ) -> None:
     """Upload files through the hosted upload API (resumable) and announce each one with an event."""
-    import tasks.uploads as uploads
-    from flows.upload import upload_files
+    import splendor_flows.tasks.uploads as uploads
+    from splendor_flows.flows.upload import upload_files
+    from splendor_flows.orchestration.runtime import use_runtime
 
     paths = [str(f) for f in files]
     try:
@@ -189,8 +190,12 @@ def upload(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         bars = {f.filename: progress.add_task(f.filename, total=max(f.size, 1)) for f in local}
-        uploads.PROGRESS = lambda name, sent: progress.advance(bars[name], sent) if name in bars else None
-        try:
+
+        def advance(name: str, sent: int) -> None:
+            if name in bars:
+                progress.advance(bars[name], sent)
+
+        with use_runtime(upload_progress=advance):
             done = run_flow(
                 upload_files(
                     source_key=source_key,
@@ -201,8 +206,6 @@ def upload(
                     credentials_block=credentials_block,
                 )
             )
-        finally:
-            uploads.PROGRESS = None
     table = Table(title=f"Uploaded to {source_key}")
     for column in ("file", "bytes", "mode", "parts", "upload session", "key", "ingest run"):
         table.add_column(column)
@@ -222,14 +225,13 @@ def upload(
 @app.command()
 def whoami(credentials_block: CredentialsOption = None) -> None:
     """Show who the configured token is: tenant, role, admin or not, plan. Never the token."""
-    from flows.pipeline import tenant_of
     from splendor_api import SplendorError
-    from tasks.api import load_config, open_client
-    from tasks.errors import StepError
+    from splendor_flows.engine.errors import StepError
+    from splendor_flows.orchestration.api import load_config, open_client
 
     async def look() -> tuple[Any, str, Any, str | None]:
         config = await load_config(credentials_block)
-        tenant = tenant_of(config)
+        tenant = config.tenant
         async with open_client(credentials_block) as client:
             me = await client.me()
             problem = None

@@ -39,8 +39,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def _run(coro: Any) -> Any:
     from splendor_api import SplendorError
-    from tasks.connectors_file import ConnectorsFileError
-    from tasks.errors import StepError
+    from splendor_flows.engine.errors import StepError
+    from splendor_flows.specs.connectors_file import ConnectorsFileError
 
     try:
         return asyncio.run(coro)
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         check: Annotated[bool, typer.Option("--check", help="Exit 2 when there are changes.")] = False,
     ) -> None:
         """Show what `apply` would change: create / update (which fields) / unchanged / not in the file."""
-        from deployments.connectors import plan
+        from splendor_flows.connectors.plan_apply import plan
 
         result = _run(plan(str(file), credentials_block))
         show_plan(result)
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
     @app.command("apply")
     def apply_command(file: FileArgument, credentials_block: CredentialsOption = None) -> None:
         """Converge the tenant to the file: onboard, update config, re-submit changed credentials."""
-        from deployments.connectors import apply
+        from splendor_flows.connectors.plan_apply import apply
 
         result = _run(apply(str(file), credentials_block))
         show_plan(result.plan)
@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
         credentials_block: CredentialsOption = None,
     ) -> None:
         """Sync every source of the file (or --only some) concurrently in one flow run."""
-        from flows.sync_fleet import sync_fleet
-        from tasks.fleet import FleetFailed
+        from splendor_flows.flows.fleet import FleetFailed
+        from splendor_flows.flows.sync_fleet import sync_fleet
 
         try:
             summary = _run(

@@ -24,7 +24,7 @@ console = Console()
 
 
 def demo_spec() -> "object":
-    from tasks.spec import SourceSpec
+    from splendor_flows.specs.source import SourceSpec
 
     return SourceSpec(
         provider_key="stripe",
@@ -52,8 +52,8 @@ async def save_demo_credentials() -> None:
 
 
 async def run_demo(base_url: str, bucket_root: Path) -> int:
-    from flows.connect_source import connect_source
-    from flows.sync_source import sync_source
+    from splendor_flows.flows.connect_source import connect_source
+    from splendor_flows.flows.sync_source import sync_source
 
     os.environ.update(SPLENDOR_API_BASE=base_url, SPLENDOR_TENANT_ID="acme", SPLENDOR_TOKEN=DEMO_TOKEN)
     await save_demo_credentials()
