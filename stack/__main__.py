@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 2
+    # Both explicitly: started in the background by a non-interactive shell, Python inherits an ignored
+    # SIGINT (so Ctrl-C or `kill -INT` would do nothing) and passes it on to every child.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with stack:

@@ -70,6 +70,19 @@ def descendants(pid: int) -> list[tuple[int, int]]:
     return found
 
 
+def ignores(pid: int, sig: signal.Signals) -> bool:
+    """Whether `pid` ignores `sig` (from /proc: a child inherits SIG_IGN, e.g. SIGINT from a parent that
+    was started in the background by a non-interactive shell)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def is_ancestor(ancestor: int, pid: int) -> bool:
     current: int | None = pid
     while current is not None and current > 1:
@@ -114,6 +127,8 @@ class Proc:
         for sig, wait, group in self.stop_plan:
             if not self.alive():
                 break
+            if ignores(self.pid, sig):
+                continue  # waiting for it would only add the full timeout to every stop
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if group:
                     os.killpg(self.pid, sig)
