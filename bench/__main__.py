@@ -85,16 +85,16 @@ async def run_all(
     import httpx
     from prefect.blocks.system import Secret
 
-    import tasks.api
     from bench.floor import Api, floor_fleet, floor_pipeline
     from bench.polling import POLICIES, SAMPLES, polling_bench
     from bench.seed import STRIPE_CREDENTIALS, bench_spec, connectors_yaml, onboard
-    from flows.connect_source import connect_source
-    from flows.sync_fleet import sync_fleet
     from splendor_api import SplendorClient, SplendorConfig
-    from tasks.fleet import FleetFailed, FleetSummary
-    from tasks.history import RunHistory
-    from tasks.polling import PollOptions
+    from splendor_flows.engine.history import RunHistory
+    from splendor_flows.engine.polling import PollOptions
+    from splendor_flows.flows.connect_source import connect_source
+    from splendor_flows.flows.fleet import FleetFailed, FleetSummary
+    from splendor_flows.flows.sync_fleet import sync_fleet
+    from splendor_flows.orchestration.runtime import use_runtime
 
     out: dict[str, Any] = {"n": n}
     fleet_specs = [
@@ -176,12 +176,11 @@ async def run_all(
     counting = Counting()
     # The client logs each retried 503 as a warning; the table reports them instead.
     logging.getLogger("splendor_api").setLevel(logging.ERROR)
-    tasks.api.TRANSPORT_OVERRIDE = counting
     emu.add_fault(kind="unavailable", route=REFRESH, rate=0.05, count=max(5, n // 20), retry_after="1")
     try:
-        await fleet("fleet_503")
+        with use_runtime(transport=counting):
+            await fleet("fleet_503")
     finally:
-        tasks.api.TRANSPORT_OVERRIDE = None
         emu.clear_faults()
     out["fleet_503"]["shed"] = counting.shed
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from splendor_api import ROUTES, TENANT_HEADER
-from tasks.polling import Expectation, PollOptions, PollPlan, next_delay
+from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan, next_delay
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

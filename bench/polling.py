@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from bench.floor import TERMINAL, Api, _age, _ts
-from tasks.polling import Expectation, PollOptions, PollPlan
+from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan
 
 POLICIES = ["ours, with history", "ours, no history", "fixed 2 s", "fixed 10 s", "fixed 15 s", "fixed 60 s"]
 SAMPLES = 8

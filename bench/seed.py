@@ -4,7 +4,7 @@ import asyncio
 from typing import Any
 
 from splendor_api import SplendorClient, models
-from tasks.spec import SourceSpec
+from splendor_flows.specs.source import SourceSpec
 
 STRIPE_CREDENTIALS: dict[str, Any] = {
     "api_key": "sk_test_bench0000000000",

@@ -1,0 +1,1 @@
+"""Deployments: serve.py (prefect.yaml without a work pool), connectors files and examples."""

@@ -6,7 +6,6 @@ to ingestion, a failed or cancelled one makes the next attempt start a new run. 
 back from checkpoints do not count against this run's `max_sync_attempts`.
 """
 
-import base64
 from typing import Any
 
 from prefect import get_run_logger
@@ -14,15 +13,16 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from splendor_api import SplendorConfig, SplendorError
-from tasks.api import load_config, open_client
-from tasks.checkpoint import Scope
-from tasks.errors import PermanentStepError, StepError, label_failure
-from tasks.events import artifact_slug
-from tasks.ingest import enqueue_ingest, wait_for_ingest
-from tasks.polling import PollOptions
-from tasks.results import FinishedRun, IngestResult
-from tasks.sync import start_sync, wait_for_run
+from splendor_api import SplendorError
+from splendor_api.models import RunStatus
+from splendor_flows.engine.errors import StepError, label_failure
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.results import FinishedRun, IngestResult
+from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
+from splendor_flows.tasks.sync import start_sync, wait_for_run
 
 # Hard ceiling across all resumes, so a source that always fails cannot loop forever.
 MAX_TOTAL_ATTEMPTS = 20
@@ -52,18 +52,6 @@ class PipelineSummary(BaseModel):
     steps: list[dict[str, Any]] = []
 
 
-def tenant_of(config: SplendorConfig) -> str:
-    if config.tenant_id:
-        return config.tenant_id
-    token = config.token.get_secret_value()
-    if token.startswith("spltk.v1."):
-        segment = token.split(".")[2]
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode()
-    raise PermanentStepError(
-        "preflight", "-", "no tenant configured", "set SPLENDOR_TENANT_ID or the block's tenant_id"
-    )
-
-
 async def resolve_scope(source_key: str, sync_id: str | None, credentials_block: str | None) -> Scope:
     """Fix the checkpoint scope and check the token before anything else happens."""
     try:
@@ -72,7 +60,7 @@ async def resolve_scope(source_key: str, sync_id: str | None, credentials_block:
         label_failure(exc, "preflight", source_key)
         raise
     scope = Scope(
-        tenant=tenant_of(config),
+        tenant=config.tenant,
         source_key=source_key,
         sync_id=sync_id or str(flow_run.get_id() or "local"),
         credentials_block=credentials_block,
@@ -116,7 +104,7 @@ async def sync_and_ingest(
         if start_state.name != "Cached" or poll_state.name != "Cached":
             new_attempts += 1
         attempts.append(finished)
-        if finished.status == "succeeded":
+        if finished.status == RunStatus.SUCCEEDED:
             break
         if new_attempts >= max_sync_attempts:
             raise StepError(

@@ -11,8 +11,8 @@ from typing import Literal
 
 from prefect import flow
 
-from tasks.fleet import FleetOptions, FleetSummary, run_fleet
-from tasks.polling import PollOptions
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.fleet import FleetOptions, FleetSummary, run_fleet
 
 
 @flow(name="sync-fleet", log_prints=False)

@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 from prefect import flow
 from pydantic import Field
 
-from flows.pipeline import (
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
     outcome_steps,
@@ -17,9 +19,7 @@ from flows.pipeline import (
     summarise,
     sync_and_ingest,
 )
-from tasks.api import open_client
-from tasks.errors import PermanentStepError
-from tasks.polling import PollOptions
+from splendor_flows.orchestration.api import open_client
 
 
 @flow(name="sync-source", log_prints=False)

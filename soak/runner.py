@@ -51,6 +51,12 @@ class SoakConfig:
     # Empty: start a throwaway `prefect server start`; else use this API (the short soak in tests).
     api_url: str = ""
     canary_credential: str = "canary-cred-soak"
+    # Every resume runs as if on another machine: the shared result storage is wiped first, so only
+    # what Splendor and the Prefect API hold can steer it.
+    drop_checkpoints: bool = False
+    # Sabotage, to prove the invariants can fail: also forget the pipelines' run records kept in the
+    # Prefect API, leaving a resume nothing to know its run by.
+    drop_run_records: bool = False
 
 
 @dataclass
@@ -92,6 +98,19 @@ def prefect_api(config: "SoakConfig", home: Path, results: Path, log: Path) -> I
         return
     with prefect_server(home, results, log) as started:
         yield started
+
+
+def forget_state(results: Path, api_url: str | None) -> None:
+    """Wipe every checkpoint (and, given the API, every pipeline run record) before resumes start."""
+    for item in results.glob("*"):
+        if item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+    if api_url is not None:
+        from splendor_flows.orchestration.run_records import forget_all_run_records
+
+        forget_all_run_records(api_url)
 
 
 def run_soak(config: SoakConfig) -> SoakResult:
@@ -168,6 +187,9 @@ def run_soak(config: SoakConfig) -> SoakResult:
                                 resume=resumes[key],
                             )
                         )
+                resuming = interrupted or any(r.event == "failed" for r in new)
+                if resuming and (config.drop_checkpoints or config.drop_run_records):
+                    forget_state(results, api_url if config.drop_run_records else None)
                 for job in interrupted:
                     key = (job.pipeline, job.phase)
                     resumes[key] += 1

@@ -19,8 +19,8 @@ POLL = {"initial_seconds": 0.3, "cap_seconds": 1.5, "deadline_seconds": 240}
 
 
 async def run_job(job: Job) -> Report:
-    from flows.connect_source import connect_source
-    from flows.sync_source import sync_source
+    from splendor_flows.flows.connect_source import connect_source
+    from splendor_flows.flows.sync_source import sync_source
 
     began = time.monotonic()
     if job.phase == "connect":

@@ -26,7 +26,17 @@ from .errors import (
     ValidationFailed,
 )
 from .gate import RateGate
-from .models import INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK, RUN_ACTIVE, RUN_TERMINAL
+from .models import (
+    INGEST_TERMINAL_BAD,
+    INGEST_TERMINAL_OK,
+    RUN_ACTIVE,
+    RUN_TERMINAL,
+    AuthMode,
+    ConnectionStatus,
+    CredentialStatus,
+    IngestStatus,
+    RunStatus,
+)
 from .retry import RetryPolicy
 from .routes import ROUTES, Idempotency, Route, Tag
 from .version import __version__
@@ -40,11 +50,15 @@ __all__ = [
     "TENANT_HEADER",
     "USER_AGENT",
     "ApiError",
+    "AuthMode",
     "BadRequest",
     "ConfigError",
     "Conflict",
+    "ConnectionStatus",
+    "CredentialStatus",
     "Forbidden",
     "Idempotency",
+    "IngestStatus",
     "NotFound",
     "NotTenantAdmin",
     "OutcomeUnknown",
@@ -54,6 +68,7 @@ __all__ = [
     "RetriesExhausted",
     "RetryPolicy",
     "Route",
+    "RunStatus",
     "ServerError",
     "SplendorClient",
     "SplendorConfig",

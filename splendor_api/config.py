@@ -19,6 +19,38 @@ TENANT_KEY_PREFIX = "spltk.v1."
 ENV_API_BASE = "SPLENDOR_API_BASE"
 ENV_TENANT_ID = "SPLENDOR_TENANT_ID"
 ENV_TOKEN = "SPLENDOR_TOKEN"
+# Optional HTTP tuning, e.g. for a work pool's environment: variable → SplendorConfig field.
+ENV_TUNING = {
+    "SPLENDOR_MAX_ATTEMPTS": "max_attempts",
+    "SPLENDOR_MAX_RETRY_SECONDS": "max_retry_seconds",
+    "SPLENDOR_READ_TIMEOUT": "read_timeout",
+    "SPLENDOR_CONNECT_TIMEOUT": "connect_timeout",
+    "SPLENDOR_MAX_CONCURRENCY": "max_concurrency",
+}
+
+
+def read_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every SPLENDOR_* setting that is set (and not blank), by variable name. The one place that reads
+    the environment for API settings, so a variable cannot mean two things in two modules."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    names = (ENV_API_BASE, ENV_TENANT_ID, ENV_TOKEN, *ENV_TUNING)
+    return {name: source[name].strip() for name in names if source.get(name, "").strip()}
+
+
+def tuning_from_env(env: Mapping[str, str] | None = None) -> dict[str, int | float]:
+    """The HTTP tuning fields set in the environment, parsed; a bad value names its variable."""
+    settings = read_env(env)
+    tuning: dict[str, int | float] = {}
+    for variable, field in ENV_TUNING.items():
+        if variable not in settings:
+            continue
+        kind = int if field in ("max_attempts", "max_concurrency") else float
+        try:
+            tuning[field] = kind(settings[variable])
+        except ValueError:
+            wanted = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{variable} must be {wanted}, got {settings[variable]!r}") from None
+    return tuning
 
 
 def tenant_of_api_key(token: str) -> str | None:
@@ -94,21 +126,43 @@ class SplendorConfig(BaseModel):
         """The tenant requests act on: the configured one, or the one a tenant API key names."""
         return self.tenant_id or self.key_tenant_id
 
+    @property
+    def tenant(self) -> str:
+        """The tenant requests act on; checkpoints and fingerprints are filed under it, so there is no
+        placeholder: a key whose tenant segment does not decode is a configuration error."""
+        tenant = self.effective_tenant_id
+        if tenant is None:
+            raise ConfigError(
+                "no tenant: the token is a tenant API key whose tenant segment does not decode; "
+                f"set {ENV_TENANT_ID} or the credentials block's tenant_id"
+            )
+        return tenant
+
+    def with_tuning(self, tuning: Mapping[str, int | float]) -> "SplendorConfig":
+        """A copy with HTTP tuning applied, validated like the constructor's fields."""
+        if not tuning:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), "token": self.token, **tuning})
+        except ValueError as exc:
+            raise ConfigError(f"invalid HTTP tuning: {exc}") from None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SplendorConfig":
-        """Build from SPLENDOR_API_BASE (optional), SPLENDOR_TENANT_ID and SPLENDOR_TOKEN."""
-        source: Mapping[str, str] = os.environ if env is None else env
-        token = source.get(ENV_TOKEN, "").strip()
+        """Build from SPLENDOR_API_BASE (optional), SPLENDOR_TENANT_ID, SPLENDOR_TOKEN and the tuning."""
+        source = read_env(env)
+        token = source.get(ENV_TOKEN, "")
         if not token:
             raise ConfigError(f"{ENV_TOKEN} is not set: export a tenant-admin token or a tenant API key")
-        tenant_id = source.get(ENV_TENANT_ID, "").strip() or None
+        tenant_id = source.get(ENV_TENANT_ID) or None
         if tenant_id is None and not token.startswith(TENANT_KEY_PREFIX):
             raise ConfigError(
                 f"{ENV_TENANT_ID} is not set: it is required unless {ENV_TOKEN} is a tenant API key "
                 "(spltk.v1.…)"
             )
-        api_base = source.get(ENV_API_BASE, "").strip() or DEFAULT_API_BASE
+        api_base = source.get(ENV_API_BASE) or DEFAULT_API_BASE
         try:
-            return cls(api_base=api_base, tenant_id=tenant_id, token=SecretStr(token))
+            config = cls(api_base=api_base, tenant_id=tenant_id, token=SecretStr(token))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ConfigError(f"invalid Splendor settings from the environment: {exc}") from None
+        return config.with_tuning(tuning_from_env(env))

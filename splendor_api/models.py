@@ -2,14 +2,15 @@
 
 Response models tolerate fields they do not know (the API may grow) but insist on the fields the pipeline
 acts on; a missing one surfaces as ``ResponseInvalid`` naming it. Enumerated values the docs leave open
-(run status, credential status, ...) stay plain strings: callers compare against the constants below and
-fail closed on anything else.
+(run status, credential status, ...) stay plain strings on the models: callers compare them against the
+StrEnums below and fail closed on anything else.
 
 Request models reject unknown fields and enforce the documented limits, so a bad spec fails locally with a
 message naming the field instead of a 422 from the server. Their ``to_body()`` gives the JSON to send.
 """
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal, Self
 
 from pydantic import (
@@ -23,30 +24,60 @@ from pydantic import (
 
 # --- status vocabularies -------------------------------------------------------------------------------
 
-RUN_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-# `incomplete`: Airbyte is retrying an attempt; the run is still going.
-RUN_ACTIVE = frozenset({"pending", "running", "incomplete"})
-RUN_STATUSES = RUN_TERMINAL | RUN_ACTIVE
 
-INGEST_TERMINAL_OK = frozenset({"ready"})
-INGEST_TERMINAL_BAD = frozenset({"failed", "aborted", "deleted", "superseded"})
-INGEST_ACTIVE = frozenset({"uploading", "queued", "processing", "text_indexed", "semantic_pending"})
-INGEST_STATUSES = INGEST_TERMINAL_OK | INGEST_TERMINAL_BAD | INGEST_ACTIVE
+class RunStatus(StrEnum):
+    """Connector run statuses of the contract. `incomplete`: Airbyte is retrying; the run goes on."""
 
-CREDENTIAL_NOT_PROVISIONED = "not_provisioned"
-CREDENTIAL_PENDING_OAUTH = "pending_oauth"
-CREDENTIAL_READY = "ready"
-CREDENTIAL_FAILED = "failed"
-CREDENTIAL_STATUSES = frozenset(
-    {CREDENTIAL_NOT_PROVISIONED, CREDENTIAL_PENDING_OAUTH, CREDENTIAL_READY, CREDENTIAL_FAILED}
+    PENDING = "pending"
+    RUNNING = "running"
+    INCOMPLETE = "incomplete"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class IngestStatus(StrEnum):
+    UPLOADING = "uploading"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    TEXT_INDEXED = "text_indexed"
+    SEMANTIC_PENDING = "semantic_pending"
+    READY = "ready"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    DELETED = "deleted"
+    SUPERSEDED = "superseded"
+
+
+class CredentialStatus(StrEnum):
+    NOT_PROVISIONED = "not_provisioned"
+    PENDING_OAUTH = "pending_oauth"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ConnectionStatus(StrEnum):
+    NONE = "none"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class AuthMode(StrEnum):
+    OAUTH = "oauth"
+    API_KEY = "api_key"
+
+
+# Members are str, so a status read from the API (kept as a plain string, since the live API may send
+# values the contract does not list) compares and hashes equal to its member.
+RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.INCOMPLETE})
+RUN_STATUSES = frozenset(RunStatus)
+
+INGEST_TERMINAL_OK = frozenset({IngestStatus.READY})
+INGEST_TERMINAL_BAD = frozenset(
+    {IngestStatus.FAILED, IngestStatus.ABORTED, IngestStatus.DELETED, IngestStatus.SUPERSEDED}
 )
-
-CONNECTION_NONE = "none"
-CONNECTION_ACTIVE = "active"
-CONNECTION_INACTIVE = "inactive"
-
-AUTH_OAUTH = "oauth"
-AUTH_API_KEY = "api_key"
+INGEST_ACTIVE = frozenset(IngestStatus) - INGEST_TERMINAL_OK - INGEST_TERMINAL_BAD
 
 SyncTrigger = Literal["manual", "scheduled", "backfill"]
 ScheduleType = Literal["manual", "cron"]
@@ -181,7 +212,7 @@ class AirbyteState(ApiModel):
 
     @property
     def credentials_ready(self) -> bool:
-        return self.credential_status == CREDENTIAL_READY
+        return self.credential_status == CredentialStatus.READY
 
     @property
     def has_connection(self) -> bool:

@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--upload-part-size-bytes", type=int, metavar="N", help="part size of multipart uploads"
     )
     parser.add_argument(
+        "--no-list-runs",
+        dest="list_runs_route",
+        action="store_false",
+        default=None,
+        help="answer 404 on the (assumed) list-runs route, as an API without it would",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -107,6 +114,7 @@ def load_config(args: argparse.Namespace) -> EmulatorConfig:
         "bucket_root": args.bucket_root,
         "upload_single_max_bytes": args.upload_single_max_bytes,
         "upload_part_size_bytes": args.upload_part_size_bytes,
+        "list_runs_route": args.list_runs_route,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     faults = load_fault_file(args.faults) if args.faults else []

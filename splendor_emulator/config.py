@@ -196,6 +196,11 @@ class EmulatorConfig(BaseModel):
     signing_secret: str = "splendor-emulator-local-signing-secret"
 
     faults: list[FaultSpec] = Field(default=[], description="Fault specs active from the start.")
+    list_runs_route: bool = Field(
+        default=True,
+        description="Serve GET /v1/admin/airbyte-sources/{id}/runs (an assumed path); off answers 404, "
+        "as an API without that page would.",
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "EmulatorConfig":

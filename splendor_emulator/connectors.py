@@ -24,6 +24,7 @@ from splendor_emulator.models import (
     EnqueueIngestResult,
     ProvisionResult,
     RunEnvelope,
+    RunList,
     StreamField,
     StreamSchema,
     SyncRequest,
@@ -392,6 +393,19 @@ def read_run(rt: Runtime, tenant: str, run_id: int) -> RunEnvelope:
     run = rt.run(tenant, run_id)
     rt.settle(run)
     return RunEnvelope(run=run_item(run, rt.now()))
+
+
+def list_runs(rt: Runtime, tenant: str, source_id: int, limit: int) -> RunList:
+    """The source's runs, newest first: what a pipeline that lost a start-sync answer needs to find
+    the run it may have started."""
+    if not rt.config.list_runs_route:
+        raise ApiError(404, "Not Found")  # what a router without the path answers
+    src = rt.airbyte_source(tenant, source_id)
+    runs = sorted(rt.runs_of(src.source_id), key=lambda r: r.run_id, reverse=True)[:limit]
+    now = rt.now()
+    for run in runs:
+        rt.settle(run)
+    return RunList(runs=[run_item(run, now) for run in runs])
 
 
 def cancel_run(rt: Runtime, tenant: str, run_id: int) -> RunEnvelope:

@@ -226,6 +226,10 @@ class RunEnvelope(BaseModel):
     run: ConnectorRunItem
 
 
+class RunList(BaseModel):
+    runs: list[ConnectorRunItem]
+
+
 class SourceList(BaseModel):
     sources: list[SourceItem]
 

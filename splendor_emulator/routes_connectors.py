@@ -24,6 +24,7 @@ from splendor_emulator.models import (
     ProvisionRequest,
     ProvisionResult,
     RunEnvelope,
+    RunList,
     SourceDefinitionItem,
     SyncRequest,
 )
@@ -234,6 +235,20 @@ async def refresh_run(request: Request, caller: Admin, run_id: RunId) -> RunEnve
 )
 async def get_run(request: Request, caller: Admin, run_id: RunId) -> RunEnvelope:
     return connectors.read_run(runtime_of(request), caller.tenant_id, run_id)
+
+
+@router.get(
+    "/v1/admin/airbyte-sources/{source_id}/runs",
+    response_model=RunList,
+    summary="List Airbyte runs of a source, newest first [ASSUMED]",
+)
+async def list_runs(
+    request: Request,
+    caller: Admin,
+    source_id: SourceId,
+    limit: Annotated[int, Query(ge=1, le=100, description="Most recent runs to return")] = 20,
+) -> RunList:
+    return connectors.list_runs(runtime_of(request), caller.tenant_id, source_id, limit)
 
 
 @router.post(

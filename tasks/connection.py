@@ -3,10 +3,11 @@
 from prefect import get_run_logger, task
 
 from splendor_api import Conflict, OutcomeUnknown
-from tasks.api import open_client
-from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.errors import PermanentStepError
-from tasks.results import ConnectionRef
+from splendor_api.models import ConnectionStatus
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.results import ConnectionRef
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
 
 
 @task(name="connect", **STEP_OPTIONS)
@@ -14,7 +15,7 @@ async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | N
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:
         state = (await client.get_airbyte_source(source_id)).airbyte
-        if state.airbyte_connection_id and state.connection_status == "active":
+        if state.airbyte_connection_id and state.connection_status == ConnectionStatus.ACTIVE:
             logger.info("Connection %s already active", state.airbyte_connection_id)
             return ConnectionRef(
                 source_id=source_id, connection_id=state.airbyte_connection_id, created=False

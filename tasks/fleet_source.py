@@ -26,14 +26,14 @@ from pydantic import BaseModel
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK, RUN_TERMINAL
-from tasks.checkpoint import CHECKPOINT_TTL, Scope, checkpoint_key
-from tasks.errors import DeadlineExceeded, PermanentStepError, StepError
-from tasks.events import emit
-from tasks.history import RunHistory, run_age
-from tasks.ingest import hand_off
-from tasks.polling import PollOptions, PollPlan
-from tasks.results import FinishedRun, IngestResult, StartedRun
-from tasks.sync import check_status_known, report_finished
+from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError, StepError
+from splendor_flows.engine.history import RunHistory, run_age
+from splendor_flows.engine.polling import PollOptions, PollPlan
+from splendor_flows.engine.results import FinishedRun, IngestResult, StartedRun
+from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL, Scope, checkpoint_key
+from splendor_flows.orchestration.events import emit
+from splendor_flows.tasks.ingest import hand_off
+from splendor_flows.tasks.sync import check_status_known, report_finished
 
 # Same ceiling as the per-step pipeline: a source that always fails cannot loop forever.
 MAX_TOTAL_ATTEMPTS = 20
@@ -87,7 +87,7 @@ class SourceOutcome(BaseModel):
 
 
 def step_key(scope: Scope, step: str, **ordinal: int) -> str:
-    """The key `tasks.checkpoint` computes for the per-step task named `step` with these inputs."""
+    """The key the checkpoint policy computes for the per-step task named `step` with these inputs."""
     fake_ctx: Any = SimpleNamespace(task=SimpleNamespace(name=step))
     return checkpoint_key(fake_ctx, {"scope": scope, **ordinal})
 

@@ -7,12 +7,12 @@ from prefect import get_run_logger, task
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
-from tasks.api import open_client
-from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.errors import DeadlineExceeded, PermanentStepError
-from tasks.events import emit
-from tasks.polling import PollOptions, next_delay
-from tasks.results import IngestResult
+from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
+from splendor_flows.engine.polling import PollOptions, next_delay
+from splendor_flows.engine.results import IngestResult
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.events import emit
 
 
 async def _already_enqueued(client: SplendorClient, source_id: int, run_id: int) -> list[models.IngestRun]:

@@ -16,12 +16,13 @@ from prefect.states import Paused
 from pydantic import Field
 
 from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
-from tasks.api import open_client
-from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.connector_secrets import check_credentials, load_connector_credentials
-from tasks.discover import ProviderDetails
-from tasks.errors import PermanentStepError
-from tasks.results import CredentialState
+from splendor_api.models import AuthMode, CredentialStatus
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.results import CredentialState
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
+from splendor_flows.tasks.discover import ProviderDetails
 
 
 class OAuthApproval(RunInput):
@@ -42,7 +43,7 @@ async def _provision_api_key(
     try:
         result = await client.provision(source_id, config)
     except OutcomeUnknown:
-        if await _status(client, source_id) == "ready":
+        if await _status(client, source_id) == CredentialStatus.READY:
             return
         raise
     except ValidationFailed as exc:
@@ -53,7 +54,7 @@ async def _provision_api_key(
             f"Splendor rejected the credentials ({fields})",
             f"update the Secret block '{secret_block}'",
         ) from None
-    if result.airbyte.credential_status == "failed":
+    if result.airbyte.credential_status == CredentialStatus.FAILED:
         raise PermanentStepError(
             "provision",
             scope.source_key,
@@ -104,23 +105,24 @@ async def _oauth(
     timeout_seconds: int,
 ) -> None:
     status = await _status(client, source_id)
-    if status != "ready" and not (status == "pending_oauth" and secret_id):
+    if status != CredentialStatus.READY and not (status == CredentialStatus.PENDING_OAUTH and secret_id):
         result = await client.provision(source_id, {})
         status = result.airbyte.credential_status
-        if status != "ready" and not secret_id:
+        if status != CredentialStatus.READY and not secret_id:
             if not result.consent_url:
                 raise PermanentStepError(
                     "provision", scope.source_key, "OAuth provision returned no consent_url"
                 )
             await _publish_consent(scope, result.consent_url)
-    if status == "ready":
+    if status == CredentialStatus.READY:
         return
     if provider.oauth_mode == "splendor":
         # Splendor runs this OAuth itself: wait for its callback to flip the status.
         await _wait_ready(client, scope, source_id, timeout_seconds)
         return
-    pause_key = f"oauth-{source_id}" if not secret_id else None
-    if pause_key:
+    pause_key: str | None = None
+    if not secret_id:
+        pause_key = f"oauth-{source_id}"
         approval = await apause_flow_run(
             wait_for_input=OAuthApproval, timeout=timeout_seconds, poll_interval=2, key=pause_key
         )
@@ -129,7 +131,7 @@ async def _oauth(
         await client.complete_oauth(source_id, secret_id)
     except OutcomeUnknown:
         # Kept on the server while unsure: a retry of this step reads the same answer back.
-        if await _status(client, source_id) != "ready":
+        if await _status(client, source_id) != CredentialStatus.READY:
             raise
     except ValidationFailed:
         if pause_key:
@@ -149,9 +151,9 @@ async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, time
     delay = 1.0
     while (datetime.now(UTC) - started).total_seconds() < timeout_seconds:
         status = await _status(client, source_id)
-        if status == "ready":
+        if status == CredentialStatus.READY:
             return
-        if status == "failed":
+        if status == CredentialStatus.FAILED:
             raise PermanentStepError("provision", scope.source_key, "OAuth authorisation failed")
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 10.0)
@@ -176,15 +178,15 @@ async def ensure_credentials(
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:
         status = await _status(client, source_id)
-        if status == "ready" and not force:
+        if status == CredentialStatus.READY and not force:
             logger.info("Credentials of source %s are already ready", source_id)
             return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
-        if provider.auth_mode == "oauth":
+        if provider.auth_mode == AuthMode.OAUTH:
             await _oauth(client, scope, source_id, provider, secret_id, oauth_timeout_seconds)
         else:
             await _provision_api_key(client, scope, source_id, provider, credentials_secret)
         status = await _status(client, source_id)
-    if status != "ready":
+    if status != CredentialStatus.READY:
         raise PermanentStepError(
             "provision", scope.source_key, f"credentials are not ready (credential_status={status})"
         )

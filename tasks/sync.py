@@ -12,14 +12,18 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorError, models
-from splendor_api.models import RUN_ACTIVE, RUN_TERMINAL
-from tasks.api import open_client
-from tasks.checkpoint import STEP_OPTIONS, Scope
-from tasks.errors import DeadlineExceeded, PermanentStepError
-from tasks.events import emit
-from tasks.history import RunHistory, run_age, run_duration
-from tasks.polling import Expectation, PollOptions, PollPlan
-from tasks.results import FinishedRun, StartedRun
+from splendor_api.models import (
+    RUN_ACTIVE,
+    RUN_TERMINAL,
+    RunStatus,
+)
+from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
+from splendor_flows.engine.history import RunHistory, run_age, run_duration
+from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan
+from splendor_flows.engine.results import FinishedRun, StartedRun
+from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.events import emit
 
 # How many times an "outcome unknown" start is re-sent within one task attempt: the next try gets
 # 409 sync_in_progress (and attaches) when the first one did start.
@@ -82,7 +86,7 @@ def report_finished(scope: Scope, run: models.ConnectorRun, polls: int) -> Finis
         duration_seconds=run_duration(run.created_at, run.completed_at),
         polls=polls,
     )
-    outcome = "succeeded" if run.status == "succeeded" else "failed"
+    outcome = "succeeded" if run.status == RunStatus.SUCCEEDED else "failed"
     emit(f"splendor.sync.{outcome}", scope, finished.model_dump(exclude={"polls"}))
     return finished
 
@@ -147,7 +151,7 @@ async def wait_for_run(
             await asyncio.sleep(plan.delay(age, retry_after))
     await aupdate_progress_artifact(progress_id, 100.0)
     finished = report_finished(scope, run, polls)
-    if run.status == "succeeded":
+    if run.status == RunStatus.SUCCEEDED:
         if finished.duration_seconds is not None:
             history.record(scope.tenant, scope.source_key, finished.duration_seconds)
             history.save()

@@ -82,7 +82,9 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
                 value={"api_key": "sk_test_browser000000", "account_id": "acct_browser"},
             ).save(SECRET_BLOCK, overwrite=True)
         serve = stack.procs.start(
-            "serve", [sys.executable, "-m", "deployments.serve", "--only", DEPLOYMENT], stack.env
+            "serve",
+            [sys.executable, "-m", "splendor_flows.deployments.serve", "--only", DEPLOYMENT],
+            stack.env,
         )
         dep_id = _wait_served(stack, serve)
         # running_stack stops every process it started, the serve process included.

@@ -195,7 +195,7 @@ def test_validation_example_gives_field_errors() -> None:
 def test_oauth_provision_example_carries_consent_url() -> None:
     result = models.ProvisionResult.model_validate(load("provision_oauth_response.json"))
     assert result.consent_url == "https://connect.airbyte.com/oauth/..."
-    assert result.airbyte.credential_status == models.CREDENTIAL_PENDING_OAUTH
+    assert result.airbyte.credential_status == models.CredentialStatus.PENDING_OAUTH
 
 
 def test_rotated_token_is_secret() -> None:

@@ -17,12 +17,23 @@ pytestmark = pytest.mark.e2e
 def test_served_after_upload_runs_on_event(deployed: Stack, worker: Proc) -> None:
     worker.stop()
     before = api(deployed, "GET", f"/deployments/{deployment_id(deployed, 'after-upload')}")
-    refused = deployed.run(sys.executable, "-m", "deployments.serve", "--only", "after-upload", check=False)
+    refused = deployed.run(
+        sys.executable, "-m", "splendor_flows.deployments.serve", "--only", "after-upload", check=False
+    )
     assert refused.returncode == 2 and "--replace" in refused.stderr
 
     served = deployed.procs.start(
         "serve",
-        [sys.executable, "-m", "deployments.serve", "--only", "after-upload", "--limit", "2", "--replace"],
+        [
+            sys.executable,
+            "-m",
+            "splendor_flows.deployments.serve",
+            "--only",
+            "after-upload",
+            "--limit",
+            "2",
+            "--replace",
+        ],
         deployed.env,
     )
     try:

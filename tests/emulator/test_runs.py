@@ -106,3 +106,29 @@ def test_enqueue_defaults_to_latest_landed_run(admin: httpx.Client, emu: Emulato
     assert {r["connector_run_id"] for r in older.json()["ingest_runs"]} == {first["run_id"]}
     assert len(emu.ingest_runs("acme")) == 6
     assert len(emu.runs("acme", source_id)) == 2
+
+
+def test_list_runs_newest_first_with_limit(admin: httpx.Client) -> None:
+    source_id = connected_source(admin)
+    first = _sync(admin, source_id)
+    wait_run(admin, first["run_id"])
+    second = _sync(admin, source_id)
+    listed = admin.get(f"/v1/admin/airbyte-sources/{source_id}/runs")
+    assert listed.status_code == 200, listed.text
+    assert [r["run_id"] for r in listed.json()["runs"]] == [second["run_id"], first["run_id"]]
+    assert listed.json()["runs"][1]["status"] == "succeeded"
+    one = admin.get(f"/v1/admin/airbyte-sources/{source_id}/runs", params={"limit": 1}).json()["runs"]
+    assert [r["run_id"] for r in one] == [second["run_id"]]
+    assert admin.get("/v1/admin/airbyte-sources/999999/runs").status_code == 404
+
+
+def test_list_runs_can_be_switched_off_like_an_api_without_the_page(
+    admin: httpx.Client, emu: Emulator
+) -> None:
+    source_id = connected_source(admin)
+    emu.runtime.config.list_runs_route = False
+    try:
+        missing = admin.get(f"/v1/admin/airbyte-sources/{source_id}/runs")
+    finally:
+        emu.runtime.config.list_runs_route = True
+    assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}

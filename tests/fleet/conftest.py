@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import tasks.api
+from splendor_flows.orchestration.runtime import use_runtime
 from tests.flows.conftest import (  # noqa: F401  (re-exported fixtures)
     emulator,
     prefect_harness,
@@ -50,5 +50,5 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingTransport]:
     transport = RecordingTransport()
-    monkeypatch.setattr(tasks.api, "TRANSPORT_OVERRIDE", transport)
-    yield transport
+    with use_runtime(transport=transport):
+        yield transport

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tasks.connectors_file import ConnectorsFileError, load_connectors, parse_connectors
+from splendor_flows.specs.connectors_file import ConnectorsFileError, load_connectors, parse_connectors
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from prefect.blocks.system import Secret
 from typer.testing import CliRunner
 
 from bench.seed import bench_spec, onboard
-from deployments.connectors import apply, plan
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
+from splendor_flows.connectors.plan_apply import apply, plan
 
 PROVISION = "POST /v1/admin/airbyte-sources/{source_id}/provision"
 UPDATE = "PUT /v1/admin/sources/{source_id}"
@@ -106,7 +106,7 @@ async def test_config_changes_use_put_and_immutable_ones_are_blocked(
 def test_cli_commands_are_registered_and_plan_checks(tmp_path: Path) -> None:
     import typer
 
-    from deployments.fleet_commands import register
+    from splendor_flows.cli.fleet_commands import register
 
     app = typer.Typer()
     register(app)

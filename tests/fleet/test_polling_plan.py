@@ -3,8 +3,8 @@
 import random
 import statistics
 
-from tasks.history import RunHistory
-from tasks.polling import Expectation, PollOptions, PollPlan
+from splendor_flows.engine.history import RunHistory
+from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan
 
 
 def simulate(

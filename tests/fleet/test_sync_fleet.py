@@ -8,10 +8,10 @@ from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from bench.seed import bench_spec, connectors_yaml, onboard
-from flows.sync_fleet import sync_fleet
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
-from tasks.fleet import FleetFailed
+from splendor_flows.flows.fleet import FleetFailed
+from splendor_flows.flows.sync_fleet import sync_fleet
 from tests.fleet.conftest import RecordingTransport
 
 REFRESH = "POST /v1/admin/airbyte-runs/{run_id}/refresh"
@@ -118,7 +118,7 @@ async def test_unknown_sources_and_bad_filters_are_reported(tmp_path: Path, sour
         await sync_fleet(connectors_file=str(path), concurrency_limit=None)
     missing = next(o for o in caught.value.summary.outcomes if o.source_key == extra.source_key)
     assert missing.step == "lookup" and "splendor-flows apply" in (missing.error or "")
-    from tasks.connectors_file import ConnectorsFileError
+    from splendor_flows.specs.connectors_file import ConnectorsFileError
 
     with pytest.raises(ConnectorsFileError, match="matches no source_key"):
         await sync_fleet(connectors_file=str(path), only=["zzz-*"], concurrency_limit=None)

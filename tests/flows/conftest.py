@@ -99,7 +99,7 @@ async def stripe_secret() -> str:
 
 
 def stripe_spec(source_key: str, **overrides: Any) -> Any:
-    from tasks.spec import SourceSpec
+    from splendor_flows.specs.source import SourceSpec
 
     values: dict[str, Any] = dict(
         provider_key="stripe",

@@ -3,7 +3,7 @@
 import asyncio
 import sys
 
-from flows.connect_source import connect_source
+from splendor_flows.flows.connect_source import connect_source
 from tests.flows.conftest import stripe_spec
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flows.connect_source import connect_source
 from splendor_emulator import Emulator
-from tasks.spec import SourceSpec, describe_validation_error
+from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.specs.source import SourceSpec, describe_validation_error
 from tests.flows.conftest import mutating_counts, stripe_spec
 
 BASE: dict[str, Any] = dict(

@@ -2,8 +2,8 @@
 
 import uuid
 
-from flows.connect_source import connect_source
 from splendor_emulator import Emulator
+from splendor_flows.flows.connect_source import connect_source
 from tests.flows.conftest import mutating_counts, stripe_spec
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.connect_source import connect_source
 from splendor_emulator import EmulatorConfig, running_emulator
+from splendor_flows.flows.connect_source import connect_source
 from tests.flows.conftest import stripe_spec
 
 REPO = Path(__file__).resolve().parents[2]

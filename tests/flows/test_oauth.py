@@ -10,9 +10,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.flow_runs import aresume_flow_run
 
-from flows.connect_source import connect_source
 from splendor_emulator import Emulator
-from tasks.spec import SourceSpec
+from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.specs.source import SourceSpec
 from tests.flows.conftest import mutating_counts
 
 

@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
-import tasks.api
-from tasks.checkpoint import Scope
-from tasks.errors import PermanentStepError
-from tasks.polling import PollOptions, next_delay
-from tasks.sync import wait_for_run
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.polling import PollOptions, next_delay
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.runtime import use_runtime
+from splendor_flows.tasks.sync import wait_for_run
 
 
 def test_backoff_grows_to_the_cap() -> None:
@@ -55,8 +55,8 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Response]]:
     def handler(request: httpx.Request) -> httpx.Response:
         return responses.pop(0) if len(responses) > 1 else responses[0]
 
-    monkeypatch.setattr(tasks.api, "TRANSPORT_OVERRIDE", httpx.MockTransport(handler))
-    yield responses
+    with use_runtime(transport=httpx.MockTransport(handler)):
+        yield responses
 
 
 def _scope() -> Scope:

@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from flows.connect_source import connect_source
 from splendor_emulator import Emulator
-from tasks.polling import PollOptions
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.connect_source import connect_source
 from tests.flows.conftest import mutating_counts, stripe_spec
 
 FAST_POLL = PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=2.5)

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.after_upload import after_upload
-from flows.connect_source import connect_source
-from flows.sync_source import sync_source
-from flows.upload import upload_files
 from splendor_emulator import Emulator
-from tasks.connectors_file import ConnectorsFileError, load_connectors, parse_connectors
+from splendor_flows.flows.after_upload import after_upload
+from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.flows.sync_source import sync_source
+from splendor_flows.flows.upload import upload_files
+from splendor_flows.specs.connectors_file import ConnectorsFileError, load_connectors, parse_connectors
 from tests.reliability.conftest import RemoteState
 
 STRIPE_SECRET = "stripe-test-credentials"
@@ -169,7 +169,7 @@ async def test_bad_sync_parameters(emulator: Emulator, params: dict[str, Any], n
     ("params", "names"),
     [
         ({"source_key": "no-such-source", "upload_session_id": "ups_x"}, "no such source"),
-        ({"source_key": "../../../tmp", "event_id": "evt-1"}, "no such source"),
+        ({"source_key": "../../../tmp", "event_id": "evt-1"}, "source_key '../../../tmp' is not allowed"),
         ({"source_key": "x", "poll": {"cap_seconds": -1}}, "poll.cap_seconds"),
         ({"source_key": None}, "source_key"),
     ],
@@ -293,7 +293,7 @@ async def test_bad_upload_inputs(
 def test_non_utf8_file_name_is_refused_before_upload(emulator: Emulator, tmp_path: Path) -> None:
     """Such a name cannot even travel as a flow parameter (Prefect sends parameters as UTF-8 JSON),
     so the CLI checks files with `inspect_files` before it starts the flow; that check names the file."""
-    from tasks.uploads import UploadInputError, inspect_files
+    from splendor_flows.tasks.uploads import UploadInputError, inspect_files
 
     remote = RemoteState(emulator)
     with pytest.raises(UploadInputError) as caught:

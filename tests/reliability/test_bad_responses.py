@@ -162,27 +162,26 @@ async def test_malformed_answers(
 
 async def test_unknown_run_status_fails_closed(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A status the contract does not list stops the pipeline's poll step with a clear error."""
-    import tasks.api
-    from tasks.checkpoint import Scope
-    from tasks.errors import PermanentStepError
-    from tasks.sync import wait_for_run
+    from splendor_flows.engine.errors import PermanentStepError
+    from splendor_flows.orchestration.checkpoint import Scope
+    from splendor_flows.orchestration.runtime import use_runtime
+    from splendor_flows.tasks.sync import wait_for_run
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"run": {**RUN, "status": "exploded"}})
 
-    monkeypatch.setattr(tasks.api, "TRANSPORT_OVERRIDE", httpx.MockTransport(handler))
     scope = Scope(tenant="acme", source_key="status-probe", sync_id="unknown-status")
-    with pytest.raises(PermanentStepError) as caught:
+    with use_runtime(transport=httpx.MockTransport(handler)), pytest.raises(PermanentStepError) as caught:
         await wait_for_run(scope, 7)
     assert "unknown status 'exploded'" in str(caught.value)
     assert "[poll] source 'status-probe'" in str(caught.value)
 
 
 async def test_unknown_ingest_status_fails_closed(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.api
-    from tasks.checkpoint import Scope
-    from tasks.errors import PermanentStepError
-    from tasks.ingest import wait_for_ingest
+    from splendor_flows.engine.errors import PermanentStepError
+    from splendor_flows.orchestration.checkpoint import Scope
+    from splendor_flows.orchestration.runtime import use_runtime
+    from splendor_flows.tasks.ingest import wait_for_ingest
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -196,8 +195,7 @@ async def test_unknown_ingest_status_fails_closed(emulator: Any, monkeypatch: py
             },
         )
 
-    monkeypatch.setattr(tasks.api, "TRANSPORT_OVERRIDE", httpx.MockTransport(handler))
     scope = Scope(tenant="acme", source_key="ingest-probe", sync_id="unknown-ingest")
-    with pytest.raises(PermanentStepError) as caught:
+    with use_runtime(transport=httpx.MockTransport(handler)), pytest.raises(PermanentStepError) as caught:
         await wait_for_ingest(scope, 7, ["ing_1"])
     assert "unknown status 'teleported'" in str(caught.value)

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL
 
-from flows.connect_source import connect_source
-from flows.sync_source import sync_source
 from splendor_emulator import EmulatorConfig, UserTokenConfig, running_emulator
 from splendor_emulator.config import _default_tokens
-from tasks.api import SplendorCredentials
+from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.flows.sync_source import sync_source
+from splendor_flows.orchestration.api import SplendorCredentials
 from tests.flows.conftest import stripe_spec
 
 SECRET_BLOCK = "audit-stripe-credentials"

@@ -1,7 +1,7 @@
 """Connectors as code: diff a connectors file against the tenant (`plan`) and converge it (`apply`).
 
-The file's schema lives in `tasks/connectors_file.py` (the fleet flow reads it too); this module adds
-what only a human-driven rollout needs. What the API lets us change decides the actions:
+The file's schema lives in `splendor_flows/specs/connectors_file.py` (the fleet flow reads it too); this
+module adds what only a human-driven rollout needs. What the API lets us change decides the actions:
 
 - missing source → onboard it with `connect_source(spec, sync=False)` (the resumable pipeline);
 - name, retention_days, search_config, semantic_config → `PUT /v1/admin/sources/{id}`;
@@ -19,13 +19,14 @@ from typing import Any, Literal
 from prefect.blocks.system import Secret
 from pydantic import BaseModel
 
-from deployments import fingerprints
-from deployments.fingerprints import Fingerprint
 from splendor_api import SplendorClient, models
-from tasks.api import load_config, open_client
-from tasks.connectors_file import ConnectorsFile, load_connectors
-from tasks.source import config_drift
-from tasks.spec import SourceSpec
+from splendor_api.models import AuthMode
+from splendor_flows.connectors import fingerprints
+from splendor_flows.connectors.fingerprints import Fingerprint
+from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.specs.connectors_file import ConnectorsFile, load_connectors
+from splendor_flows.specs.source import SourceSpec
+from splendor_flows.tasks.source import config_drift
 
 Action = Literal["create", "update", "unchanged", "blocked", "not-in-file"]
 APPLY_CONCURRENCY = 4
@@ -93,7 +94,9 @@ def _short(value: Any) -> str:
 
 
 async def secret_value(block_name: str) -> Any:
-    value = (await Secret.aload(block_name)).get()
+    # Annotated: Prefect's decorators on `aload` hide its return type from mypy.
+    block: Secret[Any] = await Secret.aload(block_name)
+    value = block.get()
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -132,7 +135,7 @@ def updatable_drift(spec: SourceSpec, source: models.Source) -> dict[str, dict[s
 async def _credential_check(
     spec: SourceSpec, state: models.AirbyteState, auth_mode: str, known: Fingerprint | None
 ) -> str | None:
-    if auth_mode != "api_key":
+    if auth_mode != AuthMode.API_KEY:
         return None if state.credentials_ready else f"{state.credential_status} (OAuth consent needed)"
     if not state.credentials_ready:
         return f"{state.credential_status} → ready"
@@ -165,7 +168,7 @@ async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) 
         if "provider_key" not in change.blocked:
             change.updates = updatable_drift(spec, source)
             provider = providers.get(spec.provider_key)
-            auth_mode = provider.auth_mode if provider else "api_key"
+            auth_mode = provider.auth_mode if provider else AuthMode.API_KEY
             change.reprovision = await _credential_check(spec, state, auth_mode, known.get(spec.source_key))
             change.connect = not state.has_connection
         changes.append(change)
@@ -181,7 +184,7 @@ async def plan(path: str, credentials_block: str | None = None) -> Plan:
     config = await load_config(credentials_block)
     async with open_client(credentials_block) as client:
         await client.preflight()
-        return await build_plan(file, client, config.effective_tenant_id or "-")
+        return await build_plan(file, client, config.tenant)
 
 
 class ApplyResult(BaseModel):
@@ -205,7 +208,7 @@ async def _record_fingerprint(tenant: str, spec: SourceSpec) -> None:
 async def _apply_one(
     change: Change, spec: SourceSpec, client: SplendorClient, tenant: str, credentials_block: str | None
 ) -> None:
-    from flows.connect_source import connect_source
+    from splendor_flows.flows.connect_source import connect_source
 
     if change.updates and change.source_id is not None:
         update = models.SourceUpdate(**{name: diff["to"] for name, diff in change.updates.items()})
@@ -225,7 +228,7 @@ async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
     file = load_connectors(path)
     specs = {s.source_key: s for s in file.sources}
     config = await load_config(credentials_block)
-    tenant = config.effective_tenant_id or "-"
+    tenant = config.tenant
     async with open_client(credentials_block) as client:
         await client.preflight()
         current = await build_plan(file, client, tenant)

@@ -1,21 +1,20 @@
 """Where tasks get their Splendor client: a Prefect block, or the environment.
 
-Clients are opened per task call; a process-wide `RateGate` per (event loop, API, tenant) is shared
-by all of them, so a 503 `Retry-After` seen by one pipeline slows every pipeline of the process
-that talks to the same tenant instead of each one hammering alone.
+Clients are opened per task call and share one `RateGate` per (event loop, API, tenant) from the
+runtime context, so a 503 `Retry-After` seen by one pipeline slows every pipeline of the process that
+talks to the same tenant instead of each one hammering alone.
 """
 
-import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
-import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from splendor_api import ConfigError, RateGate, SplendorClient, SplendorConfig, SplendorError
-from tasks.errors import label_failure
+from splendor_api import ConfigError, SplendorClient, SplendorConfig, SplendorError
+from splendor_api.config import tuning_from_env
+from splendor_flows.engine.errors import label_failure
+from splendor_flows.orchestration.runtime import current_runtime, shared_gate
 
 
 class SplendorCredentials(Block):
@@ -35,55 +34,19 @@ class SplendorCredentials(Block):
         return SplendorConfig(api_base=self.api_base, tenant_id=self.tenant_id, token=self.token)
 
 
-_GATES: dict[tuple[int, str, str | None], RateGate] = {}
-
-
-def shared_gate(config: SplendorConfig) -> RateGate:
-    loop_id = id(asyncio.get_running_loop())
-    key = (loop_id, config.api_base, config.tenant_id)
-    gate = _GATES.get(key)
-    if gate is None:
-        gate = _GATES[key] = RateGate(max_concurrency=config.max_concurrency)
-    return gate
-
-
-# Optional HTTP tuning for a work pool's environment (e.g. shorter retry budgets in tests).
-TUNING_ENV = {
-    "SPLENDOR_MAX_ATTEMPTS": ("max_attempts", int),
-    "SPLENDOR_MAX_RETRY_SECONDS": ("max_retry_seconds", float),
-    "SPLENDOR_READ_TIMEOUT": ("read_timeout", float),
-    "SPLENDOR_CONNECT_TIMEOUT": ("connect_timeout", float),
-    "SPLENDOR_MAX_CONCURRENCY": ("max_concurrency", int),
-}
-
-# Tests swap in an httpx transport here (e.g. MockTransport) to script API responses.
-TRANSPORT_OVERRIDE: httpx.AsyncBaseTransport | None = None
-
-
-def _tuned(config: SplendorConfig) -> SplendorConfig:
-    updates: dict[str, object] = {}
-    for variable, (field, kind) in TUNING_ENV.items():
-        raw = os.environ.get(variable)
-        if raw:
-            try:
-                updates[field] = kind(raw)
-            except ValueError:
-                raise ValueError(f"{variable} must be a number, got {raw!r}") from None
-    return config.model_copy(update=updates) if updates else config
-
-
 async def load_config(credentials_block: str | None) -> SplendorConfig:
     """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN."""
     if credentials_block:
         try:
-            block = await SplendorCredentials.aload(credentials_block)
+            # aload's return type is Prefect's generic Block; this class is what it loads.
+            block: SplendorCredentials = await SplendorCredentials.aload(credentials_block)
         except ValueError as exc:
             raise ConfigError(
                 f"credentials_block: no Splendor Credentials block named {credentials_block!r} "
                 "(create it in the UI under Blocks, or leave it empty to use SPLENDOR_* variables)"
             ) from exc
-        return _tuned(block.to_config())
-    return _tuned(SplendorConfig.from_env())
+        return block.to_config().with_tuning(tuning_from_env())
+    return SplendorConfig.from_env()
 
 
 def _step_of_current_task() -> tuple[str, str] | None:
@@ -106,7 +69,9 @@ async def open_client(
     (given here, or taken from the running task), so a failed run says where it stopped."""
     try:
         config = await load_config(credentials_block)
-        async with SplendorClient(config, gate=shared_gate(config), transport=TRANSPORT_OVERRIDE) as client:
+        async with SplendorClient(
+            config, gate=shared_gate(config), transport=current_runtime().transport
+        ) as client:
             yield client
     except SplendorError as exc:
         where = (step, source_key) if step and source_key else _step_of_current_task()

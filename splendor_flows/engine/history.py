@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.polling import Expectation
+from splendor_flows.engine.polling import Expectation
 
 HISTORY_ENV = "SPLENDOR_RUN_HISTORY"
 # Recent runs say more about the next one than old ones: data volumes drift.

@@ -11,9 +11,13 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from splendor_flows.specs.source import SourceSpec
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var"
@@ -23,8 +27,8 @@ DEMO_SECRET_BLOCK = "demo-stripe-credentials"
 console = Console()
 
 
-def demo_spec() -> "object":
-    from tasks.spec import SourceSpec
+def demo_spec() -> "SourceSpec":
+    from splendor_flows.specs.source import SourceSpec
 
     return SourceSpec(
         provider_key="stripe",
@@ -52,8 +56,8 @@ async def save_demo_credentials() -> None:
 
 
 async def run_demo(base_url: str, bucket_root: Path) -> int:
-    from flows.connect_source import connect_source
-    from flows.sync_source import sync_source
+    from splendor_flows.flows.connect_source import connect_source
+    from splendor_flows.flows.sync_source import sync_source
 
     os.environ.update(SPLENDOR_API_BASE=base_url, SPLENDOR_TENANT_ID="acme", SPLENDOR_TOKEN=DEMO_TOKEN)
     await save_demo_credentials()
@@ -63,7 +67,7 @@ async def run_demo(base_url: str, bucket_root: Path) -> int:
     started = time.monotonic()
     onboarded = await connect_source(spec=spec)
     console.rule("[bold]2/2 sync-source: the recurring sync of the same source")
-    synced = await sync_source(source_key=spec.source_key, trigger="manual")  # type: ignore[attr-defined]
+    synced = await sync_source(source_key=spec.source_key, trigger="manual")
     elapsed = time.monotonic() - started
 
     table = Table(title=f"Demo finished in {elapsed:.1f} s", show_lines=False)

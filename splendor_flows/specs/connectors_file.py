@@ -14,7 +14,7 @@ Shape:
 
 Each entry, merged over `defaults`, must be a valid `SourceSpec` (the same model the connect-source
 form uses). Errors name the entry the way a user finds it: `sources[3].iam_role_arn: ...`.
-It lives in tasks/ because the fleet flow reads it and flows do not import deployments/.
+It lives with the spec models because the fleet flow reads it and flows import nothing above them..
 """
 
 import fnmatch
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tasks.spec import SourceSpec
+from splendor_flows.specs.source import SourceSpec
 
 FIELDS = frozenset(SourceSpec.model_fields)
 # Identity of a source: meaningless as a shared default.

@@ -18,8 +18,8 @@ from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
 from splendor_api import SplendorError
-from tasks.errors import DeadlineExceeded, PermanentStepError
-from tasks.spec import safe_slug
+from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
+from splendor_flows.specs.source import safe_slug
 
 CACHE_VERSION = "v1"
 CHECKPOINT_TTL = timedelta(days=14)

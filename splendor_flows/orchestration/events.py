@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect.events import emit_event
 
-from tasks.checkpoint import Scope
+from splendor_flows.orchestration.checkpoint import Scope
 
 
 def emit(name: str, scope: Scope, payload: dict[str, Any] | None = None) -> None:

@@ -31,14 +31,14 @@ from prefect.results import get_result_store
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-import tasks.api
 from splendor_api import RateGate, SplendorClient, models
-from tasks.api import load_config
-from tasks.connectors_file import load_connectors
-from tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
-from tasks.history import RunHistory
-from tasks.polling import PollOptions
-from tasks.sync import start_sync
+from splendor_flows.engine.history import RunHistory
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.orchestration.api import load_config
+from splendor_flows.orchestration.runtime import current_runtime
+from splendor_flows.specs.connectors_file import load_connectors
+from splendor_flows.tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
+from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
 
@@ -189,14 +189,14 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
     specs = load_connectors(options.connectors_file).select(options.only)
     keys = [spec.source_key for spec in specs]
     config = await load_config(options.credentials_block)
-    tenant = config.effective_tenant_id or "-"
+    tenant = config.tenant
     sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
     logger.info("Fleet of %s source(s) for tenant %s, sync_id=%s", len(keys), tenant, sync_id)
     history = RunHistory().load()
     async with fleet_slots(options.concurrency_limit, options.max_concurrency) as slots:
         config = config.model_copy(update={"max_concurrency": slots})
         gate = RateGate(slots)
-        async with SplendorClient(config, gate=gate, transport=tasks.api.TRANSPORT_OVERRIDE) as client:
+        async with SplendorClient(config, gate=gate, transport=current_runtime().transport) as client:
             await client.preflight()
             # One listing for the whole fleet: per-source lookups would list every source N times.
             remote = {s.source_key: s for s in await client.list_sources()}

@@ -1,0 +1,1 @@
+"""`make demo`: onboard and sync a demo source against the embedded emulator."""

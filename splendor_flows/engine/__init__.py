@@ -1,0 +1,1 @@
+"""The state machines as plain async functions over a client, a clock and a checkpoint store."""

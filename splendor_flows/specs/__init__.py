@@ -1,0 +1,1 @@
+"""What users write: the typed source spec (a flow parameter) and the connectors file of a fleet."""
