@@ -70,6 +70,10 @@ async def test_airbyte_oauth_pauses_until_an_admin_approves(emulator: Emulator, 
     summary = await asyncio.wait_for(pipeline, timeout=90)
     assert summary.status == "succeeded" and summary.ingest_status == "ready"
     assert mutating_counts(emulator)["oauth"] >= 1
+    # The answer to the resume form is deleted once used: no secret_id left in plain run input.
+    async with get_client() as client:
+        inputs = await client.filter_flow_run_input(flow_run_id, key_prefix="", limit=100, exclude_keys=set())
+    assert inputs and not [i for i in inputs if secret_id in i.value]
 
 
 async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(
