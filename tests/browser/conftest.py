@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Response, expect, sync_playwright
 
-from tests.e2e.conftest import Stack, api, deployment_id, running_stack
+from tests.e2e.conftest import Proc, Stack, api, deployment_id, running_stack
 
 from . import screens
 
@@ -44,6 +44,8 @@ CHROMIUM_ARGS = [
 # Prefect 3.9 serves two UIs and "/" redirects to the default one, the React UI under /v2
 # (`server.ui.v2_enabled`, true by default). Deep links without /v2 open the older UI.
 UI_PREFIX = "/v2"
+# Playwright's 5 s default for assertions is short for a UI that polls a server sharing two busy cores.
+expect.set_options(timeout=15_000)
 DEPLOYMENT = "connect-source"
 SECRET_BLOCK = "browser-stripe-credentials"
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
@@ -59,7 +61,7 @@ class Ui:
         return f"{self.origin}{UI_PREFIX}{path}"
 
 
-def _wait_served(stack: Stack, serve: Any) -> str:
+def _wait_served(stack: Stack, serve: Proc) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if serve.popen.poll() is not None:

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import api, flow_runs
 
@@ -82,11 +82,11 @@ def failed_run(ui: Ui) -> str:
 
 @pytest.fixture(scope="module")
 def slow_runs(oauth_run: str, failed_run: str) -> None:
-    """The runs of the OAuth and Retry scenarios, started early by the form scenario's completed run
-    so that they reach their pause and their failure while it runs, not one after the other."""
+    """The runs of the OAuth and Retry scenarios, started as the second form scenario begins: they reach
+    their pause and their failure while it waits for its own run, instead of one after the other."""
 
 
-def field_of(page: Page, label: str) -> Any:
+def field_of(page: Page, label: str) -> Locator:
     """The form field block around a label. The form's markup has no per-field role or test id: a field
     is the nearest <div> that holds both the label and the <fieldset> with the input."""
     return page.get_by_text(label, exact=True).locator("xpath=ancestor::div[fieldset][1]")
@@ -284,15 +284,17 @@ def test_pipeline_summary_artifact_renders_its_table(page: Page, ui: Ui) -> None
         page.goto(ui.url(f"/runs/flow-run/{run_id}"))
         wait_for_state(page, "Completed")
     created = source(ui, source_key)
-    [sync_run] = [r for r in emu.runs("acme", created["source_id"]) if r["status"] == "succeeded"][-1:]
+    sync_run = [r for r in emu.runs("acme", created["source_id"]) if r["status"] == "succeeded"][-1]
     ingests = [i for i in emu.ingest_runs("acme") if i["connector_run_id"] == sync_run["run_id"]]
     assert ingests and {i["status"] for i in ingests} == {"ready"}
 
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text(re.compile(r"^splendor-.*-summary$")).click()
-    expect(page.get_by_role("heading", name=re.compile(f"Splendor pipeline: {source_key}"))).to_be_visible()
+    expect(
+        page.get_by_role("heading", name=re.compile(f"Splendor pipeline: {re.escape(source_key)}"))
+    ).to_be_visible()
 
-    def row(label: str) -> Any:
+    def row(label: str) -> Locator:
         # The first table with a row of that label: the summary's own table comes before "Steps".
         return page.get_by_role("row").filter(has=page.get_by_role("cell", name=label, exact=True)).first
 
