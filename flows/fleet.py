@@ -39,7 +39,14 @@ from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints, call_task
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.specs.connectors_file import load_connectors
-from splendor_flows.tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
+from splendor_flows.tasks.fleet_source import (
+    FLEET,
+    FleetContext,
+    SourceOutcome,
+    SourceStatus,
+    fleet_source,
+    not_onboarded,
+)
 from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -135,9 +142,9 @@ async def _sync_all(
             return outcome
         except Exception as exc:
             outcome = ctx.outcomes.get(source_key) or SourceOutcome(
-                source_key=source_key, source_id=source.source_id, status="failed"
+                source_key=source_key, source_id=source.source_id, status=SourceStatus.FAILED
             )
-            outcome.status = "failed"
+            outcome.status = SourceStatus.FAILED
             outcome.error = str(exc) or type(exc).__name__
             return outcome
 
@@ -157,12 +164,12 @@ async def _sync_all(
 
 
 def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
-    ordered = sorted(outcomes, key=lambda o: (o.status != "failed", o.source_key))
+    ordered = sorted(outcomes, key=lambda o: (o.status != SourceStatus.FAILED, o.source_key))
     return [
         {
             "source_key": o.source_key,
             "status": o.status,
-            "failed_step": o.step if o.status == "failed" else "",
+            "failed_step": o.step if o.status == SourceStatus.FAILED else "",
             "run_id": o.run_id,
             "run_status": o.run_status,
             "records": o.records_synced,
@@ -176,7 +183,7 @@ def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
 
 
 async def publish(summary: FleetSummary) -> None:
-    failed = [o for o in summary.outcomes if o.status == "failed"]
+    failed = [o for o in summary.outcomes if o.status == SourceStatus.FAILED]
     lines = "\n".join(f"- `{o.source_key}`: {o.error}" for o in failed[:50]) or "- none"
     more = f"\n- … and {len(failed) - 50} more (see the table)" if len(failed) > 50 else ""
     await acreate_markdown_artifact(
@@ -234,7 +241,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
             finally:
                 FLEET.reset(token)
                 history.save()
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status == SourceStatus.FAILED]
     summary = FleetSummary(
         tenant=tenant,
         sync_id=sync_id,

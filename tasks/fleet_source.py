@@ -13,7 +13,8 @@ call), attaches to runs in flight and never starts a second run for an attempt t
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -53,10 +54,15 @@ class FleetContext:
 FLEET: ContextVar[FleetContext] = ContextVar("splendor_fleet")
 
 
+class SourceStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class SourceOutcome(BaseModel):
     source_key: str
     source_id: int | None = None
-    status: Literal["succeeded", "failed"]
+    status: SourceStatus
     step: str | None = None
     error: str | None = None
     run_id: int | None = None
@@ -134,17 +140,17 @@ async def fleet_source(source_key: str, source_id: int) -> SourceOutcome:
     """Sync one source of the running fleet; raises (and the fleet records it) when the source fails."""
     ctx = FLEET.get()
     outcome = ctx.outcomes.setdefault(
-        source_key, SourceOutcome(source_key=source_key, source_id=source_id, status="failed")
+        source_key, SourceOutcome(source_key=source_key, source_id=source_id, status=SourceStatus.FAILED)
     )
     await sync_one(ctx, source_key, source_id, outcome)
-    outcome.status = "succeeded"
+    outcome.status = SourceStatus.SUCCEEDED
     return outcome
 
 
 def not_onboarded(source_key: str) -> SourceOutcome:
     return SourceOutcome(
         source_key=source_key,
-        status="failed",
+        status=SourceStatus.FAILED,
         step="lookup",
         error=f"[lookup] source '{source_key}': not in the tenant — {CONNECT_FIRST}",
     )

@@ -2,6 +2,7 @@
 Splendor API that keeps runs and ingest runs in dicts and answers from scripts."""
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -118,6 +119,10 @@ class FakeApi:
             if error is not None and error is not LOST:
                 raise error
 
+    def _next_is_lost(self, method: str) -> bool:
+        queue = self.failures.get(method)
+        return bool(queue) and queue is not None and queue[0] is LOST
+
     def _advance(self, run_id: int) -> models.ConnectorRun:
         script = self._scripts[run_id]
         status = script.pop(0) if len(script) > 1 else script[0]
@@ -133,7 +138,7 @@ class FakeApi:
         )
         return self.runs[run_id]
 
-    def add_run(self, statuses: list[str]) -> models.ConnectorRun:
+    def add_run(self, statuses: Sequence[str]) -> models.ConnectorRun:
         """A run started elsewhere (schedule, console, an earlier pipeline)."""
         run_id = len(self.runs) + 1
         # Refreshes answer the statuses after the current one.
@@ -147,8 +152,7 @@ class FakeApi:
         return next((r for r in self.runs.values() if r.status not in RUN_TERMINAL), None)
 
     async def start_sync(self, source_id: int, trigger: str = "manual") -> models.ConnectorRun:
-        queue = self.failures.get("start_sync")
-        lost = bool(queue) and queue[0] is LOST
+        lost = self._next_is_lost("start_sync")
         self._fail("start_sync")
         if not self.connected:
             raise Conflict(status=409, method="POST", path="/x", detail={"code": "no_connection"})
@@ -176,8 +180,7 @@ class FakeApi:
         return [r for r in self.ingest_runs.values() if r.connector_run_id == run_id]
 
     async def enqueue_ingest(self, source_id: int, run_id: int | None = None) -> list[models.IngestRun]:
-        queue = self.failures.get("enqueue_ingest")
-        lost = bool(queue) and queue[0] is LOST
+        lost = self._next_is_lost("enqueue_ingest")
         self._fail("enqueue_ingest")
         if not self.landed_data:
             raise Conflict(status=409, method="POST", path="/x", detail={"code": "no_landed_data"})

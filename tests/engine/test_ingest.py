@@ -8,7 +8,7 @@ from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
 from splendor_flows.engine.ingest import NO_LANDED_DATA, enqueue_or_find, wait_for_ingest
 from splendor_flows.engine.polling import MALFORMED_LIMIT, PollOptions
 from splendor_flows.engine.report import Event
-from tests.engine.fakes import LOST, api_error, exhausted, harness, malformed, shed
+from tests.engine.fakes import LOST, Harness, api_error, exhausted, harness, malformed, shed
 
 OPTIONS = PollOptions(initial_seconds=1, cap_seconds=30, factor=2, deadline_seconds=3600)
 
@@ -61,9 +61,9 @@ async def test_an_unknown_enqueue_that_did_not_happen_is_raised() -> None:
         await enqueue_or_find(h.ctx, 12, run_id=5, look_first=False)
 
 
-async def _enqueued(h, statuses: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+async def _enqueued(h: Harness, statuses: list[str]) -> list[str]:
     h.api.ingest_script = statuses
-    return (await enqueue_or_find(h.ctx, 12, run_id=5)).ingest_run_ids  # type: ignore[no-any-return]
+    return (await enqueue_or_find(h.ctx, 12, run_id=5)).ingest_run_ids
 
 
 async def test_the_wait_ends_when_ingestion_is_ready() -> None:

@@ -2,6 +2,7 @@
 
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_expectation_window_contains_the_history() -> None:
     assert Expectation.from_durations([]) is None
 
 
-def test_history_persists_merges_and_keeps_recent_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_history_persists_merges_and_keeps_recent_runs(tmp_path: Path) -> None:
     path = tmp_path / "h.json"
     first, second = RunHistory(path).load(), RunHistory(path).load()
     for seconds in range(12):

@@ -1,5 +1,7 @@
 """The sync state machine: start or attach, and the poll loop's rules (fake clock, fake API)."""
 
+from pathlib import Path
+
 import pytest
 
 from splendor_api import Conflict, OutcomeUnknown
@@ -120,7 +122,7 @@ async def test_a_terminal_known_answer_needs_no_poll() -> None:
     assert finished.status == RunStatus.SUCCEEDED and h.api.calls["refresh_run"] == 0
 
 
-async def test_the_history_aims_the_polls_and_learns_the_duration(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_the_history_aims_the_polls_and_learns_the_duration(tmp_path: Path) -> None:
     history = RunHistory(tmp_path / "h.json")
     for _ in range(3):
         history.record("acme", "stripe-prod", 120.0)
