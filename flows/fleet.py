@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from splendor_api import RateGate, SplendorClient, models
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.orchestration.api import load_config
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
 from splendor_flows.orchestration.engine_adapter import run_history
@@ -59,7 +60,7 @@ class FleetOptions(BaseModel):
     credentials_block: str | None = None
     sync_id: str | None = None
     trigger: Literal["manual", "scheduled", "backfill"] = "scheduled"
-    max_sync_attempts: int = Field(default=2, ge=1, le=20)
+    max_sync_attempts: int = Field(default=2, ge=1, le=MAX_TOTAL_ATTEMPTS)
     poll: PollOptions = PollOptions()
     wait_for_ingest: bool = False
     concurrency_limit: str | None = "splendor-api"

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.flows.pipeline import (
-    MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
     outcome_steps,
     publish_summary,
