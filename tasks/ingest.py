@@ -15,7 +15,7 @@ from splendor_flows.orchestration.engine_adapter import step_context
 
 @task(name=Step.ENQUEUE_INGEST, **step_options(Step.ENQUEUE_INGEST, ordinals=("run_id",)))
 async def enqueue_ingest(scope: Scope, source_id: int, run_id: int, look_first: bool = True) -> IngestResult:
-    async with step_context(scope, Step.ENQUEUE_INGEST) as ctx:
+    async with step_context(scope, Step.INGEST) as ctx:
         return await ingest.enqueue_or_find(ctx, source_id, run_id, look_first=look_first)
 
 
@@ -23,5 +23,5 @@ async def enqueue_ingest(scope: Scope, source_id: int, run_id: int, look_first: 
 async def wait_for_ingest(
     scope: Scope, run_id: int, ingest_run_ids: list[str], poll: PollOptions | None = None
 ) -> IngestResult:
-    async with step_context(scope, Step.INGEST_READY) as ctx:
+    async with step_context(scope, Step.INGEST) as ctx:
         return await ingest.wait_for_ingest(ctx, run_id, ingest_run_ids, poll or PollOptions())

@@ -68,7 +68,7 @@ async def wait_for_ingest(
 ) -> IngestResult:
     """Poll the ingest runs of `run_id` until each is ready; raises when one ends badly."""
     plan = PollPlan(options)
-    guard = PollGuard(ctx.clock, options, step=Step.INGEST_READY, scope=ctx.scope)
+    guard = PollGuard(ctx.clock, options, step=Step.INGEST, scope=ctx.scope)
     pending = set(ingest_run_ids)
     final: dict[str, models.IngestRun] = {}
     while True:
@@ -86,7 +86,7 @@ async def wait_for_ingest(
                 pending.discard(ingest_id)
             elif run.status not in INGEST_ACTIVE:
                 raise PermanentStepError(
-                    Step.INGEST_READY,
+                    Step.INGEST,
                     ctx.scope.source_key,
                     f"ingest run {ingest_id} has an unknown status '{run.status}'",
                     "the API may have changed; the pipeline stops rather than guess",
@@ -113,7 +113,7 @@ def _report_ingest(
     if failed:
         reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in failed.items())
         ctx.report.event(Event.INGEST_FAILED, {"run_id": run_id, "failed": sorted(failed)})
-        raise PermanentStepError(Step.INGEST_READY, ctx.scope.source_key, f"ingestion failed ({reasons})")
+        raise PermanentStepError(Step.INGEST, ctx.scope.source_key, f"ingestion failed ({reasons})")
     ctx.report.log("info", f"Ingestion of run {run_id} is ready: {result.documents} documents")
     ctx.report.event(
         Event.INGEST_READY,

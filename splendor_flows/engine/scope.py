@@ -31,3 +31,5 @@ class Step(StrEnum):
     POLL = "poll"
     ENQUEUE_INGEST = "enqueue-ingest"
     INGEST_READY = "ingest-ready"
+    # Failures of either ingest task read "[ingest] ..." (operators and the soak's checks know that name).
+    INGEST = "ingest"

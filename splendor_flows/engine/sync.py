@@ -97,6 +97,7 @@ async def wait_for_run(
     last_status = ""
     polls = 0
     while True:
+        planned = 0.0  # nothing heard yet (or the last request failed): the guard decides
         if answer is not None:
             if answer.status != last_status:
                 ctx.report.log("info", f"Run {run_id} is {answer.status}")
@@ -104,14 +105,12 @@ async def wait_for_run(
             if answer.status in RUN_TERMINAL:
                 break
             check_status_known(ctx, answer)
+            # Run durations in the history are measured from creation, so the age must be too.
             age = run_age(answer.created_at, ctx.clock.now())
             if expected and age is not None:
                 await ctx.report.progress(min(99.0, 100.0 * age / expected))
+            planned = plan.delay(age or guard.elapsed())
         guard.check_deadline(f"run {run_id} still not finished")
-        # Run durations in the history are measured from creation, so the age must be too.
-        planned = 0.0
-        if answer is not None:
-            planned = plan.delay(run_age(answer.created_at, ctx.clock.now()) or guard.elapsed())
         delay = guard.pause_after(planned)
         if delay > 0:
             await ctx.clock.sleep(delay)

@@ -74,7 +74,8 @@ async def step_context(
     history: RunHistory | None = None,
     progress: tuple[str, str] | None = None,
 ) -> AsyncIterator[SourceContext]:
-    """What one step task runs the engine with; API errors escaping it name the step and source."""
+    """What one step task runs the engine with; API errors escaping it are labelled `[step] source
+    '<key>':` like the engine's own failures (`step` is that label, e.g. "ingest" for both ingest tasks)."""
     async with open_client(scope.credentials_block, step=step, source_key=scope.source_key) as client:
         report = PrefectReporter(scope, progress=progress)
         yield SourceContext(api=client, scope=scope, report=report, history=history)

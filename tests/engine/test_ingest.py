@@ -78,7 +78,7 @@ async def test_the_wait_ends_when_ingestion_is_ready() -> None:
 async def test_failed_ingestion_is_raised_and_announced() -> None:
     h = harness()
     ids = await _enqueued(h, [IngestStatus.QUEUED, IngestStatus.FAILED])
-    with pytest.raises(PermanentStepError, match=r"\[ingest-ready\] source 'stripe-prod': ingestion failed"):
+    with pytest.raises(PermanentStepError, match=r"\[ingest\] source 'stripe-prod': ingestion failed"):
         await wait_for_ingest(h.ctx, 5, ids, OPTIONS)
     assert h.report.event_names()[-1] == Event.INGEST_FAILED
 
