@@ -31,7 +31,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from splendor_api import RateGate, SplendorClient, models
+from splendor_api import ConfigError, RateGate, SplendorClient, models
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.orchestration.api import load_config
@@ -86,8 +86,11 @@ class FleetFailed(RuntimeError):
         self.summary = summary
 
 
-class ConcurrencyLimitClosed(RuntimeError):
-    """The global concurrency limit the fleet is told to share has 0 slots: no run can ever start."""
+class ConcurrencyLimitClosed(ConfigError):
+    """The global concurrency limit the fleet is told to share has 0 slots: no run can ever start.
+
+    A configuration error (permanent, printed as one line by the CLI), not a reason to wait.
+    """
 
 
 @contextlib.asynccontextmanager
