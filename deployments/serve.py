@@ -24,7 +24,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectNotFound
-from prefect.flows import load_flow_from_entrypoint
+from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, RRule, Schedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,8 +69,9 @@ def to_concurrency(value: Any) -> int | ConcurrencyLimitConfig | None:
 
 
 def build(spec: dict[str, Any]) -> RunnerDeployment:
-    flow = load_flow_from_entrypoint(spec["entrypoint"])
-    return flow.to_deployment(
+    flow: Flow[..., Any] = load_flow_from_entrypoint(spec["entrypoint"])
+    # to_deployment is sync-compatible: called outside an event loop it returns the deployment itself.
+    deployment = flow.to_deployment(
         name=spec["name"],
         description=spec.get("description"),
         tags=spec.get("tags"),
@@ -80,6 +81,9 @@ def build(spec: dict[str, Any]) -> RunnerDeployment:
         concurrency_limit=to_concurrency(spec.get("concurrency_limit")),
         enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
     )
+    if not isinstance(deployment, RunnerDeployment):  # only inside a running event loop
+        raise RuntimeError("build() must be called outside an event loop")
+    return deployment
 
 
 def build_all(only: set[str] | None = None) -> list[RunnerDeployment]:

@@ -6,6 +6,9 @@
 
 The event id is the checkpoint `sync_id`: a second delivery of the same event finds every step
 finished and calls nothing; the API's own dedup of enqueue-ingest is the second layer.
+
+Events of every tenant reach the trigger; the run acts only on one of the tenant its credentials are
+for, and checks the event's `source_key` and `upload_session_id` before either goes into a URL path.
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
 
@@ -15,14 +18,19 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from pydantic import BaseModel
 
-from splendor_api import NotFound
-from splendor_flows.engine.errors import PermanentStepError
+from splendor_api import NotFound, SplendorError
+from splendor_flows.engine.errors import PermanentStepError, label_failure
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.pipeline import resolve_scope
-from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import wait_for_ingest
-from splendor_flows.tasks.uploads import hand_off_latest, wait_upload_ready
+from splendor_flows.tasks.uploads import (
+    hand_off_latest,
+    validate_upload_session_id,
+    wait_upload_ready,
+)
 
 
 class AfterUploadSummary(BaseModel):
@@ -45,6 +53,7 @@ async def after_upload(
     upload_session_id: str | None = None,
     key: str | None = None,
     event_id: str | None = None,
+    tenant: str | None = None,
     credentials_block: str | None = None,
     hand_off: bool = True,
     poll: PollOptions = PollOptions(),
@@ -56,11 +65,17 @@ async def after_upload(
         upload_session_id: the hosted upload session (event payload); empty when data landed another way.
         key: object key of the upload (event payload), for the record.
         event_id: id of the triggering event; re-delivery of the same id does nothing twice.
+        tenant: tenant of the triggering event (its `splendor.tenant` label); an event of another
+            tenant than the credentials' is refused.
         credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
         hand_off: for Airbyte sources, enqueue ingestion of the latest succeeded sync run.
         poll: how to poll upload readiness and ingest runs.
     """
     logger = get_run_logger()
+    validate_source_key(source_key)
+    if upload_session_id:
+        validate_upload_session_id(upload_session_id, source_key=source_key)
+    await _check_tenant(source_key, tenant, event_id, credentials_block)
     scope = await resolve_scope(source_key, event_id, credentials_block)
     async with open_client(credentials_block) as client:
         source = await client.find_source(source_key)
@@ -104,6 +119,35 @@ async def after_upload(
     await _publish(summary)
     logger.info("after-upload for %s done: %s", source_key, summary.model_dump(exclude_defaults=True))
     return summary
+
+
+async def _check_tenant(
+    source_key: str, tenant: str | None, event_id: str | None, credentials_block: str | None
+) -> None:
+    """Refuse an event of another tenant before any call: the same source_key in this tenant would be
+    someone else's source."""
+    try:
+        configured = (await load_config(credentials_block)).tenant
+    except SplendorError as exc:
+        label_failure(exc, "preflight", source_key)
+        raise
+    if tenant is None:
+        if event_id is not None:
+            get_run_logger().warning(
+                "Event %s came without its tenant, so it cannot be checked against %s; pass the event's "
+                "splendor.tenant label as the `tenant` parameter",
+                event_id,
+                configured,
+            )
+        return
+    if tenant != configured:
+        raise PermanentStepError(
+            "after-upload",
+            source_key,
+            f"the event is for tenant {tenant!r} but the credentials are for tenant {configured!r}; "
+            "nothing was called",
+            "let each tenant's deployment match only its own tenant's events (splendor.tenant)",
+        )
 
 
 async def _publish(summary: AfterUploadSummary) -> None:

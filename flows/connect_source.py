@@ -4,9 +4,9 @@ No `from __future__ import annotations` here: served deployments must resolve th
 parameter types at runtime.
 """
 
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from pydantic import Field
 
 from splendor_api.models import AuthMode
@@ -27,6 +27,14 @@ from splendor_flows.tasks.connection import ensure_connection
 from splendor_flows.tasks.discover import ProviderDetails, discover_provider
 from splendor_flows.tasks.provision import ensure_credentials
 from splendor_flows.tasks.source import ensure_source
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def refreshed(task: Task[P, R], force: bool) -> Task[P, R]:
+    """With `force` the step runs and overwrites its checkpoint; otherwise its cache settings hold."""
+    return task.with_options(refresh_cache=True) if force else task
 
 
 def check_streams(spec: SourceSpec, provider: ProviderDetails) -> None:
@@ -66,9 +74,8 @@ async def connect_source(
     """
     logger = get_run_logger()
     scope = await resolve_scope(spec.source_key, sync_id, credentials_block)
-    fresh = {"refresh_cache": True} if force else {}
 
-    provider = await discover_provider.with_options(**fresh)(scope, spec.provider_key)
+    provider = await refreshed(discover_provider, force)(scope, spec.provider_key)
     check_streams(spec, provider)
     if provider.auth_mode == AuthMode.API_KEY:
         # Check the credentials locally before the first mutating call.
@@ -76,7 +83,7 @@ async def connect_source(
         check_credentials(spec.source_key, credentials, provider.connection_specification)
         del credentials
 
-    source = await ensure_source.with_options(**fresh)(scope, spec, provider)
+    source = await refreshed(ensure_source, force)(scope, spec, provider)
     steps = [
         {
             "step": "discover",
@@ -87,7 +94,7 @@ async def connect_source(
             "result": f"source {source.source_id} ({'created' if source.created else 'existing'})",
         },
     ]
-    creds = await ensure_credentials.with_options(**fresh)(
+    creds = await refreshed(ensure_credentials, force)(
         scope,
         source.source_id,
         provider,
@@ -97,7 +104,7 @@ async def connect_source(
         force,
     )
     steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
-    connection = await ensure_connection.with_options(**fresh)(scope, source.source_id, spec.streams)
+    connection = await refreshed(ensure_connection, force)(scope, source.source_id, spec.streams)
     steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
 
     outcome = None

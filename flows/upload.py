@@ -4,7 +4,6 @@ Each finished file emits `splendor.upload.completed`, which the `after-upload` d
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
 
-import asyncio
 from typing import Annotated
 
 from prefect import flow, get_run_logger
@@ -13,26 +12,18 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from splendor_flows.engine.errors import PermanentStepError, SpecError
+from splendor_flows.engine.uploads import DEFAULT_PART_SIZE
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.uploads import (
-    LocalFile,
-    PartDone,
-    PartSigner,
-    SessionRef,
     UploadedFile,
     UploadInputError,
-    complete_upload,
     emit_upload_completed,
     inspect_files,
-    plan_parts,
-    session_expired,
-    start_upload,
-    upload_part,
+    upload_file,
 )
-
-DEFAULT_PART_SIZE = 8 * 1024 * 1024
 
 
 async def upload_scope(source_key: str, upload_id: str | None, credentials_block: str | None) -> Scope:
@@ -54,44 +45,6 @@ async def upload_scope(source_key: str, upload_id: str | None, credentials_block
         sync_id=upload_id or str(flow_run.get_id() or "local"),
         credentials_block=credentials_block,
     )
-
-
-async def _send_parts(
-    scope: Scope, file: LocalFile, ref: SessionRef, part_size: int, max_parallel_parts: int
-) -> list[PartDone]:
-    plan = plan_parts(file.size, ref.part_size_bytes or part_size)
-    gate = asyncio.Semaphore(max_parallel_parts)
-    async with open_client(scope.credentials_block) as client:
-        signer = PartSigner(client, scope.source_key, ref.upload_session_id, [n for n, _, _ in plan])
-
-        async def one(number: int, offset: int, length: int) -> PartDone:
-            async with gate:
-                return await upload_part(
-                    scope, ref.upload_session_id, number, file, offset, length, ref.required_headers, signer
-                )
-
-        # gather, not TaskGroup: parts that succeed next to a failing one still get their checkpoint.
-        results = await asyncio.gather(*(one(*p) for p in plan), return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    if failures:
-        raise failures[0]
-    return sorted((r for r in results if isinstance(r, PartDone)), key=lambda p: p.part_number)
-
-
-async def _upload_one(
-    scope: Scope, file: LocalFile, part_size: int, max_parallel_parts: int, force: bool
-) -> UploadedFile:
-    logger = get_run_logger()
-    ref = await start_upload.with_options(refresh_cache=force)(scope, file)
-    if session_expired(ref) and ref.mode != "single":
-        logger.warning("Upload session %s has expired; opening a new one", ref.upload_session_id)
-        ref = await start_upload.with_options(refresh_cache=True)(scope, file)
-    parts: list[PartDone] = []
-    if ref.mode == "multipart":
-        parts = await _send_parts(scope, file, ref, part_size, max_parallel_parts)
-    elif ref.mode != "single":
-        raise SpecError(scope.source_key, f"the API chose an unknown upload mode {ref.mode!r}")
-    return await complete_upload(scope, file, ref.upload_session_id, parts, ref)
 
 
 @flow(name="upload-files", log_prints=False)
@@ -118,6 +71,7 @@ async def upload_files(
         force: open new upload sessions even when checkpoints exist.
     """
     logger = get_run_logger()
+    validate_source_key(source_key)
     try:
         files = inspect_files(paths, allow_empty=allow_empty)
     except UploadInputError as exc:
@@ -126,7 +80,9 @@ async def upload_files(
     logger.info("Uploading %s file(s) to %s (upload_id=%s)", len(files), source_key, scope.sync_id)
     uploaded: list[UploadedFile] = []
     for file in files:
-        done = await _upload_one(scope, file, part_size, max_parallel_parts, force)
+        done = await upload_file.with_options(refresh_cache=force)(
+            scope, file, part_size, max_parallel_parts, force=force
+        )
         event_id = emit_upload_completed(scope, done)
         logger.info(
             "%s → %s (%s, %s part(s)); event %s", file.filename, done.key, done.mode, done.parts, event_id

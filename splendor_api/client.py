@@ -3,8 +3,7 @@
 import json
 import logging
 import re
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -23,6 +22,8 @@ from .errors import (
     ResponseInvalid,
     RetriesExhausted,
     error_class_for,
+    mask_secrets,
+    scrub_detail,
 )
 from .gate import RateGate
 from .retry import (
@@ -31,6 +32,7 @@ from .retry import (
     RETRY_STATUSES,
     SHED_STATUSES,
     RetryPolicy,
+    is_load_shedding,
     is_transient,
 )
 from .routes import ROUTES, Idempotency, Route
@@ -43,10 +45,6 @@ USER_AGENT = f"splendor-flows/{__version__}"
 
 T = TypeVar("T")
 Req = TypeVar("Req", bound=models.RequestModel)
-
-# Unexpected statuses that get one attempt and surface as-is (never resent).
-_SERVER_FAILURES_AFTER_SEND = RETRY_STATUSES - SHED_STATUSES
-
 
 # Building a TypeAdapter is costly; each response type is built once per process.
 _ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
@@ -186,7 +184,13 @@ class SplendorClient:
     # --- Airbyte-backed sources ----------------------------------------------------------------------
 
     async def create_airbyte_source(self, req: models.CreateAirbyteSource) -> models.AirbyteSourceEnvelope:
-        return await self._call("create_airbyte_source", models.AirbyteSourceEnvelope, body=req.to_body())
+        external_id = req.external_id.get_secret_value() if req.external_id is not None else None
+        return await self._call(
+            "create_airbyte_source",
+            models.AirbyteSourceEnvelope,
+            body=req.to_body(),
+            secrets=[external_id] if external_id else (),
+        )
 
     async def get_airbyte_source(self, source_id: int) -> models.AirbyteSourceEnvelope:
         return await self._call(
@@ -196,7 +200,11 @@ class SplendorClient:
     async def provision(self, source_id: int, source_configuration: dict[str, Any]) -> models.ProvisionResult:
         body = self._build("provision", models.ProvisionRequest, source_configuration=source_configuration)
         return await self._call(
-            "provision", models.ProvisionResult, path_params={"source_id": source_id}, body=body.to_body()
+            "provision",
+            models.ProvisionResult,
+            path_params={"source_id": source_id},
+            body=body.to_body(),
+            secrets=_string_leaves(source_configuration),
         )
 
     async def complete_oauth(self, source_id: int, secret_id: str) -> models.AirbyteSourceEnvelope:
@@ -206,6 +214,7 @@ class SplendorClient:
             models.AirbyteSourceEnvelope,
             path_params={"source_id": source_id},
             body=body.to_body(),
+            secrets=[secret_id],
         )
 
     async def discover_schema(self, source_id: int) -> list[models.StreamSchema]:
@@ -410,7 +419,9 @@ class SplendorClient:
         path_params: Mapping[str, str | int] | None = None,
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
+        secrets: Sequence[str] = (),
     ) -> T:
+        """One API call. ``secrets``: values the body carries that must never appear in an error."""
         route = ROUTES[route_name]
         path = route.path(**(path_params or {}))
         has_body = body is not None
@@ -422,10 +433,12 @@ class SplendorClient:
                 route.method, path, params=params, content=content, headers=headers
             )
 
-        response = await self._send(route, path, build)
+        response = await self._send(route, path, build, secrets)
         return self._parse(route, path, response, target)
 
-    async def _send(self, route: Route, path: str, build: Callable[[], httpx.Request]) -> httpx.Response:
+    async def _send(
+        self, route: Route, path: str, build: Callable[[], httpx.Request], secrets: Sequence[str] = ()
+    ) -> httpx.Response:
         """Send with retries; returns a 2xx response or raises one of the package's errors."""
         policy = self.retry_policy
         started = policy.clock()
@@ -467,7 +480,7 @@ class SplendorClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._attempt(route, path, build)
+                    response = await self._attempt(route, path, build, secrets)
         except RetryError as exc:
             last = exc.last_attempt.exception() or exc
             raise RetriesExhausted(
@@ -481,7 +494,9 @@ class SplendorClient:
         assert response is not None
         return response
 
-    async def _attempt(self, route: Route, path: str, build: Callable[[], httpx.Request]) -> httpx.Response:
+    async def _attempt(
+        self, route: Route, path: str, build: Callable[[], httpx.Request], secrets: Sequence[str]
+    ) -> httpx.Response:
         """One try. Raises transient errors for tenacity, or OutcomeUnknown where resending is unsafe."""
         mutating = route.idempotency is Idempotency.MUTATING
         request: httpx.Request = build()
@@ -506,16 +521,19 @@ class SplendorClient:
         )
         if response.is_success:
             return response
-        error = self._error_from(route, path, response)
+        error = self._error_from(route, path, response, secrets)
         if response.status_code in SHED_STATUSES and error.retry_after is not None and not route.external:
             self.gate.close_for(error.retry_after)
-        if mutating and response.status_code in _SERVER_FAILURES_AFTER_SEND:
+        if mutating and response.status_code in RETRY_STATUSES and not is_load_shedding(error):
+            # A 5xx after sending (or a bare 503) may come after the call was applied: never resend.
             raise OutcomeUnknown(method=route.method, path=path, route=route.name, cause=error) from error
         raise error
 
-    def _error_from(self, route: Route, path: str, response: httpx.Response) -> ApiError:
+    def _error_from(
+        self, route: Route, path: str, response: httpx.Response, secrets: Sequence[str]
+    ) -> ApiError:
         status = response.status_code
-        detail = self._redact(_scrub_detail(_detail_of(response)))
+        detail = scrub_detail(_detail_of(response), [self.config.token.get_secret_value(), *secrets])
         retry_after = None
         if status in RETRY_STATUSES:
             retry_after = self.retry_policy.parse_retry_after(response.headers.get("Retry-After"))
@@ -529,23 +547,10 @@ class SplendorClient:
             retry_after=retry_after,
         )
 
-    @typing.overload
-    def _redact(self, detail: str) -> str: ...
-    @typing.overload
-    def _redact(self, detail: Any) -> Any: ...
-    def _redact(self, detail: Any) -> Any:
-        """Mask the token should a server ever echo it back in an error."""
-        token = self.config.token.get_secret_value()
-        # A very short token (tests, typos) would mangle ordinary words; real tokens are long.
-        if len(token) < 8:
-            return detail
-        if isinstance(detail, str):
-            return detail.replace(token, "***")
-        if isinstance(detail, dict):
-            return {key: self._redact(value) for key, value in detail.items()}
-        if isinstance(detail, list):
-            return [self._redact(value) for value in detail]
-        return detail
+    def _redact(self, text: str) -> str:
+        """Mask the token should a server ever echo it back."""
+        masked: str = mask_secrets(text, [self.config.token.get_secret_value()])
+        return masked
 
     def _parse(self, route: Route, path: str, response: httpx.Response, target: type[T]) -> T:
         def invalid(reason: str, fields: list[str] | None = None) -> ResponseInvalid:
@@ -602,14 +607,15 @@ def _detail_of(response: httpx.Response) -> Any:
     return data
 
 
-def _scrub_detail(detail: Any) -> Any:
-    # FastAPI's 422 entries echo the submitted value under `input` (for provision: credentials).
-    if isinstance(detail, list):
-        return [
-            {k: v for k, v in entry.items() if k != "input"} if isinstance(entry, dict) else entry
-            for entry in detail
-        ]
-    return detail
+def _string_leaves(value: Any) -> list[str]:
+    """Every string inside a JSON-like value: the credentials a provision body may carry."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _string_leaves(item)]
+    if isinstance(value, list | tuple):
+        return [leaf for item in value for leaf in _string_leaves(item)]
+    return []
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)

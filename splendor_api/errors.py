@@ -8,10 +8,14 @@ Messages name the HTTP method, the path, the status and the API's ``detail``. Th
 request headers or request bodies: provision bodies carry connector credentials.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 # Longest detail text kept in a message; error pages can be large.
 _MAX_DETAIL_CHARS = 500
+# Shorter values are not masked: they would mangle ordinary words; real tokens and credentials are longer.
+_MIN_SECRET_CHARS = 6
+MASK = "***"
 
 
 class SplendorError(Exception):
@@ -78,11 +82,45 @@ def field_errors_of(detail: object) -> list[tuple[str, str]]:
     return errors
 
 
+def mask_secrets(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` with every occurrence of a secret replaced by ``***``, in strings at any depth."""
+    # Longest first, so a secret that contains another is masked whole.
+    masked = sorted({s for s in secrets if len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
+    return _mask(value, masked) if masked else value
+
+
+def _mask(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {_mask(key, secrets): _mask(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(item, secrets) for item in value]
+    return value
+
+
+def scrub_detail(detail: Any, secrets: Iterable[str]) -> Any:
+    """An error ``detail`` safe to keep in exceptions and logs.
+
+    FastAPI's 422 entries echo the submitted value under ``input`` (for provision: the credentials), so
+    it is dropped; and a ``msg`` or ``ctx`` may quote the value it rejects ("'sk_live_…' does not match
+    …"), so every secret the request carried (token, credentials, OAuth secret) is masked everywhere.
+    """
+    if isinstance(detail, list):
+        detail = [
+            {k: v for k, v in entry.items() if k != "input"} if isinstance(entry, dict) else entry
+            for entry in detail
+        ]
+    return mask_secrets(detail, secrets)
+
+
 class ApiError(SplendorError):
     """The API answered with an error status.
 
     ``detail`` is the body's ``detail`` as sent (a string, an object with ``code``/``message``, or a 422
-    list). Echoed request values (``input``) are removed from 422 entries before they are stored.
+    list), scrubbed by ``scrub_detail`` before it is stored.
     """
 
     def __init__(

@@ -78,9 +78,6 @@ INGEST_TERMINAL_BAD = frozenset(
     {IngestStatus.FAILED, IngestStatus.ABORTED, IngestStatus.DELETED, IngestStatus.SUPERSEDED}
 )
 INGEST_ACTIVE = frozenset(IngestStatus) - INGEST_TERMINAL_OK - INGEST_TERMINAL_BAD
-INGEST_STATUSES = frozenset(IngestStatus)
-
-CREDENTIAL_STATUSES = frozenset(CredentialStatus)
 
 SyncTrigger = Literal["manual", "scheduled", "backfill"]
 ScheduleType = Literal["manual", "cron"]

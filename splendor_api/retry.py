@@ -16,10 +16,21 @@ import httpx
 
 from .errors import ApiError
 
-# Statuses worth another attempt. 500/502/504 only for READ routes: see routes.Idempotency.
+# Statuses worth another attempt. On MUTATING routes only load shedding is: see is_load_shedding.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Load shedding: the server refused the request before running it, so even a mutating call is safe to resend.
+# Statuses Splendor sheds load with; with a Retry-After they pause every client that shares the gate.
 SHED_STATUSES = frozenset({429, 503})
+
+
+def is_load_shedding(error: ApiError) -> bool:
+    """The server refused the request before running it, so even a mutating call is safe to resend.
+
+    The docs promise 503 *with* Retry-After for shedding. A bare 503 can come from a proxy or load
+    balancer after it forwarded the request (an upstream timeout), so it proves nothing about whether
+    the call was applied. 429 is a refusal by definition, with or without the header.
+    """
+    return error.status == 429 or (error.status == 503 and error.retry_after is not None)
+
 
 # Transport failures that happen before a single byte of the request left: safe to resend anything.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

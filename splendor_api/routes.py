@@ -238,7 +238,3 @@ _ALL = [
 ]
 
 ROUTES: dict[str, Route] = {route.name: route for route in _ALL}
-
-
-def route(name: str) -> Route:
-    return ROUTES[name]

@@ -12,10 +12,8 @@ from splendor_flows.orchestration.checkpoint import Scope, step_options
 
 class ProviderDetails(BaseModel):
     provider_key: str
-    name: str
     auth_mode: str
     oauth_mode: str
-    source_definition_id: str | None
     default_streams: list[str]
     connection_specification: dict[str, Any]
 
@@ -51,10 +49,8 @@ async def discover_provider(scope: Scope, provider_key: str) -> ProviderDetails:
     )
     return ProviderDetails(
         provider_key=provider_key,
-        name=discovery.airbyte_source_definition_name or match.name,
         auth_mode=discovery.auth_mode,
         oauth_mode=discovery.oauth_mode,
-        source_definition_id=discovery.airbyte_source_definition_id,
         default_streams=list(match.default_streams),
         connection_specification=dict(discovery.connection_specification or {}),
     )

@@ -1,5 +1,7 @@
-"""Step 2: make sure the source exists, exactly once. Reads the source list before creating."""
+"""Step 2: make sure the source exists, exactly once. Reads the source list before creating; a 409
+`source_key_exists` resolves to the source it names."""
 
+import logging
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -13,17 +15,17 @@ from splendor_flows.orchestration.events import emit
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.discover import ProviderDetails
 
-# Config a later `apply` may change on an existing source (PUT /v1/admin/sources/{id}).
-UPDATABLE = ("retention_days", "search_config", "semantic_config")
+# What get_run_logger() returns inside a task; a plain logger in tests.
+RunLogger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def create_request(spec: SourceSpec, provider: ProviderDetails) -> models.CreateAirbyteSource:
     return models.CreateAirbyteSource(
         provider_key=spec.provider_key,
-        connector_key=spec.connector_key or spec.provider_key,
-        connector_name=spec.connector_name or provider.name,
+        connector_key=spec.connector_key,
+        connector_name=spec.connector_name,
         source_key=spec.source_key,
-        source_name=spec.source_name or spec.source_key,
+        source_name=spec.source_name,
         dataset_id=spec.dataset_id,
         bucket=spec.bucket,
         iam_role_arn=spec.iam_role_arn,
@@ -58,53 +60,92 @@ def _normalise(value: Any) -> Any:
 
 
 async def _adopt_existing(
-    client: SplendorClient, scope: Scope, spec: SourceSpec, source: models.Source
+    client: SplendorClient,
+    scope: Scope,
+    spec: SourceSpec,
+    source: models.Source,
+    logger: RunLogger,
+    state: models.AirbyteState | None = None,
 ) -> SourceRef:
-    state = await client.get_airbyte_source(source.source_id)
-    if state.airbyte.provider_key != spec.provider_key:
+    if state is None:
+        state = (await client.get_airbyte_source(source.source_id)).airbyte
+    if state.provider_key != spec.provider_key:
         raise PermanentStepError(
             "create",
             scope.source_key,
             f"source_key already used by source {source.source_id} with provider "
-            f"'{state.airbyte.provider_key}', not '{spec.provider_key}'",
+            f"'{state.provider_key}', not '{spec.provider_key}'",
             "pick another source_key or delete the existing source",
         )
     drift = config_drift(spec, source)
     if drift:
         await client.update_source(source.source_id, models.SourceUpdate(**drift))
-        get_run_logger().info("Updated %s on source %s", ", ".join(sorted(drift)), source.source_id)
+        logger.info("Updated %s on source %s", ", ".join(sorted(drift)), source.source_id)
     return SourceRef(
         source_id=source.source_id, source_key=spec.source_key, created=False, updated_fields=sorted(drift)
     )
 
 
+async def _adopt_conflicting(
+    client: SplendorClient, scope: Scope, spec: SourceSpec, conflict: Conflict, logger: RunLogger
+) -> SourceRef:
+    """The source a 409 `source_key_exists` names, read back by id and checked before it is adopted.
+
+    The list read first can miss it (created concurrently by another run or the console, or a list
+    the server cut short): the id in the 409 is the API's own answer, so it does not depend on the list.
+    """
+    if conflict.source_id is None:
+        # Not the documented shape; the list is the only other way to find the source.
+        found = await client.find_source(spec.source_key)
+        if found is None:
+            raise conflict
+        return await _adopt_existing(client, scope, spec, found, logger)
+    existing = await client.get_airbyte_source(conflict.source_id)
+    if existing.source.source_key != spec.source_key:
+        raise PermanentStepError(
+            "create",
+            scope.source_key,
+            f"Splendor answered source_key_exists naming source {conflict.source_id}, whose key is "
+            f"'{existing.source.source_key}'",
+            "check the source in the Splendor console; nothing was adopted",
+        )
+    logger.info("Source '%s' already exists (id %s): reusing it", spec.source_key, conflict.source_id)
+    return await _adopt_existing(client, scope, spec, existing.source, logger, existing.airbyte)
+
+
+async def resolve_source(
+    client: SplendorClient, scope: Scope, spec: SourceSpec, provider: ProviderDetails, logger: RunLogger
+) -> SourceRef:
+    """The source with the spec's key: the existing one (config drift updated) or a new one, never two."""
+    existing = await client.find_source(spec.source_key)
+    if existing is not None:
+        logger.info("Source '%s' already exists (id %s): reusing it", spec.source_key, existing.source_id)
+        return await _adopt_existing(client, scope, spec, existing, logger)
+    try:
+        created = await client.create_airbyte_source(create_request(spec, provider))
+    except Conflict as exc:
+        if exc.code != "source_key_exists":
+            raise
+        return await _adopt_conflicting(client, scope, spec, exc, logger)
+    except OutcomeUnknown:
+        # The create may have happened before the connection dropped: look before retrying.
+        found = await client.find_source(spec.source_key)
+        if found is None:
+            raise
+        logger.warning("Create outcome was unknown; the source exists (id %s)", found.source_id)
+        created_id = found.source_id
+    else:
+        created_id = created.source.source_id
+    logger.info("Created source '%s' (id %s)", spec.source_key, created_id)
+    return SourceRef(source_id=created_id, source_key=spec.source_key, created=True)
+
+
 @task(name="create", **step_options("create"))
 async def ensure_source(scope: Scope, spec: SourceSpec, provider: ProviderDetails) -> SourceRef:
-    logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:
-        existing = await client.find_source(spec.source_key)
-        if existing is not None:
-            logger.info("Source '%s' already exists (id %s): reusing it", spec.source_key, existing.source_id)
-            return await _adopt_existing(client, scope, spec, existing)
-        try:
-            created = await client.create_airbyte_source(create_request(spec, provider))
-        except Conflict as exc:
-            if exc.code != "source_key_exists":
-                raise
-            # Created concurrently (another run, the console): adopt it rather than fail.
-            found = await client.find_source(spec.source_key)
-            if found is None:
-                raise
-            return await _adopt_existing(client, scope, spec, found)
-        except OutcomeUnknown:
-            # The create may have happened before the connection dropped: look before retrying.
-            found = await client.find_source(spec.source_key)
-            if found is None:
-                raise
-            logger.warning("Create outcome was unknown; the source exists (id %s)", found.source_id)
-            created_id = found.source_id
-        else:
-            created_id = created.source.source_id
-    logger.info("Created source '%s' (id %s)", spec.source_key, created_id)
-    emit("splendor.source.created", scope, {"source_id": created_id, "provider_key": spec.provider_key})
-    return SourceRef(source_id=created_id, source_key=spec.source_key, created=True)
+        ref = await resolve_source(client, scope, spec, provider, get_run_logger())
+    if ref.created:
+        emit(
+            "splendor.source.created", scope, {"source_id": ref.source_id, "provider_key": spec.provider_key}
+        )
+    return ref

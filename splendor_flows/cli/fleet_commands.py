@@ -5,24 +5,19 @@
 `fleet` runs the sync-fleet flow in this process (the run shows up in the Prefect UI).
 """
 
-import asyncio
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+from splendor_flows.cli.console import CredentialsOption, cell, console, error, errors, run
+
+if TYPE_CHECKING:
+    from splendor_flows.connectors.plan_apply import Plan
+    from splendor_flows.flows.fleet import FleetSummary
 
 FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="Connectors file (YAML).")]
-CredentialsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--credentials-block", "-b", help="Splendor Credentials block; default: SPLENDOR_* variables."
-    ),
-]
 STYLE = {
     "create": "[green]+ create[/]",
     "update": "[yellow]~ update[/]",
@@ -32,34 +27,37 @@ STYLE = {
 }
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def _run(coro: Any) -> Any:
-    from splendor_api import SplendorError
-    from splendor_flows.engine.errors import StepError
-    from splendor_flows.specs.connectors_file import ConnectorsFileError
-
-    try:
-        return asyncio.run(coro)
-    except ConnectorsFileError as exc:
-        _fail(str(exc))
-    except (StepError, SplendorError) as exc:
-        _fail(str(exc))
-
-
-def show_plan(plan: Any) -> None:
-    table = Table(title=f"Plan for tenant {plan.tenant} ({plan.file})", title_justify="left")
+def plan_table(plan: "Plan") -> Table:
+    table = Table(title=cell(f"Plan for tenant {plan.tenant} ({plan.file})"), title_justify="left")
     table.add_column("action")
     table.add_column("source")
     table.add_column("details", overflow="fold")
     for change in plan.changes:
         label = "new" if change.create else (str(change.source_id) if change.source_id else "")
-        table.add_row(STYLE[change.action], f"{change.source_key} ({label})", change.describe())
-    console.print(table)
-    console.print(f"Plan: {plan.totals()}.")
+        table.add_row(STYLE[change.action], cell(f"{change.source_key} ({label})"), cell(change.describe()))
+    return table
+
+
+def show_plan(plan: "Plan") -> None:
+    console.print(plan_table(plan))
+    console.print(cell(f"Plan: {plan.totals()}."))
+
+
+def fleet_table(summary: "FleetSummary") -> Table:
+    """One row per source, failures first; errors keep their "[step]" prefix."""
+    table = Table(title=cell(f"Fleet sync {summary.sync_id}"), title_justify="left")
+    for column in ("source", "status", "run", "records", "refresh calls", "note"):
+        table.add_column(column)
+    for o in sorted(summary.outcomes, key=lambda o: (o.status != "failed", o.source_key)):
+        table.add_row(
+            cell(o.source_key),
+            cell(o.status),
+            cell(f"{o.run_id} {o.run_status or ''}".strip() if o.run_id else ""),
+            cell(o.records_synced or ""),
+            cell(o.refresh_calls),
+            cell(o.error or "; ".join(o.warnings)),
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
@@ -72,7 +70,7 @@ def register(app: typer.Typer) -> None:
         """Show what `apply` would change: create / update (which fields) / unchanged / not in the file."""
         from splendor_flows.connectors.plan_apply import plan
 
-        result = _run(plan(str(file), credentials_block))
+        result = run(plan(str(file), credentials_block))
         show_plan(result)
         if check and result.has_changes:
             raise typer.Exit(2)
@@ -82,12 +80,12 @@ def register(app: typer.Typer) -> None:
         """Converge the tenant to the file: onboard, update config, re-submit changed credentials."""
         from splendor_flows.connectors.plan_apply import apply
 
-        result = _run(apply(str(file), credentials_block))
+        result = run(apply(str(file), credentials_block))
         show_plan(result.plan)
         for key in result.applied:
-            console.print(f"[green]applied[/] {key}")
+            console.print(f"[green]applied[/] {cell(key)}", soft_wrap=True)
         for key, message in result.failed.items():
-            errors.print(f"[red]failed[/] {key}: {message}")
+            errors.print(f"[red]failed[/] {cell(key)}: {cell(message)}", soft_wrap=True)
         if not result.ok:
             raise typer.Exit(1)
 
@@ -109,7 +107,7 @@ def register(app: typer.Typer) -> None:
         from splendor_flows.flows.sync_fleet import sync_fleet
 
         try:
-            summary = _run(
+            summary = run(
                 sync_fleet(
                     connectors_file=str(file),
                     only=only or None,
@@ -117,24 +115,13 @@ def register(app: typer.Typer) -> None:
                     credentials_block=credentials_block,
                     sync_id=sync_id,
                     wait_for_ingest=wait_for_ingest,
-                )
+                ),
+                reraise=(FleetFailed,),
             )
         except FleetFailed as exc:
             summary = exc.summary
-            errors.print(f"[bold red]error:[/] {exc}")
-        table = Table(title=f"Fleet sync {summary.sync_id}", title_justify="left")
-        for column in ("source", "status", "run", "records", "refresh calls", "note"):
-            table.add_column(column)
-        for o in sorted(summary.outcomes, key=lambda o: (o.status != "failed", o.source_key)):
-            table.add_row(
-                o.source_key,
-                o.status,
-                f"{o.run_id} {o.run_status or ''}".strip() if o.run_id else "",
-                str(o.records_synced or ""),
-                str(o.refresh_calls),
-                o.error or "; ".join(o.warnings),
-            )
-        console.print(table)
+            error(str(exc))
+        console.print(fleet_table(summary))
         console.print(f"{summary.succeeded} of {summary.sources} source(s) succeeded.")
         if summary.failed:
             raise typer.Exit(1)

@@ -4,17 +4,13 @@ Commands talk to the API named by SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLEN
 "Splendor Credentials" block given with --credentials-block. Tokens are never printed.
 """
 
-import asyncio
-import sys
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
-from pydantic import BaseModel, ValidationError
-from rich.console import Console
-from rich.markup import escape
+from pydantic import ValidationError
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from splendor_flows.cli import fleet_commands
+from splendor_flows.cli.console import CredentialsOption, cell, console, fail, run, show, warn
 
 app = typer.Typer(
     name="splendor-flows",
@@ -33,45 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-CredentialsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--credentials-block", "-b", help="Splendor Credentials block; default: SPLENDOR_* variables."
-    ),
-]
 SyncIdOption = Annotated[
     str | None, typer.Option("--sync-id", help="Resume the pipeline that used this sync_id.")
 ]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
-def show(title: str, values: BaseModel | dict[str, Any], skip: tuple[str, ...] = ("steps",)) -> None:
-    data = values.model_dump(mode="json") if isinstance(values, BaseModel) else values
-    table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for name, value in data.items():
-        if name not in skip and value not in (None, [], {}):
-            table.add_row(name, escape(str(value)))
-    console.print(table)
-
-
-def run_flow(coro: Any, resume_hint: str | None = None) -> Any:
-    """Run a flow coroutine and turn a pipeline failure into one readable line instead of a traceback."""
-    from splendor_api import SplendorError
-    from splendor_flows.engine.errors import StepError
-
-    try:
-        return asyncio.run(coro)
-    except (StepError, SplendorError) as exc:
-        fail(f"{exc}\n{resume_hint}" if resume_hint else str(exc))
 
 
 def new_sync_id(given: str | None) -> str:
@@ -129,7 +90,7 @@ def connect(
     from splendor_flows.flows.connect_source import connect_source
 
     sync_id = new_sync_id(sync_id)
-    summary = run_flow(
+    summary = run(
         connect_source(
             spec=spec, sync_id=sync_id, force=force, secret_id=secret_id, credentials_block=credentials_block
         ),
@@ -149,7 +110,7 @@ def sync(
     from splendor_flows.flows.sync_source import sync_source
 
     sync_id = new_sync_id(sync_id)
-    summary = run_flow(
+    summary = run(
         sync_source(
             source_key=source_key,
             sync_id=sync_id,
@@ -189,14 +150,14 @@ def upload(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        bars = {f.filename: progress.add_task(f.filename, total=max(f.size, 1)) for f in local}
+        bars = {f.filename: progress.add_task(cell(f.filename), total=max(f.size, 1)) for f in local}
 
         def advance(name: str, sent: int) -> None:
             if name in bars:
                 progress.advance(bars[name], sent)
 
         with use_runtime(upload_progress=advance):
-            done = run_flow(
+            done = run(
                 upload_files(
                     source_key=source_key,
                     paths=paths,
@@ -206,44 +167,34 @@ def upload(
                     credentials_block=credentials_block,
                 )
             )
-    table = Table(title=f"Uploaded to {source_key}")
+    table = Table(title=cell(f"Uploaded to {source_key}"))
     for column in ("file", "bytes", "mode", "parts", "upload session", "key", "ingest run"):
         table.add_column(column)
     for item in done:
-        table.add_row(
-            item.filename,
-            str(item.bytes),
-            item.mode,
-            str(item.parts),
-            item.upload_session_id,
-            item.key,
-            item.ingest_run_id or "-",
-        )
+        values = (item.filename, item.bytes, item.mode, item.parts, item.upload_session_id, item.key)
+        table.add_row(*(cell(v) for v in values), cell(item.ingest_run_id or "-"))
     console.print(table)
 
 
 @app.command()
 def whoami(credentials_block: CredentialsOption = None) -> None:
     """Show who the configured token is: tenant, role, admin or not, plan. Never the token."""
-    from splendor_api import SplendorError
-    from splendor_flows.engine.errors import StepError
+    from splendor_api import SplendorConfig, SplendorError, models
     from splendor_flows.orchestration.api import load_config, open_client
 
-    async def look() -> tuple[Any, str, Any, str | None]:
+    async def look() -> tuple[SplendorConfig, str, models.Me, models.TenantAccess | None, str | None]:
         config = await load_config(credentials_block)
         tenant = config.tenant
         async with open_client(credentials_block) as client:
             me = await client.me()
-            problem = None
             try:
-                access = await client.preflight()
+                return config, tenant, me, await client.preflight(), None
             except SplendorError as exc:
-                access, problem = me.tenant(tenant), str(exc)
-        return config, tenant, (me, access), problem
+                return config, tenant, me, me.tenant(tenant), str(exc)
 
     try:
-        config, tenant, (me, access), problem = asyncio.run(look())
-    except (SplendorError, StepError, ValueError) as exc:
+        config, tenant, me, access, problem = run(look())
+    except ValueError as exc:  # an invalid SPLENDOR_* value that is not a ConfigError
         fail(str(exc))
     rows: dict[str, Any] = {
         "api": config.api_base,
@@ -261,7 +212,7 @@ def whoami(credentials_block: CredentialsOption = None) -> None:
     show("whoami", rows)
     if problem:
         # Still a valid identity (members may upload); only the connector pipelines need admin.
-        errors.print(f"[yellow]warning:[/] {escape(problem)}")
+        warn(problem)
 
 
 fleet_commands.register(app)
@@ -272,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

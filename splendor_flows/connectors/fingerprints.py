@@ -15,12 +15,12 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import get_client
-from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.variables import Variable
 from pydantic import BaseModel
 
+from splendor_flows.orchestration.prefect_compat import read_variables_tagged
+
 TAG = "splendor-credential-fingerprint"
-PAGE = 200
 
 
 class Fingerprint(BaseModel):
@@ -62,30 +62,14 @@ async def read_all(tenant: str, source_keys: list[str]) -> dict[str, Fingerprint
     """Fingerprints of these sources, read with a few paged filter calls rather than one per source."""
     wanted = {variable_name(tenant, key): key for key in source_keys}
     found: dict[str, Fingerprint] = {}
-    async with get_client() as client:
-        offset = 0
-        while True:
-            response = await client._client.post(
-                "/variables/filter",
-                json={"variables": {"tags": {"all_": [TAG]}}, "limit": PAGE, "offset": offset},
-            )
-            response.raise_for_status()
-            page = response.json()
-            for item in page:
-                key = wanted.get(item.get("name", ""))
-                if key is not None and isinstance(item.get("value"), dict):
-                    found[key] = Fingerprint.model_validate(item["value"])
-            if len(page) < PAGE:
-                return found
-            offset += PAGE
+    for variable in await read_variables_tagged(TAG):
+        key = wanted.get(variable.name)
+        if key is not None and isinstance(variable.value, dict):
+            found[key] = Fingerprint.model_validate(variable.value)
+    return found
 
 
 async def save(tenant: str, source_key: str, fingerprint: Fingerprint) -> None:
-    name = variable_name(tenant, source_key)
-    value = fingerprint.model_dump()
-    async with get_client() as client:
-        existing = await client.read_variable_by_name(name)
-        if existing is None:
-            await client.create_variable(VariableCreate(name=name, value=value, tags=[TAG]))
-        else:
-            await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
+    await Variable.aset(
+        variable_name(tenant, source_key), fingerprint.model_dump(), tags=[TAG], overwrite=True
+    )

@@ -94,7 +94,9 @@ def _short(value: Any) -> str:
 
 
 async def secret_value(block_name: str) -> Any:
-    value = (await Secret.aload(block_name)).get()
+    # Annotated: Prefect's decorators on `aload` hide its return type from mypy.
+    block: Secret[Any] = await Secret.aload(block_name)
+    value = block.get()
     if isinstance(value, str):
         try:
             return json.loads(value)

@@ -11,9 +11,13 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from splendor_flows.specs.source import SourceSpec
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var"
@@ -23,7 +27,7 @@ DEMO_SECRET_BLOCK = "demo-stripe-credentials"
 console = Console()
 
 
-def demo_spec() -> "object":
+def demo_spec() -> "SourceSpec":
     from splendor_flows.specs.source import SourceSpec
 
     return SourceSpec(
@@ -63,7 +67,7 @@ async def run_demo(base_url: str, bucket_root: Path) -> int:
     started = time.monotonic()
     onboarded = await connect_source(spec=spec)
     console.rule("[bold]2/2 sync-source: the recurring sync of the same source")
-    synced = await sync_source(source_key=spec.source_key, trigger="manual")  # type: ignore[attr-defined]
+    synced = await sync_source(source_key=spec.source_key, trigger="manual")
     elapsed = time.monotonic() - started
 
     table = Table(title=f"Demo finished in {elapsed:.1f} s", show_lines=False)

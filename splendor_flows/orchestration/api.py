@@ -38,7 +38,8 @@ async def load_config(credentials_block: str | None) -> SplendorConfig:
     """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN."""
     if credentials_block:
         try:
-            block = await SplendorCredentials.aload(credentials_block)
+            # aload's return type is Prefect's generic Block; this class is what it loads.
+            block: SplendorCredentials = await SplendorCredentials.aload(credentials_block)
         except ValueError as exc:
             raise ConfigError(
                 f"credentials_block: no Splendor Credentials block named {credentials_block!r} "

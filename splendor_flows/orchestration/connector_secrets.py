@@ -8,7 +8,7 @@ the rule, never the submitted value (jsonschema's own messages quote it).
 import json
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 from prefect.blocks.system import Secret
 
 from splendor_flows.engine.errors import SpecError
@@ -20,7 +20,8 @@ async def load_connector_credentials(source_key: str, block_name: str | None) ->
             source_key, "credentials_secret: required for an api_key provider (name of a Secret block)"
         )
     try:
-        block = await Secret.aload(block_name)
+        # aload is typed as Prefect's generic Block; a Secret block is what it loads here.
+        block: Secret[Any] = await Secret.aload(block_name)
     except ValueError as exc:
         raise SpecError(
             source_key,
@@ -45,7 +46,7 @@ def credential_problems(config: dict[str, Any], schema: dict[str, Any]) -> list[
     if not schema:
         return []
     validator_cls = jsonschema.validators.validator_for(schema)
-    problems = []
+    problems: list[str] = []
     for error in sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path)):
         where = ".".join(str(p) for p in error.path) or "(object)"
         if error.validator == "required":

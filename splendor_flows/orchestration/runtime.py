@@ -40,12 +40,11 @@ def use_runtime(
     *, transport: httpx.AsyncBaseTransport | None = None, upload_progress: UploadProgress | None = None
 ) -> Iterator[Runtime]:
     """Apply these settings to everything started inside the block (unset arguments stay as they were)."""
-    changes = {
-        name: value
-        for name, value in (("transport", transport), ("upload_progress", upload_progress))
-        if value is not None
-    }
-    runtime = replace(current_runtime(), **changes)
+    runtime = current_runtime()
+    if transport is not None:
+        runtime = replace(runtime, transport=transport)
+    if upload_progress is not None:
+        runtime = replace(runtime, upload_progress=upload_progress)
     token = _RUNTIME.set(runtime)
     try:
         yield runtime

@@ -9,7 +9,17 @@ where the value later becomes a path, an S3 name or a Prefect resource id.
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from splendor_flows.engine.errors import SpecError
 
 # Source keys end up in object-store paths, Prefect resource ids and cache keys: keep them plain.
 SOURCE_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -176,3 +186,26 @@ def describe_validation_error(exc: Exception) -> str:
 def safe_slug(value: str) -> str:
     """A filesystem- and key-safe rendering of a user value (used in cache keys)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:64]
+
+
+# The spec model's own field (its pattern and its description), so the rule cannot drift from it.
+_SOURCE_KEY_FIELD = SourceSpec.model_fields["source_key"]
+_SOURCE_KEY: TypeAdapter[str] = TypeAdapter(Annotated[str, _SOURCE_KEY_FIELD])
+
+
+def validate_source_key(value: str, *, field: str = "source_key") -> str:
+    """`value` when it is a valid source key, else a SpecError naming `field` and what a key may hold.
+
+    Source keys go into URL paths, where an HTTP client resolves `.` and `..` segments: validate before
+    any call that builds a path from one.
+    """
+    try:
+        return _SOURCE_KEY.validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors(include_url=False)[0]["msg"]
+        # Printable and bounded: the value may be hostile (control characters, megabytes).
+        shown = ascii(value[:80])
+        raise SpecError(
+            shown[1:-1],
+            f"{field} {shown} is not allowed ({reason}); expected: {_SOURCE_KEY_FIELD.description}",
+        ) from None

@@ -109,12 +109,37 @@ async def test_mutating_post_with_dropped_connection_is_not_resent(make_client: 
     assert api.count == 1
 
 
-@pytest.mark.parametrize("status", [503, 429])
-async def test_mutating_post_shed_with_503_is_retried(make_client: ClientFactory, status: int) -> None:
-    api = Recorder(httpx.Response(status, headers={"Retry-After": "1"}), httpx.Response(200, json=RUN))
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [(503, {"Retry-After": "1"}), (429, {"Retry-After": "1"}), (429, {})],
+    ids=["503-retry-after", "429-retry-after", "429-bare"],
+)
+async def test_mutating_post_shed_with_503_is_retried(
+    make_client: ClientFactory, status: int, headers: dict[str, str]
+) -> None:
+    api = Recorder(httpx.Response(status, headers=headers), httpx.Response(200, json=RUN))
     run = await make_client(api).start_sync(12)
     assert api.count == 2
     assert run.status == "pending"
+
+
+@pytest.mark.parametrize("retry_after", [None, "soon"], ids=["no-header", "unparsable-header"])
+async def test_mutating_post_with_503_without_retry_after_is_not_resent(
+    make_client: ClientFactory, retry_after: str | None
+) -> None:
+    # Not the documented load shedding: a proxy may answer 503 after forwarding the request.
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    api = Recorder(httpx.Response(503, headers=headers, json={"detail": "upstream timed out"}))
+    with pytest.raises(OutcomeUnknown) as caught:
+        await make_client(api).start_sync(12)
+    assert api.count == 1
+    assert "HTTP 503" in str(caught.value) and caught.value.permanent is False
+
+
+async def test_read_with_503_without_retry_after_is_retried(make_client: ClientFactory) -> None:
+    api = Recorder(httpx.Response(503), httpx.Response(200, json=RUN))
+    assert (await make_client(api).refresh_run(5)).run_id == 5
+    assert api.count == 2
 
 
 @pytest.mark.parametrize(
@@ -216,7 +241,7 @@ def test_retry_after_parsing() -> None:
 
 
 async def test_retried_requests_are_rebuilt_identically(make_client: ClientFactory) -> None:
-    api = Recorder(httpx.Response(503), httpx.Response(200, json=RUN))
+    api = Recorder(httpx.Response(503, headers={"Retry-After": "0"}), httpx.Response(200, json=RUN))
     await make_client(api).start_sync(12, trigger="backfill")
     first, second = api.requests
     assert first.content == second.content == b'{"trigger":"backfill"}'

@@ -169,7 +169,7 @@ async def test_bad_sync_parameters(emulator: Emulator, params: dict[str, Any], n
     ("params", "names"),
     [
         ({"source_key": "no-such-source", "upload_session_id": "ups_x"}, "no such source"),
-        ({"source_key": "../../../tmp", "event_id": "evt-1"}, "no such source"),
+        ({"source_key": "../../../tmp", "event_id": "evt-1"}, "source_key '../../../tmp' is not allowed"),
         ({"source_key": "x", "poll": {"cap_seconds": -1}}, "poll.cap_seconds"),
         ({"source_key": None}, "source_key"),
     ],

@@ -1,0 +1,469 @@
+"""The production-shaped stack on one machine: PostgreSQL, a Prefect server on it, the Splendor emulator,
+the deployments, the automations and N process workers that stand for separate machines.
+
+Each worker has its own PREFECT_HOME (nothing shared through the home directory, as on separate machines)
+and all of them share one result-storage directory, standing for the network filesystem or bucket that
+lets any worker resume another worker's run from its checkpoints.
+
+    with Stack(StackConfig(root=Path("var/stack"))) as stack:
+        run = stack.create_run("sync-source", {"source_key": "stripe-demo"})
+        stack.wait_run(run["id"])
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from stack import automations, postgres
+from stack.processes import Proc, Processes, is_ancestor
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PREFECT = str(BIN / "prefect")
+POOL = "splendor-local"
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+# Long unix socket paths do not fit in sockaddr_un (107 bytes on Linux).
+MAX_SOCKET_PATH = 100
+
+log = logging.getLogger("stack")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # As the servers themselves bind: a port left in TIME_WAIT by the last run is free for them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def clean_env() -> dict[str, str]:
+    # Nothing from the caller's Prefect profile, a test harness or a real Splendor token may leak in.
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SPLENDOR_"))}
+
+
+@dataclass
+class StackConfig:
+    root: Path = REPO / "var" / "stack"
+    workers: int = 2
+    # 0 picks a free port. The PostgreSQL port only names the socket file unless `pg_tcp` is set.
+    server_port: int = 4200
+    emulator_port: int = 8765
+    pg_port: int = 5432
+    pg_tcp: bool = False
+    # False: fsync off (throw-away clusters in tests); never for data you want to keep.
+    durable: bool = True
+    ui: bool = True
+    worker_limit: int = 4
+    worker_poll_seconds: float = 10.0
+    # Flow-run heartbeats (Prefect's minimum is 30 s): what zombie detection listens to.
+    heartbeat_seconds: int = 30
+    # None keeps the window of deployments/automations.yaml.
+    zombie_within_seconds: float | None = None
+    emulator_args: tuple[str, ...] = ()
+    # Extra variables for the server and the workers (e.g. shorter slot waits in tests).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    tenant: str = "acme"
+    # The emulator's default admin token; it reaches flow runs only through the workers' environment.
+    token: str = "acme-admin-token"
+    # Wipe `root` first (a stack of the same root must not be running).
+    fresh: bool = False
+    deploy: bool = True
+    project_dir: Path = REPO
+    startup_timeout: float = 180.0
+
+
+class Stack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = cfg = config or StackConfig()
+        self.workers: list[Proc] = []
+        self.startup_seconds = 0.0
+        self.automation_ids: dict[str, str] = {}
+        self.root = cfg.root.resolve()
+        self.logs = self.root / "logs"
+        self.results = self.root / "results"
+        self.procs = Processes(self.logs)
+        self.server_port = cfg.server_port or free_port()
+        self.emulator_port = cfg.emulator_port or free_port()
+        self.pg = postgres.PostgresPlan(
+            data_dir=self.root / "pg",
+            socket_dir=self.root / "run",
+            port=cfg.pg_port or (free_port() if cfg.pg_tcp else 5432),
+            tcp=cfg.pg_tcp,
+            durable=cfg.durable,
+        )
+        if cfg.heartbeat_seconds < 30:
+            raise ValueError("Prefect's minimum flow-run heartbeat frequency is 30 s")
+        self.automations = automations.load()
+        if cfg.zombie_within_seconds is not None:
+            self.automations = automations.with_zombie_window(self.automations, cfg.zombie_within_seconds)
+        window = automations.zombie_window(self.automations)
+        if window is not None and window < cfg.heartbeat_seconds + 10:
+            raise ValueError(
+                f"zombie window {window:.0f} s leaves no slack over {cfg.heartbeat_seconds} s heartbeats: "
+                "healthy runs would be marked Crashed"
+            )
+        self.zombie_window = window
+
+    # --- addresses -------------------------------------------------------------------------------------
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.ui_url}/api"
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}"
+
+    def worker_home(self, index: int) -> Path:
+        return self.root / f"worker-{index}"
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """Environment for running the Prefect CLI against the stack (deploy, deployment run, ...)."""
+        return clean_env() | {
+            "PREFECT_HOME": str(self.root / "home"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+
+    def worker_env(self, index: int) -> dict[str, str]:
+        cfg = self.config
+        return (
+            self.cli_env
+            | {
+                # Its own home: no profile, database or local storage shared with another "machine".
+                "PREFECT_HOME": str(self.worker_home(index)),
+                # The one shared place for checkpoints (alias PREFECT_LOCAL_STORAGE_PATH); in production
+                # a bucket: PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/... (docs/deployments.md).
+                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.results),
+                "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(cfg.heartbeat_seconds),
+                "PREFECT_WORKER_QUERY_SECONDS": str(cfg.worker_poll_seconds),
+                "PREFECT_WORKER_PREFETCH_SECONDS": str(cfg.worker_poll_seconds),
+                # Flow runs inherit the worker's environment: this is how they reach Splendor.
+                "SPLENDOR_API_BASE": self.emulator_url,
+                "SPLENDOR_TENANT_ID": cfg.tenant,
+                "SPLENDOR_TOKEN": cfg.token,
+            }
+            | cfg.extra_env
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            # Ctrl-C or a failure half-way: whatever did start must not outlive us.
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        """Stop every child, newest first (workers, server, emulator, PostgreSQL last)."""
+        with _signals_deferred():
+            for proc in reversed(self.procs.started):
+                if proc.alive():
+                    log.info("stopping %s (pid %d)", proc.name, proc.pid)
+                proc.stop()
+
+    def _start(self) -> None:
+        cfg = self.config
+        if cfg.fresh and self.root.exists():
+            shutil.rmtree(self.root)
+        for path in (self.root, self.logs, self.results, self.root / "server", self.root / "home"):
+            path.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)  # the postgres user must reach pg/ and run/ below it
+        for index in range(1, cfg.workers + 1):
+            self.worker_home(index).mkdir(exist_ok=True)
+        socket_path = self.pg.socket_dir / f".s.PGSQL.{self.pg.port}"
+        if len(str(socket_path)) > MAX_SOCKET_PATH:
+            raise StackError(f"socket path too long for a unix socket: {socket_path}; use a shorter root")
+        for name, port in (("Prefect server", self.server_port), ("emulator", self.emulator_port)):
+            if not port_is_free(port):
+                raise StackError(f"port {port} for the {name} is in use (pass 0 for a free port)")
+
+        bindir = postgres.find_bindir()
+        log.info("PostgreSQL: %s", self.pg.data_dir)
+        postgres.prepare(self.pg, bindir, self.logs / "initdb.log")
+        pg_proc = postgres.start(self.pg, bindir, self.procs, clean_env())
+        postgres.wait_ready(self.pg, pg_proc, timeout=60)
+
+        log.info("emulator and Prefect server")
+        emulator = self.procs.start(
+            "emulator",
+            [
+                sys.executable, "-m", "splendor_emulator", "--host", "127.0.0.1",
+                "--port", str(self.emulator_port), "--state", str(self.root / "emulator.sqlite"),
+                *cfg.emulator_args,
+            ],
+            clean_env(),
+            cfg.project_dir,
+        )  # fmt: skip
+        server_env = self.cli_env | {
+            "PREFECT_HOME": str(self.root / "server"),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
+            "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
+        } | cfg.extra_env  # fmt: skip
+        server = self.procs.start(
+            "server",
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)],
+            server_env,
+            cfg.project_dir,
+            home=self.root / "server",
+        )
+        self._wait_http(f"{self.emulator_url}/_emulator/health", emulator)
+        self._wait_http(f"{self.api_url}/health", server)
+
+        log.info("work pool, deployments, automations, %d workers", cfg.workers)
+        self._ensure_pool()
+        deploy = self._start_deploy() if cfg.deploy else None
+        try:
+            since = datetime.now(UTC)
+            self.workers = [self._start_worker(index) for index in range(1, cfg.workers + 1)]
+            self.automation_ids = automations.apply(self.api_url, self.automations)
+            self._wait_workers(since, self.workers)
+            if deploy is not None:
+                code = deploy.wait(timeout=cfg.startup_timeout)
+                if code != 0:
+                    raise StackError(
+                        f"prefect deploy --all exited {code}:\n{_tail(self.logs / 'deploy.log')}"
+                    )
+        finally:
+            if deploy is not None and deploy.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(deploy.pid, signal.SIGKILL)
+                deploy.wait()
+
+    def _start_deploy(self) -> "subprocess.Popen[bytes]":
+        # In the background: it imports every flow (seconds) while the workers start.
+        with (self.logs / "deploy.log").open("wb") as handle:
+            return subprocess.Popen(
+                [PREFECT, "--no-prompt", "deploy", "--all"],
+                env=self.cli_env,
+                cwd=self.config.project_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _wait_http(self, url: str, proc: Proc) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise StackError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise StackError(f"{proc.name} not healthy at {url}:\n{proc.tail()}")
+
+    def _ensure_pool(self) -> None:
+        response = httpx.get(f"{self.api_url}/work_pools/{POOL}", timeout=30)
+        if response.status_code == 200:
+            return
+        # The CLI fills in the process worker's default job template, which a bare REST call would not.
+        self.prefect("work-pool", "create", POOL, "--type", "process")
+
+    def _start_worker(self, index: int) -> Proc:
+        return self.procs.start(
+            f"worker-{index}",
+            [
+                PREFECT, "worker", "start", "--pool", POOL, "--type", "process",
+                "--name", self.worker_name(index), "--limit", str(self.config.worker_limit),
+            ],
+            self.worker_env(index),
+            self.config.project_dir,
+            home=self.worker_home(index),
+        )  # fmt: skip
+
+    @staticmethod
+    def worker_name(index: int) -> str:
+        return f"stack-worker-{index}"
+
+    def restart_worker(self, proc: Proc) -> Proc:
+        """Replace a (killed) worker by a new process with the same name and home: the machine is back."""
+        position = self.workers.index(proc)
+        proc.stop()
+        since = datetime.now(UTC)
+        self.workers[position] = self._start_worker(position + 1)
+        self._wait_workers(since, [self.workers[position]])
+        return self.workers[position]
+
+    def _wait_workers(self, since: datetime, procs: list[Proc]) -> None:
+        names = {self.worker_name(self.workers.index(p) + 1) for p in procs}
+        deadline = time.monotonic() + self.config.startup_timeout
+        while time.monotonic() < deadline:
+            for proc in procs:
+                if not proc.alive():
+                    raise StackError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
+            online = {
+                w["name"]
+                for w in self.api("POST", f"/work_pools/{POOL}/workers/filter", json={})
+                if w["status"] == "ONLINE" and datetime.fromisoformat(w["last_heartbeat_time"]) >= since
+            }
+            if names <= online:
+                return
+            time.sleep(0.3)
+        raise StackError(f"workers not online: {sorted(names)}")
+
+    def check_alive(self) -> Proc | None:
+        """The first child that has exited, if any."""
+        return next((p for p in self.procs.started if not p.alive()), None)
+
+    # --- using the stack -------------------------------------------------------------------------------
+
+    def prefect(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run the Prefect CLI against the stack, from the project directory."""
+        done = subprocess.run(
+            [PREFECT, *args],
+            env=self.cli_env,
+            cwd=self.config.project_dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StackError(
+                f"prefect {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+            )
+        return done
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def emulator(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, f"{self.emulator_url}{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """A run of `flow/deployment` (a bare name means flow and deployment share it, as here)."""
+        flow, _, name = deployment.partition("/")
+        dep = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
+        run: dict[str, Any] = self.api(
+            "POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters}
+        )
+        return run
+
+    def read_run(self, run_id: str) -> dict[str, Any]:
+        run: dict[str, Any] = self.api("GET", f"/flow_runs/{run_id}")
+        return run
+
+    def run_states(self, run_id: str) -> list[dict[str, Any]]:
+        states: list[dict[str, Any]] = self.api("GET", "/flow_run_states/", params={"flow_run_id": run_id})
+        return sorted(states, key=lambda s: s["timestamp"])
+
+    def wait_run(self, run_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the run is in a final state and return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.read_run(run_id)
+            if run["state"]["type"] in FINAL_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise StackError(f"run {run_id} still {run['state']['name']} after {timeout:.0f} s")
+            time.sleep(0.5)
+
+    def worker_running(self, run: dict[str, Any]) -> Proc | None:
+        """The worker whose process tree holds the run's process (from its infrastructure pid)."""
+        infra = run.get("infrastructure_pid") or ""
+        pid = infra.rpartition(":")[2]
+        if not pid.isdigit():
+            return None
+        return next((w for w in self.workers if w.alive() and is_ancestor(w.pid, int(pid))), None)
+
+    def query(self, sql: str, *args: object) -> list[dict[str, object]]:
+        """Read the Prefect server's PostgreSQL database directly."""
+        return asyncio.run(postgres.fetch(self.pg, sql, *args))
+
+    def summary(self) -> str:
+        cfg = self.config
+        worker_lines = "\n".join(
+            f"                   {w.name}: pid {w.pid}, PREFECT_HOME={w.home}" for w in self.workers
+        )
+        window = f"{self.zombie_window:.0f} s" if self.zombie_window is not None else "none"
+        lines = [
+            f"Splendor stack up in {self.startup_seconds:.1f} s  (root {self.root})",
+            f"  Prefect UI       {self.ui_url}" + ("" if cfg.ui else "  (UI disabled)"),
+            f"  Prefect API      {self.api_url}",
+            f"  PostgreSQL       {self.pg.dsn}",
+            "                   no password; "
+            + (f"127.0.0.1:{self.pg.port} and " if self.pg.tcp else "")
+            + f"socket dir {self.pg.socket_dir} (mode 0700: only its owner can connect)",
+            f"                   {self.pg.psql}",
+            f"  Emulator         {self.emulator_url}  (tenant {cfg.tenant}; SPLENDOR_* set on workers)",
+            f"  Work pool        {POOL}, {len(self.workers)} process workers, heartbeats every "
+            f"{cfg.heartbeat_seconds} s, zombie window {window}:",
+            worker_lines,
+            f"  Results          {self.results}  (shared by every worker)",
+            f"  Automations      {', '.join(self.automation_ids) or 'none'}",
+            f"  Logs             {self.logs}/",
+            f"  CLI              export PREFECT_API_URL={self.api_url}",
+            f"  Stop             Ctrl-C here, or kill -TERM {os.getpid()}",
+        ]
+        return "\n".join(lines)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Let a stop run to its end: a second Ctrl-C must not leave half the stack running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

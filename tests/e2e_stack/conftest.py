@@ -1,0 +1,99 @@
+"""One production-shaped stack (PostgreSQL, Prefect server, emulator, 2 process workers) for this package.
+
+Package-scoped: it starts once (about 15 s) and is stopped, every child process included, before other
+suites run. Its state lives in a fresh directory under var/ (not pytest's temp dir: that one is mode 0700
+and the `postgres` user must reach the cluster's directory) and is removed afterwards.
+"""
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stack import Stack, StackConfig
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_SPEC = REPO / "deployments" / "examples" / "stripe-demo.yaml"
+SECRET_BLOCK = "demo-stripe-credentials"
+# The shipped window is 90 s; 40 s is the shortest that keeps 10 s of slack over 30 s heartbeats (the
+# minimum Prefect allows), so a healthy run is never marked Crashed while the test stays short.
+ZOMBIE_WITHIN_SECONDS = 40.0
+
+
+@pytest.fixture(scope="package")
+def stack() -> Iterator[Stack]:
+    (REPO / "var").mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="e2e-stack-", dir=REPO / "var"))
+    config = StackConfig(
+        root=root,
+        workers=2,
+        server_port=0,
+        emulator_port=0,
+        durable=False,
+        ui=False,
+        worker_poll_seconds=1.0,
+        zombie_within_seconds=ZOMBIE_WITHIN_SECONDS,
+        emulator_args=("--sync-seconds", "2", "--ingest-seconds", "0.05"),
+        extra_env={
+            # A run waiting for the deployment's slot retries after 1 s instead of 30 s.
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
+            "SPLENDOR_MAX_ATTEMPTS": "3",
+            "SPLENDOR_MAX_RETRY_SECONDS": "3",
+        },
+    )
+    try:
+        with Stack(config) as running:
+            save_demo_secret(running)
+            yield running
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def save_demo_secret(stack: Stack) -> None:
+    """The connector credentials the demo spec names, as a Secret block on the stack's server."""
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        Secret(value={"api_key": "sk_test_demo", "account_id": "acct_demo0001"}).save(
+            SECRET_BLOCK, overwrite=True
+        )
+
+
+def demo_spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load(DEMO_SPEC.read_text())
+    return spec | overrides
+
+
+def connect(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
+    """Onboard a source through the connect-source deployment, without its first sync."""
+    run = stack.create_run("connect-source", {"spec": spec, "sync": False})
+    done = stack.wait_run(run["id"], timeout=120)
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    return done
+
+
+def emulator_source(stack: Stack, source_key: str) -> tuple[int, list[dict[str, Any]]]:
+    """The source's id and its connector runs, as the emulator (Splendor) sees them."""
+    state = stack.emulator("GET", "/_emulator/state", params={"tenant": stack.config.tenant})
+    tenant = state[stack.config.tenant]
+    [source] = [s for s in tenant["sources"] if s["source_key"] == source_key]
+    runs = [r for r in tenant["runs"] if r["source_id"] == source["source_id"]]
+    return source["source_id"], runs
+
+
+def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
+    """Mutating calls on one source's route that Splendor accepted (from the emulator's call log)."""
+    mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
+    return sum(
+        1
+        for m in mutations
+        if m["route"].endswith(route_suffix)
+        and str(m["path_params"].get("source_id")) == str(source_id)
+        and m["status"] is not None
+        and 200 <= m["status"] < 300
+    )
