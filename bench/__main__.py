@@ -89,11 +89,11 @@ async def run_all(
     from bench.polling import POLICIES, SAMPLES, polling_bench
     from bench.seed import STRIPE_CREDENTIALS, bench_spec, connectors_yaml, onboard
     from splendor_api import SplendorClient, SplendorConfig
-    from splendor_flows.engine.history import RunHistory
     from splendor_flows.engine.polling import PollOptions
     from splendor_flows.flows.connect_source import connect_source
     from splendor_flows.flows.fleet import FleetFailed, FleetSummary
     from splendor_flows.flows.sync_fleet import sync_fleet
+    from splendor_flows.orchestration.engine_adapter import run_history
     from splendor_flows.orchestration.runtime import use_runtime
 
     out: dict[str, Any] = {"n": n}
@@ -160,7 +160,7 @@ async def run_all(
     await fleet("fleet_cold")
     await floor("floor_cold", {})
     await fleet("fleet_warm")
-    history = RunHistory().load()
+    history = run_history()
     await floor("floor_warm", {k: history.expectation(TENANT, k) for k in keys})
 
     # 4. Load shedding: some refreshes answered 503 + Retry-After 1 s.

@@ -7,7 +7,8 @@ Bounds and isolation:
 - Across flow runs: when the Prefect global concurrency limit named `concurrency_limit` exists,
   the fleet holds min(max_concurrency, limit) of its slots for its whole duration. One acquire per
   fleet, not one per request: slot acquisition is a server round trip with polling, far too slow to
-  wrap each of thousands of calls.
+  wrap each of thousands of calls. A limit of 0 can never grant a slot, so the fleet refuses it at
+  once instead of waiting forever.
 - Failures: each source is its own task run; a failing source is recorded and the rest go on. The
   flow fails at the end, after the summary artifact is published, if any source failed.
 """
@@ -27,17 +28,26 @@ from prefect.artifacts import (
 )
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
-from prefect.results import get_result_store
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from splendor_api import RateGate, SplendorClient, models
-from splendor_flows.engine.history import RunHistory
+from splendor_api import ConfigError, RateGate, SplendorClient, models
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.orchestration.api import load_config
+from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
+from splendor_flows.orchestration.engine_adapter import run_history
+from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints, call_task
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.specs.connectors_file import load_connectors
-from splendor_flows.tasks.fleet_source import FLEET, FleetContext, SourceOutcome, fleet_source, not_onboarded
+from splendor_flows.tasks.fleet_source import (
+    FLEET,
+    FleetContext,
+    SourceOutcome,
+    SourceStatus,
+    fleet_source,
+    not_onboarded,
+)
 from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -50,7 +60,7 @@ class FleetOptions(BaseModel):
     credentials_block: str | None = None
     sync_id: str | None = None
     trigger: Literal["manual", "scheduled", "backfill"] = "scheduled"
-    max_sync_attempts: int = Field(default=2, ge=1, le=20)
+    max_sync_attempts: int = Field(default=2, ge=1, le=MAX_TOTAL_ATTEMPTS)
     poll: PollOptions = PollOptions()
     wait_for_ingest: bool = False
     concurrency_limit: str | None = "splendor-api"
@@ -76,6 +86,13 @@ class FleetFailed(RuntimeError):
         self.summary = summary
 
 
+class ConcurrencyLimitClosed(ConfigError):
+    """The global concurrency limit the fleet is told to share has 0 slots: no run can ever start.
+
+    A configuration error (permanent, printed as one line by the CLI), not a reason to wait.
+    """
+
+
 @contextlib.asynccontextmanager
 async def fleet_slots(limit_name: str | None, wanted: int) -> AsyncIterator[int]:
     """Hold this fleet's share of the tenant-wide limit, when one exists; yields the slots to use."""
@@ -87,7 +104,14 @@ async def fleet_slots(limit_name: str | None, wanted: int) -> AsyncIterator[int]
             except ObjectNotFound:
                 limit = None
         if limit is not None and limit.active:
-            slots = max(1, min(wanted, limit.limit))
+            if limit.limit < 1:
+                raise ConcurrencyLimitClosed(
+                    f"global concurrency limit '{limit_name}' allows 0 slots, so this fleet would wait "
+                    f"forever: raise it (`prefect gcl update {limit_name} --limit 5`), disable it "
+                    f"(`prefect gcl disable {limit_name}`), or run with another concurrency_limit "
+                    "(empty: no shared limit)"
+                )
+            slots = min(wanted, limit.limit)
             logger.info("Taking %s slot(s) of global concurrency limit '%s'", slots, limit_name)
             async with concurrency(limit_name, occupy=slots, strict=True):
                 yield slots
@@ -113,23 +137,26 @@ async def _sync_all(
 ) -> list[SourceOutcome]:
     finished = [0]
 
-    async def one(source_key: str) -> SourceOutcome:
+    async def sync(source_key: str) -> SourceOutcome:
         source = remote.get(source_key)
         if source is None:
-            finished[0] += 1
             return not_onboarded(source_key)
-        state = await fleet_source(source_key, source.source_id, return_state=True)
-        finished[0] += 1
         try:
-            outcome: SourceOutcome = await state.result()
+            outcome, _ = await call_task(fleet_source, source_key, source.source_id)
             return outcome
         except Exception as exc:
             outcome = ctx.outcomes.get(source_key) or SourceOutcome(
-                source_key=source_key, source_id=source.source_id, status="failed"
+                source_key=source_key, source_id=source.source_id, status=SourceStatus.FAILED
             )
-            outcome.status = "failed"
+            outcome.status = SourceStatus.FAILED
             outcome.error = str(exc) or type(exc).__name__
             return outcome
+
+    async def one(source_key: str) -> SourceOutcome:
+        try:
+            return await sync(source_key)
+        finally:
+            finished[0] += 1
 
     progress = asyncio.create_task(_report_progress(ctx, len(keys), finished))
     try:
@@ -141,12 +168,12 @@ async def _sync_all(
 
 
 def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
-    ordered = sorted(outcomes, key=lambda o: (o.status != "failed", o.source_key))
+    ordered = sorted(outcomes, key=lambda o: (o.status != SourceStatus.FAILED, o.source_key))
     return [
         {
             "source_key": o.source_key,
             "status": o.status,
-            "failed_step": o.step if o.status == "failed" else "",
+            "failed_step": o.step if o.status == SourceStatus.FAILED else "",
             "run_id": o.run_id,
             "run_status": o.run_status,
             "records": o.records_synced,
@@ -160,7 +187,7 @@ def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
 
 
 async def publish(summary: FleetSummary) -> None:
-    failed = [o for o in summary.outcomes if o.status == "failed"]
+    failed = [o for o in summary.outcomes if o.status == SourceStatus.FAILED]
     lines = "\n".join(f"- `{o.source_key}`: {o.error}" for o in failed[:50]) or "- none"
     more = f"\n- … and {len(failed) - 50} more (see the table)" if len(failed) > 50 else ""
     await acreate_markdown_artifact(
@@ -192,7 +219,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
     tenant = config.tenant
     sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
     logger.info("Fleet of %s source(s) for tenant %s, sync_id=%s", len(keys), tenant, sync_id)
-    history = RunHistory().load()
+    history = run_history()
     async with fleet_slots(options.concurrency_limit, options.max_concurrency) as slots:
         config = config.model_copy(update={"max_concurrency": slots})
         gate = RateGate(slots)
@@ -210,7 +237,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
                 poll=options.poll,
                 wait_for_ingest=options.wait_for_ingest,
                 history=history,
-                store=await get_result_store().aupdate_for_task(start_sync),
+                store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
             )
             token = FLEET.set(ctx)
             try:
@@ -218,7 +245,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
             finally:
                 FLEET.reset(token)
                 history.save()
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status == SourceStatus.FAILED]
     summary = FleetSummary(
         tenant=tenant,
         sync_id=sync_id,

@@ -1,9 +1,8 @@
 """The part every pipeline shares: resolve the scope, then sync → wait → ingest with checkpoints.
 
-Sync state machine (design §3): each attempt's start is checkpointed with its run id. On resume a
-run in flight is attached to (its poll step has no checkpoint yet), a succeeded one goes straight
-to ingestion, a failed or cancelled one makes the next attempt start a new run. Attempts that came
-back from checkpoints do not count against this run's `max_sync_attempts`.
+The sequence and its sync state machine are the engine's (`engine.pipeline.sync_and_ingest`, the
+same one the fleet runs); here each of its steps is a Prefect task whose persisted result is the
+step's checkpoint, so a resumed run skips finished steps without an API call.
 """
 
 from typing import Any
@@ -14,25 +13,20 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from splendor_api import SplendorError
-from splendor_api.models import RunStatus
-from splendor_flows.engine.errors import StepError, label_failure
+from splendor_flows.engine import pipeline
+from splendor_flows.engine.errors import label_failure
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.engine.results import FinishedRun, IngestResult
+from splendor_flows.engine.results import FinishedRun, IngestResult, StartedRun, SyncOutcome
+from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
 
-# Hard ceiling across all resumes, so a source that always fails cannot loop forever.
-MAX_TOTAL_ATTEMPTS = 20
-
-
-class SyncOutcome(BaseModel):
-    run: FinishedRun
-    attempts: list[FinishedRun]
-    ingest: IngestResult | None
-    zero_records: bool
+__all__ = ["MAX_TOTAL_ATTEMPTS", "PipelineSummary", "SyncOutcome", "resolve_scope", "sync_and_ingest"]
 
 
 class PipelineSummary(BaseModel):
@@ -76,6 +70,43 @@ async def resolve_scope(source_key: str, sync_id: str | None, credentials_block:
     return scope
 
 
+class TaskSteps:
+    """The engine's steps as Prefect tasks: a checkpoint hit comes back as a `Cached` state."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        source_id: int,
+        *,
+        trigger: str,
+        poll: PollOptions,
+        force: bool,
+        expected_seconds: float | None,
+    ) -> None:
+        self.scope = scope
+        self.source_id = source_id
+        self.trigger = trigger
+        self.poll = poll
+        self.expected_seconds = expected_seconds
+        self.fresh: dict[str, Any] = {"refresh_cache": True} if force else {}
+
+    async def start(self, attempt: int) -> tuple[StartedRun, bool]:
+        task = start_sync.with_options(**self.fresh)
+        return await call_task(task, self.scope, self.source_id, attempt, self.trigger)
+
+    async def wait(self, started: StartedRun) -> tuple[FinishedRun, bool]:
+        task = wait_for_run.with_options(**self.fresh)
+        return await call_task(task, self.scope, started.run_id, self.poll, self.expected_seconds)
+
+    async def enqueue(self, run_id: int, look_first: bool) -> IngestResult:
+        task = enqueue_ingest.with_options(**self.fresh)
+        return (await call_task(task, self.scope, self.source_id, run_id, look_first))[0]
+
+    async def wait_ingest(self, enqueued: IngestResult) -> IngestResult:
+        task = wait_for_ingest.with_options(**self.fresh)
+        return (await call_task(task, self.scope, enqueued.run_id, enqueued.ingest_run_ids, self.poll))[0]
+
+
 async def sync_and_ingest(
     scope: Scope,
     source_id: int,
@@ -87,52 +118,19 @@ async def sync_and_ingest(
     wait_ready: bool,
     expected_seconds: float | None = None,
 ) -> SyncOutcome:
-    logger = get_run_logger()
-    fresh: dict[str, Any] = {"refresh_cache": True} if force else {}
-    attempts: list[FinishedRun] = []
-    new_attempts = 0
-    finished: FinishedRun | None = None
-    for attempt in range(1, MAX_TOTAL_ATTEMPTS + 1):
-        start_state = await start_sync.with_options(**fresh)(
-            scope, source_id, attempt, trigger, return_state=True
-        )
-        started = await start_state.result()
-        poll_state = await wait_for_run.with_options(**fresh)(
-            scope, started.run_id, poll, expected_seconds, return_state=True
-        )
-        finished = await poll_state.result()
-        if start_state.name != "Cached" or poll_state.name != "Cached":
-            new_attempts += 1
-        attempts.append(finished)
-        if finished.status == RunStatus.SUCCEEDED:
-            break
-        if new_attempts >= max_sync_attempts:
-            raise StepError(
-                "sync",
-                scope.source_key,
-                f"{new_attempts} sync attempt(s) in this run failed; last run {finished.run_id} ended "
-                f"{finished.status}: {finished.error_message or 'no error message'}",
-                f"fix the cause, then resume with sync_id={scope.sync_id} to try again",
-            )
-        logger.warning("Run %s ended %s; starting attempt %s", finished.run_id, finished.status, attempt + 1)
-    else:
-        raise StepError("sync", scope.source_key, f"gave up after {MAX_TOTAL_ATTEMPTS} attempts in total")
-    assert finished is not None
-    zero = not finished.records_synced
-    ingest = await enqueue_ingest.with_options(**fresh)(scope, source_id, finished.run_id)
-    if ingest.ingest_run_ids and wait_ready:
-        ingest = await wait_for_ingest.with_options(**fresh)(
-            scope, finished.run_id, ingest.ingest_run_ids, poll
-        )
-    return SyncOutcome(run=finished, attempts=attempts, ingest=ingest, zero_records=zero)
+    steps = TaskSteps(
+        scope, source_id, trigger=trigger, poll=poll, force=force, expected_seconds=expected_seconds
+    )
+    return await pipeline.sync_and_ingest(
+        scope, PrefectReporter(scope), steps, max_sync_attempts=max_sync_attempts, wait_ready=wait_ready
+    )
 
 
 def outcome_steps(outcome: SyncOutcome) -> list[dict[str, Any]]:
     """The sync and ingest rows of a pipeline summary."""
     steps = [{"step": "sync", "result": f"run {outcome.run.run_id} {outcome.run.status}"}]
     if outcome.ingest is not None:
-        statuses = ", ".join(sorted(set(outcome.ingest.statuses.values())))
-        steps.append({"step": "ingest", "result": statuses or "skipped"})
+        steps.append({"step": "ingest", "result": outcome.ingest.status_text()})
     return steps
 
 
@@ -155,18 +153,11 @@ def summarise(
     summary.records_synced = run.records_synced
     summary.bytes_synced = run.bytes_synced
     summary.sync_attempts = len(outcome.attempts)
-    if outcome.zero_records:
-        summary.warnings.append(f"run {run.run_id} succeeded with 0 records")
+    summary.warnings.extend(outcome.warnings())
     if ingest is not None:
         summary.ingest_run_ids = ingest.ingest_run_ids
         summary.documents = ingest.documents
-        if ingest.skipped_reason:
-            summary.ingest_status = f"skipped ({ingest.skipped_reason})"
-        else:
-            values = set(ingest.statuses.values())
-            summary.ingest_status = (
-                values.pop() if len(values) == 1 else ", ".join(sorted(values)) or "enqueued"
-            )
+        summary.ingest_status = ingest.status_text()
     return summary
 
 

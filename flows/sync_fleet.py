@@ -1,7 +1,7 @@
 """sync_fleet: sync every source of a connectors file concurrently, in one flow run.
 
-Each source is one task run that does start → poll → enqueue itself (see tasks/fleet.py for why not
-one task per step), with the same remote reads and the same checkpoint keys as `sync_source`, so a
+Each source is one task run that does start → poll → enqueue itself (see tasks/fleet_source.py for why
+not one task per step), with the same remote reads and the same checkpoint keys as `sync_source`, so a
 source that fails here can be resumed by `sync_source(source_key, sync_id=<this run's sync_id>)`.
 
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).

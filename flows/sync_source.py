@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 from prefect import flow
 from pydantic import Field
 
-from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.flows.pipeline import (
-    MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
     outcome_steps,
     publish_summary,
@@ -51,14 +51,10 @@ async def sync_source(
     async with open_client(credentials_block, step="sync", source_key=source_key) as client:
         source = await client.find_source(source_key)
         if source is None:
-            raise PermanentStepError(
-                "sync", source_key, "no such source in the tenant", "run connect-source first"
-            )
+            raise PermanentStepError("sync", source_key, "no such source in the tenant", CONNECT_FIRST)
         state = await client.get_airbyte_source(source.source_id)
     if not state.airbyte.airbyte_connection_id:
-        raise PermanentStepError(
-            "sync", source_key, "the source has no connection yet", "run connect-source first"
-        )
+        raise PermanentStepError("sync", source_key, "the source has no connection yet", CONNECT_FIRST)
     outcome = await sync_and_ingest(
         scope,
         source.source_id,

@@ -7,10 +7,10 @@ from splendor_api.models import ConnectionStatus
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.results import ConnectionRef
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.checkpoint import Scope, step_options
 
 
-@task(name="connect", **STEP_OPTIONS)
+@task(name="connect", **step_options("connect"))
 async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | None = None) -> ConnectionRef:
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:

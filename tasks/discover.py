@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.checkpoint import Scope, step_options
 
 
 class ProviderDetails(BaseModel):
@@ -18,7 +18,7 @@ class ProviderDetails(BaseModel):
     connection_specification: dict[str, Any]
 
 
-@task(name="discover", **STEP_OPTIONS)
+@task(name="discover", **step_options("discover"))
 async def discover_provider(scope: Scope, provider_key: str) -> ProviderDetails:
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:

@@ -20,7 +20,7 @@ from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.results import CredentialState
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.checkpoint import Scope, step_options
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
 from splendor_flows.tasks.discover import ProviderDetails
 
@@ -165,7 +165,7 @@ async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, time
     )
 
 
-@task(name="provision", **STEP_OPTIONS)
+@task(name="provision", **step_options("provision"))
 async def ensure_credentials(
     scope: Scope,
     source_id: int,

@@ -10,7 +10,7 @@ from splendor_api import Conflict, OutcomeUnknown, SplendorClient, models
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.results import SourceRef
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.checkpoint import STEP_OPTIONS, Scope
+from splendor_flows.orchestration.checkpoint import Scope, step_options
 from splendor_flows.orchestration.events import emit
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.discover import ProviderDetails
@@ -140,7 +140,7 @@ async def resolve_source(
     return SourceRef(source_id=created_id, source_key=spec.source_key, created=True)
 
 
-@task(name="create", **STEP_OPTIONS)
+@task(name="create", **step_options("create"))
 async def ensure_source(scope: Scope, spec: SourceSpec, provider: ProviderDetails) -> SourceRef:
     async with open_client(scope.credentials_block) as client:
         ref = await resolve_source(client, scope, spec, provider, get_run_logger())

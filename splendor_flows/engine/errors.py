@@ -43,3 +43,15 @@ def label_failure(exc: SplendorError, step: str, source_key: str) -> None:
     text = str(exc)
     if not text.startswith("["):
         exc.args = (f"[{step}] source '{source_key}': {text}",)
+
+
+# One wording per remedy, whichever flow or command hit the failure.
+CONNECT_FIRST = (
+    "connect it first: the connect-source flow (`splendor-flows connect SPEC.yaml`), "
+    "or `splendor-flows apply` for a connectors file"
+)
+
+
+def resume_hint(sync_id: str) -> str:
+    """How to continue a pipeline: every route to a resume takes the same sync_id."""
+    return f"resume with sync_id={sync_id} (Retry in the Prefect UI, or a new run given that sync_id)"

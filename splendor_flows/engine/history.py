@@ -1,8 +1,9 @@
 """How long earlier runs of each source took, so polling can aim at the expected end of the next one.
 
-Kept as a small JSON file under PREFECT_HOME (or SPLENDOR_RUN_HISTORY): reading it costs no API call,
-which matters when a fleet of 1,000 sources starts at once. A fleet loads it once, keeps it in
-memory while it runs and merges its new durations back at the end. Losing the file only costs
+Kept as a small JSON file (SPLENDOR_RUN_HISTORY, else where the caller says: the Prefect layer puts
+it under PREFECT_HOME). Reading it costs no API call, which matters when a fleet of 1,000 sources
+starts at once. A fleet loads it once, keeps it in memory while it runs and merges its new durations
+back at the end. Losing the file only costs
 polling precision, never correctness. Workers on several machines each learn their own history
 unless the variable points at shared storage.
 """
@@ -13,7 +14,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from splendor_flows.engine.polling import Expectation
@@ -23,13 +24,10 @@ HISTORY_ENV = "SPLENDOR_RUN_HISTORY"
 KEEP = 10
 
 
-def default_path() -> Path:
+def history_path(default_dir: Path) -> Path:
+    """SPLENDOR_RUN_HISTORY when set (e.g. shared storage for several workers), else under `default_dir`."""
     explicit = os.environ.get(HISTORY_ENV)
-    if explicit:
-        return Path(explicit)
-    from prefect.settings import PREFECT_HOME
-
-    return Path(PREFECT_HOME.value()) / "splendor" / "run-history.json"
+    return Path(explicit) if explicit else default_dir / "run-history.json"
 
 
 def run_duration(created_at: datetime | None, completed_at: datetime | None) -> float | None:
@@ -39,16 +37,16 @@ def run_duration(created_at: datetime | None, completed_at: datetime | None) -> 
     return max(0.0, (completed_at - created_at).total_seconds())
 
 
-def run_age(created_at: datetime | None) -> float | None:
+def run_age(created_at: datetime | None, now: datetime) -> float | None:
     """Seconds since the run was created, measured like `run_duration` so the two compare."""
-    return run_duration(created_at, datetime.now(UTC))
+    return run_duration(created_at, now)
 
 
 class RunHistory:
     """Durations of recent successful runs per (tenant, source_key)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._durations: dict[str, list[float]] = {}
         self._new: dict[str, list[float]] = {}
 

@@ -3,6 +3,8 @@
 They hold ids, statuses and counts: never a token or a connector credential.
 """
 
+from datetime import datetime
+
 from pydantic import BaseModel
 
 
@@ -56,6 +58,9 @@ class FinishedRun(BaseModel):
     error_message: str | None
     duration_seconds: float | None
     polls: int
+    # When the run ended (the API's clock) and when a poll first saw it: the detection latency.
+    completed_at: datetime | None = None
+    detected_at: datetime | None = None
 
 
 class IngestResult(BaseModel):
@@ -64,3 +69,25 @@ class IngestResult(BaseModel):
     statuses: dict[str, str]
     documents: int
     skipped_reason: str | None = None
+
+    def status_text(self) -> str:
+        """One line for summaries: the statuses of the ingest runs, or why there are none."""
+        if self.skipped_reason:
+            return f"skipped ({self.skipped_reason})"
+        return ", ".join(sorted(set(self.statuses.values()))) or "enqueued"
+
+
+class SyncOutcome(BaseModel):
+    """What one sync → ingest pass of a source ended with."""
+
+    run: FinishedRun
+    attempts: list[FinishedRun]
+    ingest: IngestResult | None
+    zero_records: bool
+    # A step came back from a checkpoint, or the run was one started elsewhere (attached).
+    resumed: bool = False
+    # Refresh calls made by this pass (checkpointed waits cost none).
+    polls: int = 0
+
+    def warnings(self) -> list[str]:
+        return [f"run {self.run.run_id} succeeded with 0 records"] if self.zero_records else []

@@ -21,7 +21,6 @@ import hashlib
 import logging
 import mimetypes
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,8 +30,11 @@ from pydantic import BaseModel
 
 from splendor_api import ApiError, Conflict, NotFound, OutcomeUnknown, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
+from splendor_flows.engine.clock import Clock
+from splendor_flows.engine.clock import SystemClock as SystemClock  # the upload tasks build theirs from here
 from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
 from splendor_flows.engine.polling import PollOptions, next_delay
+from splendor_flows.engine.store import CheckpointStore
 
 # S3's limits, which the hosted upload API mirrors: at most 10,000 parts, objects up to 5 TiB.
 MAX_PARTS = 10_000
@@ -73,33 +75,6 @@ M = TypeVar("M", bound=BaseModel)
 
 
 # --- what the engine runs over ----------------------------------------------------------------------------
-# Clock and CheckpointStore have the shape of engine/clock.py and engine/store.py; they are declared here
-# (structurally, so any implementation of those fits) until those modules exist.
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-    def now(self) -> datetime: ...
-
-
-class CheckpointStore(Protocol):
-    async def get(self, key: str, model: type[M]) -> M | None: ...
-
-    async def put(self, key: str, value: BaseModel) -> None: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class UploadApi(Protocol):

@@ -1,13 +1,13 @@
-"""Checkpoints: the Prefect cache policy and retry rule shared by every pipeline step.
+"""Checkpoints of the per-step tasks: Prefect's persisted JSON result under the engine's key.
 
-A step's checkpoint is its persisted JSON result under a key built from
-(version, step, tenant, source_key, sync_id[, attempt or run id]). The flow-run id and the task's
-source code are deliberately left out: a UI "Retry" (same run) and a new run given the same
-`sync_id` both find the finished steps, and a bug fix deployed between failure and retry does not
-throw them away. Bump CACHE_VERSION to invalidate every checkpoint on purpose.
+The key is `engine.store.checkpoint_key` of (step, scope, ordinal inputs): the same function the
+fleet's store uses, so a pipeline either of them left unfinished can be resumed by the other. Each
+task names its step and its ordinal parameters explicitly (`step_options`); nothing is derived from
+the task's name or guessed from its parameters. See `engine.store` for what the key leaves out and
+why.
 """
 
-import hashlib
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,10 +18,19 @@ from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
 from splendor_api import SplendorError
-from splendor_flows.engine.errors import DeadlineExceeded, PermanentStepError
-from splendor_flows.specs.source import safe_slug
+from splendor_flows.engine.errors import StepError
+from splendor_flows.engine.store import CACHE_VERSION, checkpoint_key
 
-CACHE_VERSION = "v1"
+__all__ = [
+    "CACHE_VERSION",
+    "CHECKPOINT_TTL",
+    "STEP_OPTIONS",
+    "Scope",
+    "StepCheckpoint",
+    "retry_only_transient",
+    "step_options",
+]
+
 CHECKPOINT_TTL = timedelta(days=14)
 
 
@@ -38,30 +47,40 @@ class Scope(BaseModel):
         return f"splendor.source.{self.tenant}.{self.source_key}"
 
 
-def checkpoint_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
-    scope: Scope = inputs["scope"]
-    step = ctx.task.name
-    # Steps that happen more than once per sync (a re-started sync, its poll) add their ordinal.
-    extra = "".join(f"-{name}{inputs[name]}" for name in ("attempt", "run_id") if name in inputs)
-    raw = f"{CACHE_VERSION}|{scope.tenant}|{scope.source_key}|{scope.sync_id}|{step}{extra}"
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
-    return (
-        f"splendor-{CACHE_VERSION}/{safe_slug(scope.tenant)}/{safe_slug(scope.source_key)}/"
-        f"{safe_slug(scope.sync_id)}/{step}{safe_slug(extra)}-{digest}"
-    )
+@dataclass(kw_only=True)
+class StepCheckpoint(CachePolicy):
+    """The cache policy of one pipeline step.
 
+    `scope_param` names the task parameter holding the `Scope`; `ordinals` name the parameters that
+    tell repeats of the step apart within one sync (a re-started sync's attempt, its run id).
+    """
 
-CHECKPOINT = CachePolicy.from_cache_key_fn(checkpoint_key)
+    step: str
+    scope_param: str = "scope"
+    ordinals: tuple[str, ...] = ()
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        ordinals = {name: inputs[name] for name in self.ordinals}
+        return checkpoint_key(self.step, inputs[self.scope_param], **ordinals)
 
 
 async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Refuse a Prefect retry when the HTTP layer already retried or the error is permanent.
+    """Refuse a Prefect retry when the HTTP layer already retried or another try cannot help.
 
-    Without this the two layers multiply: 6 HTTP attempts x 3 task attempts on every outage.
+    Without this the two layers multiply: 6 HTTP attempts x 3 task attempts on every outage. A
+    StepError is the pipeline's own verdict (permanent, a deadline the user chose, or the sync
+    attempts spent), never a glitch. Async on purpose: in an async context `state.result()` returns
+    a coroutine instead of raising.
     """
     try:
         await state.aresult()
-    except (PermanentStepError, DeadlineExceeded):
+    except StepError:
         return False
     except SplendorError as exc:
         return not exc.permanent
@@ -70,8 +89,9 @@ async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: S
     return False
 
 
+# What every checkpointed task shares, minus the cache policy: a task brings its own (pipeline steps
+# get theirs from `step_options`; uploads key on the file instead).
 STEP_OPTIONS: dict[str, Any] = dict(
-    cache_policy=CHECKPOINT,
     persist_result=True,
     result_serializer="json",
     cache_expiration=CHECKPOINT_TTL,
@@ -80,3 +100,11 @@ STEP_OPTIONS: dict[str, Any] = dict(
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_only_transient,
 )
+
+
+def step_options(
+    step: str, *, ordinals: tuple[str, ...] = (), scope_param: str = "scope", **overrides: Any
+) -> dict[str, Any]:
+    """`@task` options of the pipeline step `step`: its checkpoint policy, persistence and retries."""
+    policy = StepCheckpoint(step=step, scope_param=scope_param, ordinals=ordinals)
+    return STEP_OPTIONS | {"cache_policy": policy} | overrides

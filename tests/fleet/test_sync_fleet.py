@@ -67,6 +67,25 @@ async def test_one_failing_source_does_not_stop_the_others(
     assert next(o for o in again.outcomes if o.source_key == broken).sync_attempts == 3
 
 
+async def test_sync_source_picks_up_a_source_the_fleet_left_unfinished(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    """The fleet's store and the per-step tasks key their checkpoints alike: either resumes the other."""
+    from splendor_flows.flows.sync_source import sync_source
+
+    path = await _fleet_file(tmp_path, source_key, 1)
+    broken = f"{source_key}-00"
+    emulator.add_fault(kind="run_fail", source_key=broken, count=1)
+    with pytest.raises(FleetFailed) as caught:
+        await sync_fleet(connectors_file=str(path), max_sync_attempts=1, concurrency_limit=None)
+    emulator.reset_counters()
+    summary = await sync_source(source_key=broken, sync_id=caught.value.summary.sync_id, max_sync_attempts=1)
+    # The fleet's failed attempt came back from its checkpoints (not counted against the budget of 1);
+    # the second attempt is the only start.
+    assert summary.status == "succeeded" and summary.sync_attempts == 2
+    assert emulator.counts().get(SYNC, 0) == 1
+
+
 async def test_api_concurrency_is_bounded(
     emulator: Emulator, tmp_path: Path, source_key: str, recorder: RecordingTransport
 ) -> None:
@@ -123,3 +142,20 @@ async def test_unknown_sources_and_bad_filters_are_reported(tmp_path: Path, sour
     with pytest.raises(ConnectorsFileError, match="matches no source_key"):
         await sync_fleet(connectors_file=str(path), only=["zzz-*"], concurrency_limit=None)
     await asyncio.sleep(0)
+
+
+async def test_a_global_concurrency_limit_of_zero_fails_at_once(tmp_path: Path, source_key: str) -> None:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from splendor_flows.flows.fleet import ConcurrencyLimitClosed
+
+    path = tmp_path / "connectors.yaml"
+    path.write_text(connectors_yaml([bench_spec(0, source_key=f"{source_key}-00")]))
+    name = f"splendor-api-{source_key}"
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=0))
+    # Waiting for a slot of a 0-slot limit never ends: the timeout turns that into a failure here.
+    with pytest.raises(ConcurrencyLimitClosed) as caught:
+        await asyncio.wait_for(sync_fleet(connectors_file=str(path), concurrency_limit=name), timeout=60)
+    assert f"global concurrency limit '{name}' allows 0 slots" in str(caught.value)
+    assert f"prefect gcl update {name} --limit" in str(caught.value)

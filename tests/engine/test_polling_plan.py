@@ -2,9 +2,12 @@
 
 import random
 import statistics
+from pathlib import Path
+
+import pytest
 
 from splendor_flows.engine.history import RunHistory
-from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan
+from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan, next_delay
 
 
 def simulate(
@@ -67,7 +70,7 @@ def test_expectation_window_contains_the_history() -> None:
     assert Expectation.from_durations([]) is None
 
 
-def test_history_persists_merges_and_keeps_recent_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_history_persists_merges_and_keeps_recent_runs(tmp_path: Path) -> None:
     path = tmp_path / "h.json"
     first, second = RunHistory(path).load(), RunHistory(path).load()
     for seconds in range(12):
@@ -80,3 +83,17 @@ def test_history_persists_merges_and_keeps_recent_runs(tmp_path) -> None:  # typ
     assert merged.durations("acme", "b") == [5.0]
     path.write_text("{not json")
     assert RunHistory(path).load().durations("acme", "a") == []
+
+
+def test_next_delay_backs_off_to_the_cap() -> None:
+    options = PollOptions(initial_seconds=1, cap_seconds=30, factor=2)
+    delays = [next_delay(options, n, elapsed=0) for n in range(8)]
+    assert delays[:3] == [1, 2, 4] and delays[-1] == 30
+
+
+def test_next_delay_sleeps_until_near_the_expected_end() -> None:
+    options = PollOptions(initial_seconds=1, cap_seconds=30)
+    assert next_delay(options, 0, elapsed=0, expected_seconds=20) == pytest.approx(18)
+    assert next_delay(options, 3, elapsed=21, expected_seconds=20) == pytest.approx(1.1)
+    assert next_delay(options, 0, elapsed=0, expected_seconds=600) == 30  # never beyond the cap
+    assert next_delay(PollOptions(), 0, elapsed=0, retry_after=7) == 7

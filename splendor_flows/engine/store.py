@@ -1,0 +1,76 @@
+"""Checkpoints: what a finished step leaves behind so a resumed pipeline skips it.
+
+One key function serves every caller: the Prefect cache policy of the per-step tasks and the fleet's
+store compute the same key for the same (step, scope, ordinal inputs), so a pipeline can be picked
+up by either. The key covers the version, the tenant, the source key, the sync_id, the step and the
+step's ordinal inputs (the attempt, the run id). It leaves out the flow-run id and the code: a UI
+"Retry" (same run) and a new run given the same sync_id both find the finished steps, and a fix
+deployed between failure and retry does not throw them away. Bump CACHE_VERSION to drop every
+checkpoint on purpose.
+
+Checkpoints are a speed-up: every step re-reads Splendor before acting, so losing them costs calls,
+never correctness.
+"""
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from splendor_flows.engine.scope import ScopeLike
+
+CACHE_VERSION = "v1"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _key_part(value: str) -> str:
+    # Keys become paths in result storage: a '/' in a source key would nest directories.
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:64]
+
+
+def checkpoint_key(step: str, scope: ScopeLike, **ordinals: int | str) -> str:
+    """The storage key of `step`'s checkpoint; `ordinals` tell apart repeats of a step in one sync."""
+    extra = "".join(f"-{name}{value}" for name, value in ordinals.items())
+    raw = f"{CACHE_VERSION}|{scope.tenant}|{scope.source_key}|{scope.sync_id}|{step}{extra}"
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return (
+        f"splendor-{CACHE_VERSION}/{_key_part(scope.tenant)}/{_key_part(scope.source_key)}/"
+        f"{_key_part(scope.sync_id)}/{step}{_key_part(extra)}-{digest}"
+    )
+
+
+class CheckpointStore(Protocol):
+    async def get(self, key: str, model: type[M]) -> M | None:
+        """The live checkpoint under `key`, or None (missing or expired)."""
+        ...
+
+    async def put(self, key: str, value: BaseModel) -> None: ...
+
+
+class MemoryStore:
+    """Checkpoints in a dict: engine tests, and runs that need no resume across processes."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, BaseModel] = {}
+
+    async def get(self, key: str, model: type[M]) -> M | None:
+        value = self.saved.get(key)
+        return None if value is None else model.model_validate(value.model_dump())
+
+    async def put(self, key: str, value: BaseModel) -> None:
+        self.saved[key] = value
+
+
+async def checkpointed(
+    store: CheckpointStore, key: str, model: type[M], produce: Callable[[], Awaitable[M]]
+) -> tuple[M, bool]:
+    """The checkpoint under `key`, or produce the value and store it. Returns (value, from_checkpoint)."""
+    found = await store.get(key, model)
+    if found is not None:
+        return found, True
+    value = await produce()
+    await store.put(key, value)
+    return value, False

@@ -1,0 +1,232 @@
+"""The sync state machine: start a run or attach to the one in flight, wait for it, try again.
+
+Design §3: a 409 sync_in_progress (a run started by a schedule, the console or another pipeline)
+attaches to that run. A start whose outcome is unknown is asked again, because the second ask gets
+that 409 when the first one did start. A failed poll *request* never fails the *sync*: only the
+deadline, a vanished run, an answer that asking again cannot change, or an unknown status do.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
+from splendor_api.models import RUN_ACTIVE, RUN_TERMINAL, RunStatus
+from splendor_flows.engine.api import ConflictCode
+from splendor_flows.engine.context import SourceContext
+from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError, StepError, resume_hint
+from splendor_flows.engine.history import run_age, run_duration
+from splendor_flows.engine.polling import Expectation, PollGuard, PollOptions, PollPlan
+from splendor_flows.engine.report import Event, Reporter
+from splendor_flows.engine.results import FinishedRun, StartedRun
+from splendor_flows.engine.scope import ScopeLike, Step
+
+# How often a start with an unknown outcome is sent again within one step.
+START_TRIES = 3
+# Attempts of one sync_id across all resumes, so a source that always fails cannot loop forever.
+MAX_TOTAL_ATTEMPTS = 20
+
+
+async def start_or_attach(
+    ctx: SourceContext, source_id: int, attempt: int, trigger: str
+) -> tuple[StartedRun, models.ConnectorRun]:
+    """Start a run, or attach to the one in flight. Returns the checkpoint and the API's answer."""
+    for try_number in range(1, START_TRIES + 1):
+        try:
+            run = await ctx.api.start_sync(source_id, trigger)
+        except Conflict as exc:
+            if exc.code == ConflictCode.SYNC_IN_PROGRESS and exc.run_id is not None:
+                current = await ctx.api.get_run(exc.run_id)
+                ctx.report.log("info", f"A sync is already in flight (run {exc.run_id}): attaching to it")
+                return _started(current, attempt, attached=True), current
+            if exc.code == ConflictCode.NO_CONNECTION:
+                raise PermanentStepError(
+                    Step.SYNC, ctx.scope.source_key, "the source has no connection", CONNECT_FIRST
+                ) from None
+            raise
+        except OutcomeUnknown:
+            if try_number == START_TRIES:
+                raise
+            ctx.report.log("warning", "Start-sync outcome unknown; asking again (a 409 means it did start)")
+            continue
+        ctx.report.log("info", f"Started sync run {run.run_id} (attempt {attempt})")
+        ctx.report.event(
+            Event.SYNC_STARTED, {"source_id": source_id, "run_id": run.run_id, "attempt": attempt}
+        )
+        return _started(run, attempt, attached=False), run
+    raise AssertionError("unreachable")
+
+
+def _started(run: models.ConnectorRun, attempt: int, *, attached: bool) -> StartedRun:
+    return StartedRun(run_id=run.run_id, attempt=attempt, attached=attached, status=run.status)
+
+
+def check_status_known(ctx: SourceContext, run: models.ConnectorRun) -> None:
+    """Fail closed on a status outside the contract rather than guess whether it is terminal."""
+    if run.status not in RUN_TERMINAL and run.status not in RUN_ACTIVE:
+        raise PermanentStepError(
+            Step.POLL,
+            ctx.scope.source_key,
+            f"run {run.run_id} has an unknown status '{run.status}'",
+            "the API may have changed; the pipeline stops rather than guess",
+        )
+
+
+def poll_plan(ctx: SourceContext, options: PollOptions, expected_seconds: float | None = None) -> PollPlan:
+    """The schedule for a run of this source: an explicit expected duration wins over the history."""
+    if expected_seconds:
+        expectation = Expectation.from_durations([expected_seconds])
+    elif ctx.history is not None:
+        expectation = ctx.history.expectation(ctx.scope.tenant, ctx.scope.source_key)
+    else:
+        expectation = None
+    return PollPlan(options, expectation)
+
+
+async def wait_for_run(
+    ctx: SourceContext, run_id: int, plan: PollPlan, known: models.ConnectorRun | None = None
+) -> tuple[models.ConnectorRun, int]:
+    """Refresh the run on the plan's schedule until it is terminal. Returns it and the refresh count.
+
+    `known` is an answer just received (from the start call): the first refresh then waits for the
+    plan instead of asking again at once.
+    """
+    guard = PollGuard(ctx.clock, plan.options, step=Step.POLL, scope=ctx.scope)
+    expected = plan.expectation.median if plan.expectation is not None else None
+    await ctx.report.progress(0.0)
+    answer = known
+    last_status = ""
+    polls = 0
+    while True:
+        planned = 0.0  # nothing heard yet (or the last request failed): the guard decides
+        if answer is not None:
+            if answer.status != last_status:
+                ctx.report.log("info", f"Run {run_id} is {answer.status}")
+                last_status = answer.status
+            if answer.status in RUN_TERMINAL:
+                break
+            check_status_known(ctx, answer)
+            # Run durations in the history are measured from creation, so the age must be too.
+            age = run_age(answer.created_at, ctx.clock.now())
+            if expected and age is not None:
+                await ctx.report.progress(min(99.0, 100.0 * age / expected))
+            planned = plan.delay(age or guard.elapsed())
+        guard.check_deadline(f"run {run_id} still not finished")
+        delay = guard.pause_after(planned)
+        if delay > 0:
+            await ctx.clock.sleep(delay)
+        try:
+            answer = await ctx.api.refresh_run(run_id)
+        except SplendorError as exc:
+            guard.failed(exc, f"run {run_id}")
+            answer = None
+            continue
+        polls += 1
+        guard.answered()
+        plan.observe(answer.status)
+    await ctx.report.progress(100.0)
+    return answer, polls
+
+
+def finish_run(ctx: SourceContext, run: models.ConnectorRun, polls: int) -> FinishedRun:
+    """The poll checkpoint of a terminal run, announced, logged and added to the history."""
+    finished = FinishedRun(
+        run_id=run.run_id,
+        status=run.status,
+        records_synced=run.records_synced,
+        bytes_synced=run.bytes_synced,
+        error_message=run.error_message,
+        duration_seconds=run_duration(run.created_at, run.completed_at),
+        polls=polls,
+        completed_at=run.completed_at,
+        detected_at=ctx.clock.now(),
+    )
+    succeeded = run.status == RunStatus.SUCCEEDED
+    ctx.report.event(
+        Event.SYNC_SUCCEEDED if succeeded else Event.SYNC_FAILED,
+        finished.model_dump(exclude={"polls", "completed_at", "detected_at"}),
+    )
+    if not succeeded:
+        reason = run.error_message or "no error message"
+        ctx.report.log("error", f"Run {run.run_id} ended {run.status}: {reason}")
+        return finished
+    if finished.duration_seconds is not None and ctx.history is not None:
+        ctx.history.record(ctx.scope.tenant, ctx.scope.source_key, finished.duration_seconds)
+    if not run.records_synced:
+        ctx.report.log(
+            "warning",
+            f"Run {run.run_id} succeeded with 0 records: check the source's filters and credentials",
+        )
+    return finished
+
+
+async def wait_and_finish(
+    ctx: SourceContext,
+    run_id: int,
+    options: PollOptions,
+    *,
+    expected_seconds: float | None = None,
+    known: models.ConnectorRun | None = None,
+) -> FinishedRun:
+    """The poll step: wait for the run, then report how it ended."""
+    run, polls = await wait_for_run(ctx, run_id, poll_plan(ctx, options, expected_seconds), known)
+    return finish_run(ctx, run, polls)
+
+
+# --- the attempt loop ----------------------------------------------------------------------------
+
+# A step's value and whether it came back from a checkpoint (True) or ran now (False).
+Start = Callable[[int], Awaitable[tuple[StartedRun, bool]]]
+Wait = Callable[[StartedRun], Awaitable[tuple[FinishedRun, bool]]]
+
+
+@dataclass
+class Attempts:
+    runs: list[FinishedRun] = field(default_factory=list)
+    # A start came back from a checkpoint, or attached to a run started elsewhere.
+    resumed: bool = False
+    # Refresh calls of the waits that ran now.
+    polls: int = 0
+
+
+async def sync_attempts(
+    scope: ScopeLike, report: Reporter, start: Start, wait: Wait, *, max_sync_attempts: int
+) -> Attempts:
+    """Start and wait until a run succeeds; raises StepError when the attempts are spent.
+
+    Each attempt's start checkpoint names its run. On resume a run in flight is attached to (its
+    wait has no checkpoint yet), a succeeded one ends the loop, a failed or cancelled one makes the
+    next attempt start a new run. Attempts that came back whole from checkpoints do not count
+    against this run's `max_sync_attempts`; MAX_TOTAL_ATTEMPTS bounds them all.
+    """
+    done = Attempts()
+    new_attempts = 0
+    for attempt in range(1, MAX_TOTAL_ATTEMPTS + 1):
+        report.step(Step.SYNC)
+        started, start_cached = await start(attempt)
+        report.step(Step.POLL, started.run_id)
+        finished, wait_cached = await wait(started)
+        done.runs.append(finished)
+        done.resumed = done.resumed or start_cached or started.attached
+        if not wait_cached:
+            done.polls += finished.polls
+        if not (start_cached and wait_cached):
+            new_attempts += 1
+        if finished.status == RunStatus.SUCCEEDED:
+            return done
+        if new_attempts >= max_sync_attempts:
+            raise StepError(
+                Step.SYNC,
+                scope.source_key,
+                f"{new_attempts} sync attempt(s) failed in this run; last run {finished.run_id} ended "
+                f"{finished.status}: {finished.error_message or 'no error message'}",
+                f"fix the cause, then {resume_hint(scope.sync_id)} to try again",
+            )
+        report.log(
+            "warning", f"Run {finished.run_id} ended {finished.status}; starting attempt {attempt + 1}"
+        )
+    raise StepError(
+        Step.SYNC,
+        scope.source_key,
+        f"gave up after {MAX_TOTAL_ATTEMPTS} attempts in total",
+        "fix the cause, then start a new sync (a new sync_id)",
+    )
