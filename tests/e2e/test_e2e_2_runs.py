@@ -161,6 +161,7 @@ def test_upload_event_starts_after_upload_run(deployed: Stack, worker: Proc, tmp
     params = run["parameters"]
     assert params["key"].endswith("/products.jsonl")
     assert params["upload_session_id"].startswith("ups_")
+    assert params["tenant"] == "acme"  # the event's tenant, checked by the run against its credentials
     uuid.UUID(params["event_id"])  # rendered with `| string`, not an InvalidJinja failure
     print(f"upload event -> after-upload completed in {seconds(run['end_time']) - emitted:.1f} s")
     [upload_state] = [

@@ -54,6 +54,7 @@ def test_served_after_upload_runs_on_event(deployed: Stack, worker: Proc) -> Non
         assert [a["name"] for a in automations] == ["splendor-upload-completed"]
         assert automations[0]["actions"][0]["parameters"] == {
             "source_key": "{{ event.resource['splendor.source_key'] }}",
+            "tenant": "{{ event.resource.get('splendor.tenant') }}",
             "upload_session_id": "{{ event.payload.get('upload_session_id') }}",
             "key": "{{ event.payload.get('key') }}",
             "event_id": "{{ event.id | string }}",
