@@ -247,6 +247,15 @@ class SplendorClient:
     async def get_run(self, run_id: int) -> models.ConnectorRun:
         return await self._call("get_run", models.ConnectorRun, path_params={"run_id": run_id})
 
+    async def list_runs(self, source_id: int, limit: int = 20) -> list[models.ConnectorRun]:
+        """The source's most recent runs, newest first (assumed route: a 404 may mean it is missing)."""
+        return await self._call(
+            "list_runs",
+            list[models.ConnectorRun],
+            path_params={"source_id": source_id},
+            params={"limit": limit},
+        )
+
     async def enqueue_ingest(self, source_id: int, run_id: int | None = None) -> list[models.IngestRun]:
         body = self._build("enqueue_ingest", models.EnqueueIngestRequest, run_id=run_id)
         return await self._call(

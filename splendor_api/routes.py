@@ -162,6 +162,17 @@ _ALL = [
         note="not documented; refresh_run is the documented poll",
     ),
     Route(
+        "list_runs",
+        "GET",
+        "/v1/admin/airbyte-sources/{source_id}/runs",
+        R,
+        ASSUMED,
+        ASSUMED,
+        envelope="runs",
+        note='the docs name a "List Airbyte runs" page whose path was not captured; callers treat a '
+        "404 as 'this API cannot list runs' and fall back",
+    ),
+    Route(
         "enqueue_ingest",
         "POST",
         "/v1/admin/airbyte-sources/{source_id}/enqueue-ingest",

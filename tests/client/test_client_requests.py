@@ -89,6 +89,9 @@ CASES = [
     Case("refresh_run", (5,), "refresh_run_response.json", "POST", "/v1/admin/airbyte-runs/5/refresh"),
     Case("get_run", (5,), "get_run_response.json", "GET", "/v1/admin/airbyte-runs/5"),
     Case(
+        "list_runs", (12,), "list_runs_response.json", "GET", f"{AIRBYTE}/12/runs", query={"limit": "20"}
+    ),
+    Case(
         "enqueue_ingest", (12,), "enqueue_ingest_response.json", "POST", f"{AIRBYTE}/12/enqueue-ingest",
         body={},
     ),
@@ -186,6 +189,7 @@ def test_route_table_classes() -> None:
         "complete_oauth",
         "create_connection",
         "get_run",
+        "list_runs",
         "put_object",
     }
 

@@ -37,6 +37,7 @@ EMULATOR_MODELS: dict[str, type[BaseModel]] = {
     "start_sync_pending_response.json": emu.RunEnvelope,
     "refresh_run_response.json": emu.RunEnvelope,
     "get_run_response.json": emu.RunEnvelope,
+    "list_runs_response.json": emu.RunList,
     "enqueue_ingest_request.json": emu.EnqueueIngestRequest,
     "enqueue_ingest_response.json": emu.EnqueueIngestResult,
     "list_sources_response.json": emu.SourceList,

@@ -82,6 +82,7 @@ CALLS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "start_sync": ("start_sync", (12,)),
     "refresh_run": ("refresh_run", (5,)),
     "get_run": ("get_run", (5,)),
+    "list_runs": ("list_runs", (12,)),
     "enqueue_ingest": ("enqueue_ingest", (12,)),
     "list_ingest_runs": ("list_ingest_runs", ()),
     "get_ingest_run": ("get_ingest_run", ("ing_01H8Z3",)),
