@@ -22,11 +22,12 @@ from splendor_flows.flows.pipeline import (
     sync_and_ingest,
 )
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
+from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.connection import ensure_connection
 from splendor_flows.tasks.discover import ProviderDetails, discover_provider
 from splendor_flows.tasks.provision import ensure_credentials
-from splendor_flows.tasks.source import ensure_source
+from splendor_flows.tasks.source import check_checkpointed_source, ensure_source
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -83,7 +84,9 @@ async def connect_source(
         check_credentials(spec.source_key, credentials, provider.connection_specification)
         del credentials
 
-    source = await refreshed(ensure_source, force)(scope, spec, provider)
+    source, from_checkpoint = await call_task(refreshed(ensure_source, force), scope, spec, provider)
+    if from_checkpoint:
+        await check_checkpointed_source(scope, spec, source)
     steps = [
         {
             "step": "discover",

@@ -23,6 +23,7 @@ from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.events import artifact_slug
 from splendor_flows.orchestration.prefect_compat import call_task
+from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
 
@@ -53,7 +54,9 @@ async def resolve_scope(source_key: str, sync_id: str | None, credentials_block:
     except SplendorError as exc:
         label_failure(exc, "preflight", source_key)
         raise
+    validate_source_key(source_key)
     scope = Scope(
+        api_base=config.api_base,
         tenant=config.tenant,
         source_key=source_key,
         sync_id=sync_id or str(flow_run.get_id() or "local"),

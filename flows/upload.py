@@ -40,6 +40,7 @@ async def upload_scope(source_key: str, upload_id: str | None, credentials_block
             "use a token of that tenant",
         )
     return Scope(
+        api_base=config.api_base,
         tenant=tenant,
         source_key=source_key,
         sync_id=upload_id or str(flow_run.get_id() or "local"),

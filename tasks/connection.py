@@ -10,12 +10,22 @@ from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope, step_options
 
 
-@task(name="connect", **step_options("connect"))
+@task(name="connect", **step_options("connect", inputs=("source_id", "streams")))
 async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | None = None) -> ConnectionRef:
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:
         state = (await client.get_airbyte_source(source_id)).airbyte
         if state.airbyte_connection_id and state.connection_status == ConnectionStatus.ACTIVE:
+            if streams and state.streams and sorted(streams) != sorted(state.streams):
+                # The API cannot change a connection's streams in place; syncing the old set while the
+                # spec says otherwise would be a silent lie.
+                raise PermanentStepError(
+                    "connect",
+                    scope.source_key,
+                    f"streams: the spec asks for {', '.join(sorted(streams))} but the connection syncs "
+                    f"{', '.join(sorted(state.streams))}",
+                    "keep the connection's streams in the spec, or onboard the new set as another source_key",
+                )
             logger.info("Connection %s already active", state.airbyte_connection_id)
             return ConnectionRef(
                 source_id=source_id, connection_id=state.airbyte_connection_id, created=False
@@ -39,7 +49,7 @@ async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | N
     connection_id = result.airbyte.airbyte_connection_id
     if not connection_id:
         raise PermanentStepError("connect", scope.source_key, "Splendor returned no airbyte_connection_id")
-    if result.airbyte.connection_status == "inactive":
+    if result.airbyte.connection_status == ConnectionStatus.INACTIVE:
         raise PermanentStepError(
             "connect",
             scope.source_key,

@@ -18,7 +18,7 @@ class ProviderDetails(BaseModel):
     connection_specification: dict[str, Any]
 
 
-@task(name="discover", **step_options("discover"))
+@task(name="discover", **step_options("discover", inputs=("provider_key",)))
 async def discover_provider(scope: Scope, provider_key: str) -> ProviderDetails:
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:

@@ -30,6 +30,7 @@ from splendor_flows.engine.report import Event, Level
 from splendor_flows.engine.store import CheckpointStore
 from splendor_flows.orchestration.checkpoint import Scope, retry_only_transient
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
+from splendor_flows.orchestration.run_records import PrefectRunRecords
 
 
 @dataclass
@@ -104,10 +105,16 @@ class FleetReporter:
 
 async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: SourceOutcome) -> None:
     scope = Scope(
-        tenant=ctx.tenant, source_key=source_key, sync_id=ctx.sync_id, credentials_block=ctx.credentials_block
+        api_base=ctx.client.config.api_base,
+        tenant=ctx.tenant,
+        source_key=source_key,
+        sync_id=ctx.sync_id,
+        credentials_block=ctx.credentials_block,
     )
     report = FleetReporter(scope, outcome)
-    source = SourceContext(api=ctx.client, scope=scope, report=report, history=ctx.history)
+    source = SourceContext(
+        api=ctx.client, scope=scope, report=report, history=ctx.history, records=PrefectRunRecords()
+    )
     steps = StoredSteps(source, ctx.store, source_id=source_id, trigger=ctx.trigger, poll=ctx.poll)
     result = await sync_and_ingest(
         scope, report, steps, max_sync_attempts=ctx.max_sync_attempts, wait_ready=ctx.wait_for_ingest

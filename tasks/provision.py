@@ -165,7 +165,7 @@ async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, time
     )
 
 
-@task(name="provision", **step_options("provision"))
+@task(name="provision", **step_options("provision", inputs=("source_id", "provider", "credentials_secret")))
 async def ensure_credentials(
     scope: Scope,
     source_id: int,

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from splendor_api import Conflict, OutcomeUnknown, SplendorClient, models
+from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, models
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.results import SourceRef
 from splendor_flows.orchestration.api import open_client
@@ -140,7 +140,7 @@ async def resolve_source(
     return SourceRef(source_id=created_id, source_key=spec.source_key, created=True)
 
 
-@task(name="create", **step_options("create"))
+@task(name="create", **step_options("create", inputs=("spec", "provider")))
 async def ensure_source(scope: Scope, spec: SourceSpec, provider: ProviderDetails) -> SourceRef:
     async with open_client(scope.credentials_block) as client:
         ref = await resolve_source(client, scope, spec, provider, get_run_logger())
@@ -149,3 +149,29 @@ async def ensure_source(scope: Scope, spec: SourceSpec, provider: ProviderDetail
             "splendor.source.created", scope, {"source_id": ref.source_id, "provider_key": spec.provider_key}
         )
     return ref
+
+
+async def check_checkpointed_source(scope: Scope, spec: SourceSpec, source: SourceRef) -> None:
+    """A source id that came from a checkpoint must still be this spec's source in this API before
+    any step acts on it: a source deleted and re-created since, or an id read back from storage that
+    another pipeline wrote, would otherwise be provisioned with these credentials."""
+    fix = "start again with a new sync_id (the finished steps are re-read from Splendor, not repeated)"
+    async with open_client(scope.credentials_block, step="create", source_key=scope.source_key) as client:
+        try:
+            state = await client.get_airbyte_source(source.source_id)
+        except NotFound:
+            raise PermanentStepError(
+                "create",
+                scope.source_key,
+                f"the checkpoint names source {source.source_id}, which no longer exists",
+                fix,
+            ) from None
+    found_key, found_provider = state.source.source_key, state.airbyte.provider_key
+    if found_key != spec.source_key or (found_provider is not None and found_provider != spec.provider_key):
+        raise PermanentStepError(
+            "create",
+            scope.source_key,
+            f"the checkpoint names source {source.source_id}, but Splendor has it as '{found_key}' "
+            f"(provider {found_provider}), not '{spec.source_key}' (provider {spec.provider_key})",
+            fix,
+        )

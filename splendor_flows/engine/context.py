@@ -6,6 +6,7 @@ from splendor_flows.engine.api import SyncApi
 from splendor_flows.engine.clock import Clock, SystemClock
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.report import Reporter
+from splendor_flows.engine.run_records import RunRecords
 from splendor_flows.engine.scope import ScopeLike
 
 
@@ -17,3 +18,5 @@ class SourceContext:
     clock: Clock = field(default_factory=SystemClock)
     # Durations of earlier runs, to aim polls at the expected end; None polls on the plain backoff.
     history: RunHistory | None = None
+    # Where starts are recorded for every worker to see; None: this process is the only one (tests).
+    records: RunRecords | None = None

@@ -76,7 +76,7 @@ class StoredSteps:
         self._answers: dict[int, models.ConnectorRun] = {}
 
     def _key(self, step: Step, **ordinals: int) -> str:
-        return checkpoint_key(step, self.ctx.scope, **ordinals)
+        return checkpoint_key(step, self.ctx.scope, inputs=None, **ordinals)
 
     async def start(self, attempt: int) -> tuple[StartedRun, bool]:
         async def produce() -> StartedRun:
@@ -84,7 +84,9 @@ class StoredSteps:
             self._answers[started.run_id] = run
             return started
 
-        return await checkpointed(self.store, self._key(Step.SYNC, attempt=attempt), StartedRun, produce)
+        return await checkpointed(
+            self.store, self._key(Step.SYNC, source_id=self.source_id, attempt=attempt), StartedRun, produce
+        )
 
     async def wait(self, started: StartedRun) -> tuple[FinishedRun, bool]:
         known = self._answers.pop(started.run_id, None)

@@ -1,57 +1,84 @@
 """Which Splendor runs a pipeline started, kept where every worker can read it.
 
-Splendor cannot say which run a given pipeline started, and a worker's local result files are not seen
-by the next worker. So the pipeline records each start in a shared place (the Prefect API, see
-`splendor_flows.orchestration.run_records`): first the intent, before the start call is sent, then the
-run id once the answer arrives. A resume anywhere reads the record before it would start a run:
+Splendor cannot say which run a given pipeline started, and one worker's result files are not seen
+by the next worker. So the pipeline records each start in a shared place (the Prefect API; see
+`splendor_flows.orchestration.run_records`): first the intent, before the start call is sent, then
+the run id once the answer arrives. A resume on any worker reads the record before it would start:
 
 - the record names a run: attach to it (poll it; if it already finished, take its outcome);
 - the record holds an intent without a run id: the answer was lost (a crash, a dropped connection),
-  so a run may exist that nobody knows of; look for it (see `engine.sync`) and never start blindly;
+  so a run may exist that nobody knows of; look for it and never start blindly (`engine.sync`);
 - no record: nothing was ever sent for this attempt; start.
+
+One record per source keeps the latest starts of every pipeline of that source (a bounded list), so
+the number of records grows with the sources, not with the syncs.
 """
 
+import hashlib
 from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel
 
+from splendor_flows.engine.scope import ScopeLike
+
+# Starts kept per source: enough for the attempts of the few pipelines of one source that may still
+# be resumed (a start older than this many others is for a sync nobody will resume).
+KEEP = 24
+
+
+def pipeline_of(scope: ScopeLike) -> str:
+    """The pipeline's id inside its source's record: a digest, so a sync_id is not stored as such."""
+    return hashlib.sha256(scope.sync_id.encode()).hexdigest()[:16]
+
 
 class StartRecord(BaseModel):
+    pipeline: str
     attempt: int
     requested_at: datetime
     run_id: int | None = None
 
 
-class PipelineRuns(BaseModel):
-    """The start records of one pipeline (api, tenant, source, sync_id), newest attempt last."""
-
+class SourceRuns(BaseModel):
     starts: list[StartRecord] = []
 
-    def of_attempt(self, attempt: int) -> StartRecord | None:
-        return next((s for s in reversed(self.starts) if s.attempt == attempt), None)
+    def find(self, pipeline: str, attempt: int) -> StartRecord | None:
+        return next(
+            (s for s in reversed(self.starts) if (s.pipeline, s.attempt) == (pipeline, attempt)), None
+        )
 
-    def with_start(self, record: StartRecord, keep: int) -> "PipelineRuns":
-        others = [s for s in self.starts if s.attempt != record.attempt]
-        return PipelineRuns(starts=[*others, record][-keep:])
+    def with_start(self, record: StartRecord) -> "SourceRuns":
+        others = [s for s in self.starts if (s.pipeline, s.attempt) != (record.pipeline, record.attempt)]
+        return SourceRuns(starts=[*others, record][-KEEP:])
 
 
 class RunRecords(Protocol):
-    """Shared storage of start records, keyed by an opaque pipeline key."""
+    """Shared storage of the start records of each source (api, tenant, source key)."""
 
-    async def read(self, pipeline: str) -> PipelineRuns: ...
+    async def read(self, scope: ScopeLike) -> SourceRuns: ...
 
-    async def write(self, pipeline: str, runs: PipelineRuns) -> None: ...
+    async def write(self, scope: ScopeLike, runs: SourceRuns) -> None: ...
+
+    def forget_hint(self, scope: ScopeLike) -> str:
+        """How an operator drops this source's records (e.g. after settling an unknown start by hand)."""
+        ...
 
 
 class MemoryRunRecords:
-    """In-process records: for engine tests and one-process runs without a Prefect API."""
+    """In-process records: for engine tests and one-process runs."""
 
     def __init__(self) -> None:
-        self.saved: dict[str, PipelineRuns] = {}
+        self.saved: dict[tuple[str, str, str], SourceRuns] = {}
 
-    async def read(self, pipeline: str) -> PipelineRuns:
-        return self.saved.get(pipeline, PipelineRuns())
+    @staticmethod
+    def _key(scope: ScopeLike) -> tuple[str, str, str]:
+        return (scope.api_base, scope.tenant, scope.source_key)
 
-    async def write(self, pipeline: str, runs: PipelineRuns) -> None:
-        self.saved[pipeline] = runs
+    async def read(self, scope: ScopeLike) -> SourceRuns:
+        return self.saved.get(self._key(scope), SourceRuns())
+
+    async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
+        self.saved[self._key(scope)] = runs
+
+    def forget_hint(self, scope: ScopeLike) -> str:
+        return "clear the run records of this source"

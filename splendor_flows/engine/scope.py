@@ -5,10 +5,13 @@ from typing import Protocol
 
 
 class ScopeLike(Protocol):
-    """Tenant, source and sync_id (the orchestration layer's `Scope` is one).
+    """API, tenant, source and sync_id (the orchestration layer's `Scope` is one).
 
     Keys, messages and hints are built from it; a resume passes the same sync_id.
     """
+
+    @property
+    def api_base(self) -> str: ...
 
     @property
     def tenant(self) -> str: ...

@@ -1,9 +1,12 @@
 """Checkpoints: what a finished step leaves behind so a resumed pipeline skips it.
 
 One key function serves every caller: the Prefect cache policy of the per-step tasks and the fleet's
-store compute the same key for the same (step, scope, ordinal inputs), so a pipeline can be picked
-up by either. The key covers the version, the tenant, the source key, the sync_id, the step and the
-step's ordinal inputs (the attempt, the run id). It leaves out the flow-run id and the code: a UI
+store compute the same key for the same (step, scope, inputs), so a pipeline can be picked up by
+either. The key covers the version, the API base, the tenant, the source key, the sync_id, the step,
+its ordinal inputs (the source id and attempt of a start, a run id) and a digest of its other inputs
+(the spec a source is created from, the streams of a connection, ...). A resume against another API,
+or after the spec was edited, therefore finds no checkpoint and re-reads Splendor: it never reuses
+an id that meant something else. The key leaves out the flow-run id and the code: a UI
 "Retry" (same run) and a new run given the same sync_id both find the finished steps, and a fix
 deployed between failure and retry does not throw them away. Bump CACHE_VERSION to drop every
 checkpoint on purpose.
@@ -13,15 +16,17 @@ never correctness.
 """
 
 import hashlib
+import json
 import re
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from splendor_flows.engine.scope import ScopeLike
 
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,10 +36,18 @@ def _key_part(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:64]
 
 
-def checkpoint_key(step: str, scope: ScopeLike, **ordinals: int | str) -> str:
-    """The storage key of `step`'s checkpoint; `ordinals` tell apart repeats of a step in one sync."""
-    extra = "".join(f"-{name}{value}" for name, value in ordinals.items())
-    raw = f"{CACHE_VERSION}|{scope.tenant}|{scope.source_key}|{scope.sync_id}|{step}{extra}"
+def checkpoint_key(
+    step: str, scope: ScopeLike, *, inputs: Mapping[str, Any] | None = None, **ordinals: int | str
+) -> str:
+    """The storage key of `step`'s checkpoint.
+
+    `ordinals` tell apart repeats of a step in one sync and show in the key; `inputs` are whatever
+    else the step's result depends on, bound through the digest only.
+    """
+    extra = "".join(f"-{name}{value}" for name, value in sorted(ordinals.items()))
+    bound = json.dumps(to_jsonable_python(dict(inputs or {})), sort_keys=True, separators=(",", ":"))
+    where = f"{scope.api_base}|{scope.tenant}|{scope.source_key}|{scope.sync_id}"
+    raw = f"{CACHE_VERSION}|{where}|{step}{extra}|{bound}"
     digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
     return (
         f"splendor-{CACHE_VERSION}/{_key_part(scope.tenant)}/{_key_part(scope.source_key)}/"

@@ -8,8 +8,9 @@ deadline, a vanished run, an answer that asking again cannot change, or an unkno
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
+from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorError, models
 from splendor_api.models import RUN_ACTIVE, RUN_TERMINAL, RunStatus
 from splendor_flows.engine.api import ConflictCode
 from splendor_flows.engine.context import SourceContext
@@ -18,6 +19,7 @@ from splendor_flows.engine.history import run_age, run_duration
 from splendor_flows.engine.polling import Expectation, PollGuard, PollOptions, PollPlan
 from splendor_flows.engine.report import Event, Reporter
 from splendor_flows.engine.results import FinishedRun, StartedRun
+from splendor_flows.engine.run_records import StartRecord, pipeline_of
 from splendor_flows.engine.scope import ScopeLike, Step
 
 # How often a start with an unknown outcome is sent again within one step.
@@ -29,7 +31,17 @@ MAX_TOTAL_ATTEMPTS = 20
 async def start_or_attach(
     ctx: SourceContext, source_id: int, attempt: int, trigger: str
 ) -> tuple[StartedRun, models.ConnectorRun]:
-    """Start a run, or attach to the one in flight. Returns the checkpoint and the API's answer."""
+    """Start a run, or attach to the one in flight. Returns the checkpoint and the API's answer.
+
+    With shared run records, the attempt's record is read first (another worker may have started its
+    run) and the start is recorded before it is sent and again once its run id is known.
+    """
+    if ctx.records is not None:
+        recorded = await _recorded_start(ctx, source_id, attempt)
+        if recorded is not None:
+            return recorded
+    requested_at = ctx.clock.now()
+    await _record(ctx, attempt, requested_at, run_id=None)
     for try_number in range(1, START_TRIES + 1):
         try:
             run = await ctx.api.start_sync(source_id, trigger)
@@ -37,6 +49,7 @@ async def start_or_attach(
             if exc.code == ConflictCode.SYNC_IN_PROGRESS and exc.run_id is not None:
                 current = await ctx.api.get_run(exc.run_id)
                 ctx.report.log("info", f"A sync is already in flight (run {exc.run_id}): attaching to it")
+                await _record(ctx, attempt, requested_at, run_id=current.run_id)
                 return _started(current, attempt, attached=True), current
             if exc.code == ConflictCode.NO_CONNECTION:
                 raise PermanentStepError(
@@ -44,16 +57,102 @@ async def start_or_attach(
                 ) from None
             raise
         except OutcomeUnknown:
+            # Did the lost start create a run? A list of the source's runs says so even when that run
+            # already finished (a second start would then not get a 409 and sync twice).
+            found = await _runs_since(ctx, source_id, requested_at)
+            if found is not None and len(found) == 1:
+                [run] = found
+                ctx.report.log("warning", f"Start-sync answer lost; run {run.run_id} is the one it started")
+                await _record(ctx, attempt, requested_at, run_id=run.run_id)
+                return _started(run, attempt, attached=True), run
+            if found is not None and len(found) > 1:
+                raise _ambiguous(ctx, attempt, found) from None
             if try_number == START_TRIES:
                 raise
             ctx.report.log("warning", "Start-sync outcome unknown; asking again (a 409 means it did start)")
             continue
+        await _record(ctx, attempt, requested_at, run_id=run.run_id)
         ctx.report.log("info", f"Started sync run {run.run_id} (attempt {attempt})")
         ctx.report.event(
             Event.SYNC_STARTED, {"source_id": source_id, "run_id": run.run_id, "attempt": attempt}
         )
         return _started(run, attempt, attached=False), run
     raise AssertionError("unreachable")
+
+
+# A run created this long before the start was recorded still counts as its run: the two clocks
+# (this worker's, Splendor's) may disagree by a little.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+async def _record(ctx: SourceContext, attempt: int, requested_at: datetime, run_id: int | None) -> None:
+    if ctx.records is None:
+        return
+    runs = await ctx.records.read(ctx.scope)
+    start = StartRecord(
+        pipeline=pipeline_of(ctx.scope), attempt=attempt, requested_at=requested_at, run_id=run_id
+    )
+    await ctx.records.write(ctx.scope, runs.with_start(start))
+
+
+async def _runs_since(
+    ctx: SourceContext, source_id: int, since: datetime
+) -> list[models.ConnectorRun] | None:
+    """The source's runs created since `since`, or None when this API cannot list runs."""
+    try:
+        runs = await ctx.api.list_runs(source_id)
+    except NotFound:
+        return None
+    return [r for r in runs if r.created_at is not None and r.created_at >= since - CLOCK_SKEW]
+
+
+def _ambiguous(ctx: SourceContext, attempt: int, runs: list[models.ConnectorRun]) -> StepError:
+    ids = ", ".join(str(r.run_id) for r in runs)
+    return PermanentStepError(
+        Step.SYNC,
+        ctx.scope.source_key,
+        f"attempt {attempt}'s start-sync answer was lost and runs {ids} started since; which one is this "
+        "pipeline's cannot be told",
+        "check those runs in Splendor and hand the one to keep to ingestion; nothing new was started",
+    )
+
+
+async def _recorded_start(
+    ctx: SourceContext, source_id: int, attempt: int
+) -> tuple[StartedRun, models.ConnectorRun] | None:
+    """The run this attempt already started, by the shared records; None when it never sent a start."""
+    assert ctx.records is not None
+    prior = (await ctx.records.read(ctx.scope)).find(pipeline_of(ctx.scope), attempt)
+    if prior is None:
+        return None
+    if prior.run_id is not None:
+        run = await ctx.api.get_run(prior.run_id)
+        ctx.report.log(
+            "info", f"Attempt {attempt} already started run {run.run_id} (shared run records): attaching"
+        )
+        return _started(run, attempt, attached=True), run
+    found = await _runs_since(ctx, source_id, prior.requested_at)
+    if found is None:
+        raise PermanentStepError(
+            Step.SYNC,
+            ctx.scope.source_key,
+            f"attempt {attempt}'s start-sync was sent at {prior.requested_at:%Y-%m-%d %H:%M:%S} UTC and its "
+            "answer was lost; this API cannot list the source's runs, so whether that run exists is "
+            "unknown and nothing new was started",
+            "look at the source's runs in Splendor: hand a run started then to ingestion; to sync anew, "
+            f"{ctx.records.forget_hint(ctx.scope)} and {resume_hint(ctx.scope.sync_id)}",
+        )
+    if len(found) > 1:
+        raise _ambiguous(ctx, attempt, found)
+    if not found:
+        ctx.report.log("info", f"Attempt {attempt}'s earlier start never created a run: starting one")
+        return None
+    [run] = found
+    ctx.report.log(
+        "warning", f"Attempt {attempt}'s start answer was lost; run {run.run_id} is the one it started"
+    )
+    await _record(ctx, attempt, prior.requested_at, run_id=run.run_id)
+    return _started(run, attempt, attached=True), run
 
 
 def _started(run: models.ConnectorRun, attempt: int, *, attached: bool) -> StartedRun:

@@ -37,6 +37,8 @@ CHECKPOINT_TTL = timedelta(days=14)
 class Scope(BaseModel):
     """Identifies one pipeline execution; every step takes it as its first argument."""
 
+    # The API the pipeline talks to: checkpoints and run records of one API never serve another.
+    api_base: str
     tenant: str
     source_key: str
     sync_id: str
@@ -52,12 +54,14 @@ class StepCheckpoint(CachePolicy):
     """The cache policy of one pipeline step.
 
     `scope_param` names the task parameter holding the `Scope`; `ordinals` name the parameters that
-    tell repeats of the step apart within one sync (a re-started sync's attempt, its run id).
+    tell repeats of the step apart within one sync (a re-started sync's attempt, its run id); `inputs`
+    name the other parameters its result depends on (a spec edited before a resume re-runs the step).
     """
 
     step: str
     scope_param: str = "scope"
     ordinals: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
 
     def compute_key(
         self,
@@ -67,7 +71,8 @@ class StepCheckpoint(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         ordinals = {name: inputs[name] for name in self.ordinals}
-        return checkpoint_key(self.step, inputs[self.scope_param], **ordinals)
+        bound = {name: inputs.get(name) for name in self.inputs}
+        return checkpoint_key(self.step, inputs[self.scope_param], inputs=bound, **ordinals)
 
 
 async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -103,8 +108,13 @@ STEP_OPTIONS: dict[str, Any] = dict(
 
 
 def step_options(
-    step: str, *, ordinals: tuple[str, ...] = (), scope_param: str = "scope", **overrides: Any
+    step: str,
+    *,
+    ordinals: tuple[str, ...] = (),
+    inputs: tuple[str, ...] = (),
+    scope_param: str = "scope",
+    **overrides: Any,
 ) -> dict[str, Any]:
     """`@task` options of the pipeline step `step`: its checkpoint policy, persistence and retries."""
-    policy = StepCheckpoint(step=step, scope_param=scope_param, ordinals=ordinals)
+    policy = StepCheckpoint(step=step, scope_param=scope_param, ordinals=ordinals, inputs=inputs)
     return STEP_OPTIONS | {"cache_policy": policy} | overrides

@@ -19,6 +19,7 @@ from splendor_flows.engine.report import Event, Level
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.events import emit
+from splendor_flows.orchestration.run_records import PrefectRunRecords
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -78,4 +79,6 @@ async def step_context(
     '<key>':` like the engine's own failures (`step` is that label, e.g. "ingest" for both ingest tasks)."""
     async with open_client(scope.credentials_block, step=step, source_key=scope.source_key) as client:
         report = PrefectReporter(scope, progress=progress)
-        yield SourceContext(api=client, scope=scope, report=report, history=history)
+        yield SourceContext(
+            api=client, scope=scope, report=report, history=history, records=PrefectRunRecords()
+        )

@@ -1,40 +1,62 @@
 """Start records kept as Prefect Variables: the one store every worker of a Prefect server shares.
 
-Result storage may be local to a worker; the Prefect API never is. One variable per pipeline, named
-from a digest of (API base, tenant, source key, sync_id), tagged so they can be listed and pruned.
-Values hold run ids and timestamps only.
+Result storage may be local to a worker; the Prefect API never is. One variable per source, named
+from a digest of (API base, tenant, source key) and tagged so they can be listed. Values hold run ids,
+attempt numbers, digests of sync_ids and timestamps: nothing secret.
 """
 
 import asyncio
 import hashlib
 
+import httpx
 from prefect import get_client
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.variables import Variable
 
-from splendor_flows.engine.run_records import PipelineRuns
+from splendor_flows.engine.run_records import SourceRuns
+from splendor_flows.engine.scope import ScopeLike
 
 TAG = "splendor-run-record"
-PREFIX = "splendor-run-"
+PREFIX = "splendor-runs-"
 
 
-def pipeline_key(api_base: str, tenant: str, source_key: str, sync_id: str) -> str:
-    digest = hashlib.sha256(f"{api_base}|{tenant}|{source_key}|{sync_id}".encode()).hexdigest()[:32]
-    return f"{PREFIX}{digest}"
+def variable_name(scope: ScopeLike) -> str:
+    digest = hashlib.sha256(f"{scope.api_base}|{scope.tenant}|{scope.source_key}".encode()).hexdigest()
+    return f"{PREFIX}{digest[:32]}"
 
 
 class PrefectRunRecords:
-    async def read(self, pipeline: str) -> PipelineRuns:
+    async def read(self, scope: ScopeLike) -> SourceRuns:
         async with get_client() as client:
-            variable = await client.read_variable_by_name(pipeline)
-        return PipelineRuns.model_validate(variable.value) if variable and variable.value else PipelineRuns()
+            variable = await client.read_variable_by_name(variable_name(scope))
+        return SourceRuns.model_validate(variable.value) if variable and variable.value else SourceRuns()
 
-    async def write(self, pipeline: str, runs: PipelineRuns) -> None:
-        await Variable.aset(pipeline, runs.model_dump(mode="json"), tags=[TAG], overwrite=True)
+    async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
+        name = variable_name(scope)
+        value = runs.model_dump(mode="json")
+        async with get_client() as client:
+            # Update first (the common case); a missing variable answers 404, then it is created. Two
+            # writers creating it at once: the loser's create fails with 409 and it updates instead.
+            for _ in range(2):
+                try:
+                    await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
+                    return
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != 404:
+                        raise
+                try:
+                    await client.create_variable(VariableCreate(name=name, value=value, tags=[TAG]))
+                    return
+                except ObjectAlreadyExists:
+                    continue
+
+    def forget_hint(self, scope: ScopeLike) -> str:
+        return f"run `prefect variable unset {variable_name(scope)}`"
 
 
 async def aforget_all_run_records() -> int:
-    """Delete every start record (used by the soak's sabotage mode and by operators who reset)."""
+    """Delete every start record (the soak's sabotage mode; operators resetting a test server)."""
     forgotten = 0
     async with get_client() as client:
         while True:  # the filter endpoint pages; delete until a page holds no record

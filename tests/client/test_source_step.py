@@ -16,7 +16,7 @@ from splendor_flows.tasks.discover import ProviderDetails
 from splendor_flows.tasks.source import resolve_source
 
 KEY = "stripe-a"
-SCOPE = Scope(tenant="acme", source_key=KEY, sync_id="s-1")
+SCOPE = Scope(api_base="http://splendor.test", tenant="acme", source_key=KEY, sync_id="s-1")
 SPEC = SourceSpec(
     provider_key="stripe",
     source_key=KEY,

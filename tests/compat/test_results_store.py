@@ -21,7 +21,13 @@ from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
 
-SCOPE = Scope(tenant="acme", source_key="stripe/prod", sync_id="s-1", credentials_block="creds")
+SCOPE = Scope(
+    api_base="http://splendor.test",
+    tenant="acme",
+    source_key="stripe/prod",
+    sync_id="s-1",
+    credentials_block="creds",
+)
 STARTED = StartedRun(run_id=7, attempt=1, attached=False, status=RunStatus.PENDING)
 
 
@@ -62,7 +68,10 @@ async def test_missing_expired_and_foreign_records_read_as_absent(tmp_path: Path
 def test_the_step_tasks_key_their_checkpoints_as_the_fleet_does() -> None:
     """The per-step tasks and the fleet's store must agree on every key, or neither resumes the other."""
     keys = {
-        start_sync: ({"scope": SCOPE, "source_id": 3, "attempt": 2, "trigger": "manual"}, {"attempt": 2}),
+        start_sync: (
+            {"scope": SCOPE, "source_id": 3, "attempt": 2, "trigger": "manual"},
+            {"source_id": 3, "attempt": 2},
+        ),
         wait_for_run: ({"scope": SCOPE, "run_id": 9, "poll": None}, {"run_id": 9}),
         enqueue_ingest: ({"scope": SCOPE, "source_id": 3, "run_id": 9, "look_first": False}, {"run_id": 9}),
         wait_for_ingest: ({"scope": SCOPE, "run_id": 9, "ingest_run_ids": ["i"]}, {"run_id": 9}),

@@ -26,6 +26,7 @@ from splendor_api.models import RUN_TERMINAL, IngestStatus, RunStatus
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.report import RecordingReporter
+from splendor_flows.engine.run_records import MemoryRunRecords
 
 EPOCH = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
@@ -48,6 +49,7 @@ class FakeClock:
 
 @dataclass(frozen=True)
 class FakeScope:
+    api_base: str = "http://splendor.test"
     tenant: str = "acme"
     source_key: str = "stripe-prod"
     sync_id: str = "sync-1"
@@ -107,6 +109,8 @@ class FakeApi:
     # Method name → exceptions to raise, in order, before answering normally (None: answer this time).
     failures: dict[str, list[BaseException | None]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    # False: the API has no list-runs route (it answers 404, as the contract allows).
+    can_list_runs: bool = True
     runs: dict[int, models.ConnectorRun] = field(default_factory=dict)
     ingest_runs: dict[str, models.IngestRun] = field(default_factory=dict)
     _scripts: dict[int | str, list[str]] = field(default_factory=dict)
@@ -170,6 +174,13 @@ class FakeApi:
         self._fail("get_run")
         return self.runs[run_id]
 
+    async def list_runs(self, source_id: int, limit: int = 20) -> list[models.ConnectorRun]:
+        self._fail("list_runs")
+        if not self.can_list_runs:
+            raise api_error(404, "Not Found")
+        mine = [r for r in self.runs.values() if r.source_id == source_id]
+        return sorted(mine, key=lambda r: r.run_id, reverse=True)[:limit]
+
     async def refresh_run(self, run_id: int) -> models.ConnectorRun:
         self._fail("refresh_run")
         if run_id not in self.runs:
@@ -227,9 +238,13 @@ class Harness:
     ctx: SourceContext
 
 
-def harness(history: RunHistory | None = None, **api_options: object) -> Harness:
+def harness(
+    history: RunHistory | None = None, run_records: MemoryRunRecords | None = None, **api_options: object
+) -> Harness:
     clock = FakeClock()
     api = FakeApi(clock, **api_options)  # type: ignore[arg-type]
     report = RecordingReporter()
-    ctx = SourceContext(api=api, scope=FakeScope(), report=report, clock=clock, history=history)
+    ctx = SourceContext(
+        api=api, scope=FakeScope(), report=report, clock=clock, history=history, records=run_records
+    )
     return Harness(clock, api, report, ctx)

@@ -60,7 +60,7 @@ async def test_a_fresh_pass_syncs_hands_over_and_leaves_a_checkpoint_per_step() 
     assert outcome.polls == h.api.calls["refresh_run"] == 2
     assert sorted(store.saved) == sorted(
         [
-            checkpoint_key(Step.SYNC, SCOPE, attempt=1),
+            checkpoint_key(Step.SYNC, SCOPE, source_id=12, attempt=1),
             checkpoint_key(Step.POLL, SCOPE, run_id=1),
             checkpoint_key(Step.ENQUEUE_INGEST, SCOPE, run_id=1),
             checkpoint_key(Step.INGEST_READY, SCOPE, run_id=1),
@@ -96,7 +96,7 @@ async def test_new_attempts_are_bounded_per_pass() -> None:
 async def test_all_attempts_of_a_sync_id_are_bounded() -> None:
     h, store = harness(), MemoryStore()
     for attempt in range(1, MAX_TOTAL_ATTEMPTS + 1):
-        await checkpoint(store, Step.SYNC, started(attempt, attempt), attempt=attempt)
+        await checkpoint(store, Step.SYNC, started(attempt, attempt), source_id=12, attempt=attempt)
         await checkpoint(store, Step.POLL, finished(attempt, RunStatus.CANCELLED), run_id=attempt)
     with pytest.raises(StepError, match=f"gave up after {MAX_TOTAL_ATTEMPTS} attempts in total"):
         await run(h, store, max_sync_attempts=1)
@@ -106,7 +106,7 @@ async def test_all_attempts_of_a_sync_id_are_bounded() -> None:
 async def test_resume_attaches_to_the_run_in_flight_and_never_starts_another() -> None:
     h, store = harness(), MemoryStore()
     in_flight = h.api.add_run([RunStatus.RUNNING, RunStatus.RUNNING, RunStatus.SUCCEEDED])
-    await checkpoint(store, Step.SYNC, started(in_flight.run_id, 1), attempt=1)
+    await checkpoint(store, Step.SYNC, started(in_flight.run_id, 1), source_id=12, attempt=1)
     outcome = await run(h, store)
     assert outcome.run.run_id == in_flight.run_id and outcome.resumed
     assert h.api.calls["start_sync"] == 0 and len(h.api.runs) == 1
@@ -116,7 +116,7 @@ async def test_resume_attaches_to_the_run_in_flight_and_never_starts_another() -
 async def test_resume_of_a_succeeded_run_goes_straight_to_ingestion() -> None:
     h, store = harness(), MemoryStore()
     done = h.api.add_run([RunStatus.SUCCEEDED])
-    await checkpoint(store, Step.SYNC, started(done.run_id, 1), attempt=1)
+    await checkpoint(store, Step.SYNC, started(done.run_id, 1), source_id=12, attempt=1)
     await checkpoint(store, Step.POLL, finished(done.run_id, RunStatus.SUCCEEDED), run_id=done.run_id)
     await h.api.enqueue_ingest(12, done.run_id)  # handed over before the crash, not checkpointed
     outcome = await run(h, store)
@@ -128,12 +128,12 @@ async def test_resume_of_a_succeeded_run_goes_straight_to_ingestion() -> None:
 async def test_resume_of_a_failed_run_starts_a_new_one_without_spending_the_budget() -> None:
     h, store = harness(run_scripts=[OK]), MemoryStore()
     failed = h.api.add_run([RunStatus.FAILED])
-    await checkpoint(store, Step.SYNC, started(failed.run_id, 1), attempt=1)
+    await checkpoint(store, Step.SYNC, started(failed.run_id, 1), source_id=12, attempt=1)
     await checkpoint(store, Step.POLL, finished(failed.run_id, RunStatus.FAILED), run_id=failed.run_id)
     outcome = await run(h, store, max_sync_attempts=1)
     assert [r.run_id for r in outcome.attempts] == [failed.run_id, 2]
     assert h.api.calls["start_sync"] == 1
-    assert store.saved[checkpoint_key(Step.SYNC, SCOPE, attempt=2)] is not None
+    assert store.saved[checkpoint_key(Step.SYNC, SCOPE, source_id=12, attempt=2)] is not None
 
 
 async def test_a_run_started_elsewhere_is_attached_and_counts_as_resumed() -> None:

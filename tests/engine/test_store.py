@@ -23,8 +23,21 @@ def test_keys_are_stable_and_bound_to_what_they_mean() -> None:
         ),
         checkpoint_key("sync", FakeScope(tenant="acme", source_key="stripe_prod", sync_id="s-1"), attempt=2),
         checkpoint_key("sync", FakeScope(tenant="acme", source_key="stripe/prod", sync_id="s-2"), attempt=2),
+        checkpoint_key(
+            "sync",
+            FakeScope(api_base="http://other.test", source_key="stripe/prod", sync_id="s-1"),
+            attempt=2,
+        ),
+        checkpoint_key("sync", scope, inputs={"streams": ["charges"]}, attempt=2),
     }
-    assert key not in others and len(others) == 5
+    assert key not in others and len(others) == 7
+    # Inputs are bound by value, whatever their order; ordinals whatever the keyword order.
+    assert checkpoint_key("c", scope, inputs={"a": 1, "b": [2]}) == checkpoint_key(
+        "c", scope, inputs={"b": [2], "a": 1}
+    )
+    assert checkpoint_key("s", scope, source_id=1, attempt=2) == checkpoint_key(
+        "s", scope, attempt=2, source_id=1
+    )
 
 
 async def test_checkpointed_produces_once() -> None:

@@ -193,7 +193,7 @@ def test_event_id_is_stable_per_upload_session() -> None:
     from splendor_flows.orchestration.checkpoint import Scope
     from splendor_flows.tasks.uploads import upload_event_id
 
-    scope = Scope(tenant="acme", source_key="catalog", sync_id="a")
+    scope = Scope(api_base="http://splendor.test", tenant="acme", source_key="catalog", sync_id="a")
     other_run = scope.model_copy(update={"sync_id": "b"})
     assert upload_event_id(scope, "ups_1") == upload_event_id(other_run, "ups_1")
     assert upload_event_id(scope, "ups_1") != upload_event_id(scope, "ups_2")

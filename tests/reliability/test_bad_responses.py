@@ -170,7 +170,9 @@ async def test_unknown_run_status_fails_closed(emulator: Any, monkeypatch: pytes
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"run": {**RUN, "status": "exploded"}})
 
-    scope = Scope(tenant="acme", source_key="status-probe", sync_id="unknown-status")
+    scope = Scope(
+        api_base="http://splendor.test", tenant="acme", source_key="status-probe", sync_id="unknown-status"
+    )
     with use_runtime(transport=httpx.MockTransport(handler)), pytest.raises(PermanentStepError) as caught:
         await wait_for_run(scope, 7)
     assert "unknown status 'exploded'" in str(caught.value)
@@ -195,7 +197,9 @@ async def test_unknown_ingest_status_fails_closed(emulator: Any, monkeypatch: py
             },
         )
 
-    scope = Scope(tenant="acme", source_key="ingest-probe", sync_id="unknown-ingest")
+    scope = Scope(
+        api_base="http://splendor.test", tenant="acme", source_key="ingest-probe", sync_id="unknown-ingest"
+    )
     with use_runtime(transport=httpx.MockTransport(handler)), pytest.raises(PermanentStepError) as caught:
         await wait_for_ingest(scope, 7, ["ing_1"])
     assert "unknown status 'teleported'" in str(caught.value)

@@ -1,0 +1,152 @@
+"""Start records shared by every worker: a resume anywhere never starts a second run for an attempt
+that has one, and stops (starting nothing) when it cannot tell."""
+
+from dataclasses import replace
+
+import pytest
+
+from splendor_api.models import RunStatus
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.run_records import KEEP, MemoryRunRecords, SourceRuns, StartRecord, pipeline_of
+from splendor_flows.engine.sync import start_or_attach
+from tests.engine.fakes import LOST, FakeScope, harness
+
+
+async def test_a_start_is_recorded_before_it_is_sent_and_again_with_its_run() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records)
+    seen: list[SourceRuns] = []
+    real_start = h.api.start_sync
+
+    async def spying_start(source_id: int, trigger: str = "manual"):  # type: ignore[no-untyped-def]
+        seen.append(await records.read(h.ctx.scope))
+        return await real_start(source_id, trigger)
+
+    h.api.start_sync = spying_start  # type: ignore[method-assign]
+    started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    [intent] = seen[0].starts
+    assert intent.run_id is None and intent.attempt == 1
+    [final] = (await records.read(h.ctx.scope)).starts
+    assert final.run_id == started.run_id and final.requested_at == intent.requested_at
+
+
+async def test_resume_on_another_worker_attaches_to_the_recorded_run_even_when_finished() -> None:
+    """The case local checkpoints cannot cover: the first worker's files are gone, its run succeeded."""
+    records = MemoryRunRecords()
+    first = harness(run_records=records)
+    started, _ = await start_or_attach(first.ctx, 12, 1, "manual")
+    first.api.runs[started.run_id] = first.api.runs[started.run_id].model_copy(
+        update={"status": RunStatus.SUCCEEDED}
+    )
+    # Another worker: no checkpoint, same records, same Splendor.
+    again, run = await start_or_attach(first.ctx, 12, 1, "manual")
+    assert again.run_id == started.run_id and again.attached and run.status == RunStatus.SUCCEEDED
+    assert first.api.calls["start_sync"] == 1
+
+
+async def test_a_lost_start_answer_finds_its_run_by_listing_the_source_runs() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records, failures={"start_sync": [LOST]})
+    started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    assert started.attached and h.api.calls["start_sync"] == 1 and len(h.api.runs) == 1
+    [record] = (await records.read(h.ctx.scope)).starts
+    assert record.run_id == started.run_id
+
+
+async def test_a_lost_start_whose_run_already_finished_is_not_started_twice() -> None:
+    # Without the list, the re-ask would get no 409 (the run is over) and start a second sync.
+    h = harness(
+        records=MemoryRunRecords(), failures={"start_sync": [LOST]}, run_scripts=[[RunStatus.SUCCEEDED]]
+    )
+    real_list = h.api.list_runs
+
+    async def after_it_finished(source_id: int, limit: int = 20):  # type: ignore[no-untyped-def]
+        for run_id in list(h.api.runs):
+            h.api.runs[run_id] = h.api.runs[run_id].model_copy(update={"status": RunStatus.SUCCEEDED})
+        return await real_list(source_id, limit)
+
+    h.api.list_runs = after_it_finished  # type: ignore[method-assign]
+    _, run = await start_or_attach(h.ctx, 12, 1, "manual")
+    assert run.status == RunStatus.SUCCEEDED and len(h.api.runs) == 1 and h.api.calls["start_sync"] == 1
+
+
+async def test_an_unanswered_recorded_start_with_no_run_since_starts_one() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records)
+    await records.write(
+        h.ctx.scope,
+        SourceRuns(
+            starts=[StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=h.clock.now())]
+        ),
+    )
+    started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    assert not started.attached and h.api.calls["start_sync"] == 1
+
+
+async def test_an_unanswered_recorded_start_adopts_the_run_created_since() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records)
+    requested = h.clock.now()
+    await records.write(
+        h.ctx.scope,
+        SourceRuns(
+            starts=[StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=requested)]
+        ),
+    )
+    lost = h.api.add_run([RunStatus.RUNNING])  # what the crashed worker's start created
+    started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    assert started.run_id == lost.run_id and started.attached and h.api.calls["start_sync"] == 0
+
+
+async def test_an_unanswered_start_stops_when_the_api_cannot_list_runs() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records, can_list_runs=False)
+    await records.write(
+        h.ctx.scope,
+        SourceRuns(
+            starts=[StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=h.clock.now())]
+        ),
+    )
+    with pytest.raises(PermanentStepError) as caught:
+        await start_or_attach(h.ctx, 12, 1, "manual")
+    assert "cannot list the source's runs" in str(caught.value) and "nothing new was started" in str(
+        caught.value
+    )
+    assert h.api.calls["start_sync"] == 0
+
+
+async def test_several_runs_since_an_unanswered_start_stop_with_their_ids() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records)
+    await records.write(
+        h.ctx.scope,
+        SourceRuns(
+            starts=[StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=h.clock.now())]
+        ),
+    )
+    a = h.api.add_run([RunStatus.SUCCEEDED])
+    b = h.api.add_run([RunStatus.RUNNING])
+    with pytest.raises(PermanentStepError) as caught:
+        await start_or_attach(h.ctx, 12, 1, "manual")
+    assert f"runs {b.run_id}, {a.run_id}" in str(caught.value) and h.api.calls["start_sync"] == 0
+
+
+async def test_records_of_other_pipelines_and_apis_are_not_mixed_up() -> None:
+    records = MemoryRunRecords()
+    h = harness(run_records=records)
+    started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    h.api.runs[started.run_id] = h.api.runs[started.run_id].model_copy(update={"status": RunStatus.SUCCEEDED})
+    for scope in (FakeScope(sync_id="another-sync"), FakeScope(api_base="http://another-splendor.test")):
+        other = replace(h.ctx, scope=scope)
+        fresh, _ = await start_or_attach(other, 12, 1, "manual")
+        assert fresh.run_id != started.run_id and not fresh.attached
+        h.api.runs[fresh.run_id] = h.api.runs[fresh.run_id].model_copy(update={"status": RunStatus.SUCCEEDED})
+
+
+def test_a_source_keeps_a_bounded_number_of_starts() -> None:
+    runs = SourceRuns()
+    for attempt in range(KEEP + 10):
+        runs = runs.with_start(
+            StartRecord(pipeline="p", attempt=attempt, requested_at="2026-01-01T00:00:00Z")
+        )
+    assert len(runs.starts) == KEEP and runs.find("p", KEEP + 9) is not None and runs.find("p", 0) is None
