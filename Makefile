@@ -53,11 +53,17 @@ serve: $(STAMP)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api} \
 		$(PY) -m splendor_flows.deployments.serve $(SERVE_ARGS)
 
-# Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing).
+# Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing), and
+# the tenant's `splendor-api-<tenant>` global concurrency limit (SPLENDOR_API_LIMIT slots, default 50)
+# when missing: it bounds the calls to Splendor in flight across every worker.
+SPLENDOR_API_LIMIT ?= 50
 deploy: $(STAMP)
 	@export PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api}; \
 	$(VENV)/bin/prefect work-pool inspect splendor-local >/dev/null 2>&1 || \
 		$(VENV)/bin/prefect work-pool create splendor-local --type process; \
+	limit=splendor-api-$${SPLENDOR_TENANT_ID:-acme}; \
+	$(VENV)/bin/prefect gcl inspect $$limit >/dev/null 2>&1 || \
+		$(VENV)/bin/prefect gcl create $$limit --limit $(SPLENDOR_API_LIMIT); \
 	$(VENV)/bin/prefect --no-prompt deploy --all && \
 	echo "Now start a worker: PREFECT_API_URL=$$PREFECT_API_URL $(VENV)/bin/prefect worker start --pool splendor-local"
 
