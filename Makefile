@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_HOST ?= 127.0.0.1
 export PREFECT_SERVER_PORT ?= 4200
 
-.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench soak emulator clean
+.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench bench-sharded soak emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ fmt: $(STAMP)
 # One table of fleet, polling and overhead figures (docs/fleet.md). BENCH_N=1000 for the big fleet.
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The sharded fleet on the stack: N sources on 1, 2 and 4 workers, and the floor (docs/fleet.md).
+# BENCH_N=1000 for a thousand sources; BENCH_SHARDED_ARGS="--workers 1,2" for fewer stacks.
+bench-sharded: $(STAMP)
+	$(PY) -m bench.sharded $(BENCH_SHARDED_ARGS)
 
 # A local Prefect server with its SQLite database under $(PREFECT_HOME); UI at http://127.0.0.1:4200.
 server: $(STAMP)

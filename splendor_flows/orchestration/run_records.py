@@ -27,26 +27,42 @@ def variable_name(scope: ScopeLike) -> str:
 
 
 class PrefectRunRecords:
+    def __init__(self) -> None:
+        # Variables this instance last read as missing: written with a create first, not an update that
+        # answers 404 (a failed call the server pays for too, once per source of a fleet).
+        self._missing: set[str] = set()
+
     async def read(self, scope: ScopeLike) -> SourceRuns:
+        name = variable_name(scope)
         async with get_client() as client:
-            variable = await client.read_variable_by_name(variable_name(scope))
+            variable = await client.read_variable_by_name(name)
+        if variable is None:
+            self._missing.add(name)
+        else:
+            self._missing.discard(name)
         return SourceRuns.model_validate(variable.value) if variable and variable.value else SourceRuns()
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
         name = variable_name(scope)
         value = runs.model_dump(mode="json")
+        create_first = name in self._missing
         async with get_client() as client:
-            # Update first (the common case); a missing variable answers 404, then it is created. Two
-            # writers creating it at once: the loser's create fails with 409 and it updates instead.
+            # Update first when the variable was there at the last read; a missing one answers 404, then
+            # it is created. Two writers creating it at once: the loser's create fails with 409 and it
+            # updates instead.
             for _ in range(2):
-                try:
-                    await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
-                    return
-                except httpx.HTTPStatusError as exc:
-                    if exc.response.status_code != 404:
-                        raise
+                if not create_first:
+                    try:
+                        await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
+                        self._missing.discard(name)
+                        return
+                    except httpx.HTTPStatusError as exc:
+                        if exc.response.status_code != 404:
+                            raise
+                create_first = False
                 try:
                     await client.create_variable(VariableCreate(name=name, value=value, tags=[TAG]))
+                    self._missing.discard(name)
                     return
                 except ObjectAlreadyExists:
                     continue

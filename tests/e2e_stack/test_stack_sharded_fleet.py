@@ -27,7 +27,9 @@ SHARDS = 2
 def onboard_fleet(stack: Stack, prefix: str, count: int) -> tuple[Path, dict[str, int]]:
     """Sources created straight through the API (the setup, not what is tested) and their file."""
     specs = [bench_spec(i, source_key=f"{prefix}-{i:02d}") for i in range(count)]
-    config = SplendorConfig(api_base=stack.emulator_url, tenant_id=stack.config.tenant, token=stack.config.token)
+    config = SplendorConfig(
+        api_base=stack.emulator_url, tenant_id=stack.config.tenant, token=stack.config.token
+    )
 
     async def create() -> dict[str, int]:
         async with SplendorClient(config) as client:
@@ -88,7 +90,9 @@ def test_a_fleet_of_20_runs_as_2_shards_on_the_workers_and_each_source_syncs_onc
     children = children_of(stack, sync_id)
     assert [c["parameters"]["shard"] for c in children] == list(range(SHARDS))
     assert all(c["state_type"] == "COMPLETED" for c in children), [c["state_name"] for c in children]
-    assert [c["parameters"]["sync_id"] for c in children] == [shard_sync_id(sync_id, s) for s in range(SHARDS)]
+    assert [c["parameters"]["sync_id"] for c in children] == [
+        shard_sync_id(sync_id, s) for s in range(SHARDS)
+    ]
     assert all(c["work_pool_name"] == "splendor-local" for c in children)
     # Each source synced exactly once, by the shard its key hashes to (its checkpoints sit under that
     # shard's sync_id in the shared results folder).
@@ -102,11 +106,14 @@ def test_a_fleet_of_20_runs_as_2_shards_on_the_workers_and_each_source_syncs_onc
     # The parent run again, with the same sync_id: the same two children come back (Completed, so not
     # run again) and Splendor sees no new start.
     again = stack.create_run(
-        "sync-fleet", {"connectors_file": str(path), "shards": SHARDS, "sync_id": sync_id, "trigger": "manual"}
+        "sync-fleet",
+        {"connectors_file": str(path), "shards": SHARDS, "sync_id": sync_id, "trigger": "manual"},
     )
     redone = stack.wait_run(again["id"], timeout=90)
     assert redone["state"]["type"] == "COMPLETED", redone["state"]
     assert [c["id"] for c in children_of(stack, sync_id)] == [c["id"] for c in children]
     assert all(c["run_count"] == 1 for c in children_of(stack, sync_id))
     assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
-    print(f"\n{SOURCES} sources in {SHARDS} shards: parent Completed in {took:.1f} s; children ran on {workers}")
+    print(
+        f"\n{SOURCES} sources in {SHARDS} shards: parent Completed in {took:.1f} s; children ran on {workers}"
+    )
