@@ -6,12 +6,13 @@ For each worker count k, a fresh stack (PostgreSQL, Prefect server, emulator, k 
 concurrency limit `splendor-api-acme` at `--limit` slots, split evenly between the shards.
 
 - k = 1: one `sync-fleet-shard` deployment run with shards=1 (what a parent would start), on the worker.
-- k > 1: the parent `sync_fleet(shards=k)` runs in this process (a parent run on a worker would hold
-  one of the k single-slot workers while it waits) and starts k child runs that the workers take.
+- k > 1: the parent `sync_fleet(shards=k)` runs as a local flow run in a process of its own (a parent
+  run on a worker would hold one of the k single-slot workers while it waits) and starts k child runs
+  that the workers take.
 
 Measured per k: makespan (from creating the run to seeing it end), Splendor API calls per second,
 orchestration CPU per source (the worker process trees with their flow-run processes, the Prefect
-server and PostgreSQL, plus this process for the parent), and the peak RSS of a worker with its flow
+server and PostgreSQL, and the parent's process), and the peak RSS of a worker with its flow
 run. The floor (bench/floor.py: the same calls in a bare asyncio + httpx script, the same request bound)
 runs on the first stack, in this process. Emulator: 20 ms per call, syncs of 1-20 s, no run history.
 """
@@ -20,7 +21,9 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -48,6 +51,7 @@ class Figures:
     peak_rss_mb: float = 0.0
     failed: int = 0
     note: str = ""
+    parent_cpu: float = 0.0
 
     @property
     def cpu_total(self) -> float:
@@ -99,15 +103,13 @@ def measured(stack: Any, figures: Figures) -> Iterator[None]:
     parts = {"workers": workers, "server": server}
     stack.emulator("POST", "/_emulator/reset-counters")
     before = _cpu(parts)
-    own = time.process_time()
     began = time.perf_counter()
     with RssSampler(workers) as rss:
         yield
     figures.makespan = time.perf_counter() - began
-    own = time.process_time() - own
     _wait_children_reaped(workers)
     after = _cpu(parts)
-    figures.cpu = {name: after[name] - before[name] for name in parts} | {"parent": own}
+    figures.cpu = {name: after[name] - before[name] for name in parts} | {"parent": figures.parent_cpu}
     figures.peak_rss_mb = rss.peak
     figures.calls = sum(stack.emulator("GET", "/_emulator/counts").values())
 
@@ -126,11 +128,6 @@ async def _onboard(stack: Any, n: int, work: Path) -> tuple[Path, list[str]]:
 
 
 def run_fleet(stack: Any, k: int, n: int, connectors: Path, limit: int) -> Figures:
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_LEVEL, temporary_settings
-
-    from splendor_flows.flows.fleet import FleetFailed
-    from splendor_flows.flows.sync_fleet import sync_fleet
-
     figures = Figures(f"fleet, {k} worker(s)", n)
     sync_id = f"bench-{uuid.uuid4().hex[:8]}"
     params: dict[str, Any] = {
@@ -146,16 +143,45 @@ def run_fleet(stack: Any, k: int, n: int, connectors: Path, limit: int) -> Figur
             figures.failed = 0 if done["state"]["type"] == "COMPLETED" else -1
             figures.note = done["state"]["name"]
         else:
-            os.environ["SPLENDOR_API_BASE"] = stack.emulator_url
-            settings = {PREFECT_API_URL: stack.api_url, PREFECT_LOGGING_LEVEL: "WARNING"}
-            with temporary_settings(updates=settings):
-                try:
-                    summary = asyncio.run(sync_fleet(shards=k, **params))
-                    figures.failed = summary.failed
-                except FleetFailed as exc:
-                    figures.failed = exc.summary.failed
-                    figures.note = str(exc)[:200]
+            # The parent in a process of its own: its CPU is read exactly (children's rusage) and kept
+            # apart from this process's sampling.
+            env = stack.cli_env | {
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                "SPLENDOR_API_BASE": stack.emulator_url,
+                "SPLENDOR_TENANT_ID": TENANT,
+                "SPLENDOR_TOKEN": TOKEN,
+            }
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            done_parent = subprocess.run(
+                [sys.executable, "-m", "bench.sharded", "--parent", json.dumps(params | {"shards": k})],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            figures.parent_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            figures.failed = (
+                int(done_parent.stdout.strip().splitlines()[-1]) if done_parent.returncode == 0 else -1
+            )
+            if done_parent.returncode != 0:
+                figures.note = done_parent.stderr[-300:]
     return figures
+
+
+def parent(params: dict[str, Any]) -> int:
+    """The parent run of a sharded fleet (k > 1), in this process; prints the failed count."""
+    from splendor_flows.flows.fleet import FleetFailed
+    from splendor_flows.flows.sync_fleet import sync_fleet
+
+    try:
+        summary = asyncio.run(sync_fleet(**params))
+        failed = summary.failed
+    except FleetFailed as exc:
+        failed = exc.summary.failed
+    print(failed)
+    return 0
 
 
 def run_floor(stack: Any, n: int, keys: list[str], limit: int) -> Figures:
@@ -261,7 +287,10 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200")), help="fleet size")
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
     parser.add_argument("--limit", type=int, default=50, help="Splendor calls in flight, across workers")
+    parser.add_argument("--parent", help=argparse.SUPPRESS)  # internal: run one parent, JSON parameters
     args = parser.parse_args()
+    if args.parent:
+        return parent(json.loads(args.parent))
     counts = [int(x) for x in args.workers.split(",")]
     started = time.perf_counter()
     (REPO / "var").mkdir(exist_ok=True)
