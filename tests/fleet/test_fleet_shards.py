@@ -119,3 +119,37 @@ async def test_a_503_seen_by_one_shard_pauses_the_other_shard(
     # end the server named; before it learned, and after the pause, it kept polling.
     assert [e for e in other if answered + 1.6 < e[0] < answered + 2.8] == []
     assert any(e[0] > answered + 3.0 for e in other)
+
+
+async def test_each_shard_takes_its_share_of_the_tenants_limit(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, limit_name
+
+    assert limit_name(DEFAULT_CONCURRENCY_LIMIT, "acme") == "splendor-api-acme"
+    specs = [bench_spec(i, source_key=f"{source_key}-{i:02d}") for i in range(4)]
+    async with SplendorClient(SplendorConfig.from_env()) as client:
+        await onboard(client, specs)
+    path = tmp_path / "connectors.yaml"
+    path.write_text(connectors_yaml(specs))
+    name = f"splendor-api-{source_key}"
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=5))
+    summaries = await asyncio.gather(
+        *(
+            sync_fleet(
+                connectors_file=str(path),
+                shards=2,
+                shard=s,
+                sync_id=f"{source_key}-{s}",
+                concurrency_limit=name,
+            )
+            for s in range(2)
+        )
+    )
+    # 5 // 2: both shards ran at once, and together they held no more than the limit.
+    assert [s.api_slots for s in summaries] == [2, 2]
+    assert sum(s.sources for s in summaries) == 4 and all(s.failed == 0 for s in summaries)

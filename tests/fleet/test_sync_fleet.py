@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
@@ -29,8 +30,11 @@ async def _fleet_file(tmp_path: Path, prefix: str, count: int) -> Path:
 
 async def _artifact(key: str) -> object:
     async with get_client() as client:
+        # Newest first: other fleet tests of the session publish under the same key.
         found = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     assert found, f"no artifact {key}"
     return found[0].data
