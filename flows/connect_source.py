@@ -9,9 +9,10 @@ from typing import Annotated, ParamSpec, TypeVar
 from prefect import Task, flow, get_run_logger
 from pydantic import Field
 
-from splendor_api.models import AuthMode
+from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.errors import SpecError
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.oauth import connect_oauth
 from splendor_flows.flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
@@ -53,7 +54,7 @@ async def connect_source(
     spec: SourceSpec,
     sync_id: str | None = None,
     force: bool = False,
-    secret_id: str | None = None,
+    oauth_secret_block: str | None = None,
     credentials_block: str | None = None,
     max_sync_attempts: Annotated[int, Field(ge=1, le=MAX_TOTAL_ATTEMPTS)] = 3,
     poll: PollOptions = PollOptions(),
@@ -66,7 +67,9 @@ async def connect_source(
         spec: the source to connect.
         sync_id: leave empty for a fresh pipeline; pass a failed run's sync_id to resume it.
         force: re-run every step even when a checkpoint exists.
-        secret_id: OAuth secret from the consent redirect; skips the pause for approval.
+        oauth_secret_block: name of a Secret block holding an OAuth secret_id obtained beforehand; skips
+            the wait for approval (the secret_id itself is never a parameter: those are stored in plain
+            text).
         credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
         max_sync_attempts: new sync runs this flow run may start when runs fail.
         poll: how to poll the sync and ingest runs.
@@ -98,14 +101,16 @@ async def connect_source(
         },
     ]
     creds = await refreshed(ensure_credentials, force)(
-        scope,
-        source.source_id,
-        provider,
-        spec.credentials_secret,
-        secret_id,
-        spec.oauth.timeout_seconds,
-        force,
+        scope, source.source_id, provider, spec.credentials_secret, force
     )
+    if creds.credential_status != CredentialStatus.READY:  # OAuth: the flow run waits for consent
+        creds = await connect_oauth(
+            scope,
+            source.source_id,
+            provider,
+            timeout_seconds=spec.oauth.timeout_seconds,
+            secret_block=oauth_secret_block,
+        )
     steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
     connection = await refreshed(ensure_connection, force)(scope, source.source_id, spec.streams)
     steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
