@@ -10,7 +10,6 @@ from prefect import Task, flow, get_run_logger
 from pydantic import Field
 
 from splendor_api.models import AuthMode, CredentialStatus
-from splendor_flows.engine.errors import SpecError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.oauth import connect_oauth
 from splendor_flows.flows.pipeline import (
@@ -26,7 +25,7 @@ from splendor_flows.orchestration.connector_secrets import check_credentials, lo
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.connection import ensure_connection
-from splendor_flows.tasks.discover import ProviderDetails, discover_provider
+from splendor_flows.tasks.discover import check_streams, discover_provider, discover_streams
 from splendor_flows.tasks.provision import ensure_credentials
 from splendor_flows.tasks.source import check_checkpointed_source, ensure_source
 
@@ -37,16 +36,6 @@ R = TypeVar("R")
 def refreshed(task: Task[P, R], force: bool) -> Task[P, R]:
     """With `force` the step runs and overwrites its checkpoint; otherwise its cache settings hold."""
     return task.with_options(refresh_cache=True) if force else task
-
-
-def check_streams(spec: SourceSpec, provider: ProviderDetails) -> None:
-    unknown = sorted(set(spec.streams or []) - set(provider.default_streams))
-    if unknown:
-        raise SpecError(
-            spec.source_key,
-            f"streams: unknown stream(s) {', '.join(unknown)} for provider '{provider.provider_key}'; "
-            f"allowed: {', '.join(provider.default_streams)}",
-        )
 
 
 @flow(name="connect-source", log_prints=False)
@@ -79,8 +68,7 @@ async def connect_source(
     logger = get_run_logger()
     scope = await resolve_scope(spec.source_key, sync_id, credentials_block)
 
-    provider = await refreshed(discover_provider, force)(scope, spec.provider_key)
-    check_streams(spec, provider)
+    provider = await refreshed(discover_provider, force)(scope, spec.provider_key, spec.source_definition_id)
     if provider.auth_mode == AuthMode.API_KEY:
         # Check the credentials locally before the first mutating call.
         credentials = await load_connector_credentials(spec.source_key, spec.credentials_secret)
@@ -93,7 +81,7 @@ async def connect_source(
     steps = [
         {
             "step": "discover",
-            "result": f"{provider.provider_key} ({provider.auth_mode}, oauth {provider.oauth_mode})",
+            "result": f"{provider.label} ({provider.auth_mode}, oauth {provider.oauth_mode})",
         },
         {
             "step": "create",
@@ -112,6 +100,11 @@ async def connect_source(
             secret_block=oauth_secret_block,
         )
     steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
+    if spec.streams:
+        # The connector's streams (default or not) are known only from discover-schema, which needs
+        # ready credentials: no discovery call lists them before a source exists. So the check sits
+        # here, after provisioning and before the connection (the call that fixes the synced streams).
+        check_streams(spec, await discover_streams(scope, source.source_id))
     connection = await refreshed(ensure_connection, force)(scope, source.source_id, spec.streams)
     steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
 
