@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from splendor_flows.cli import fleet_commands
+from splendor_flows.cli import discover_commands, fleet_commands
 from splendor_flows.cli.console import CredentialsOption, cell, console, fail, run, show, warn
 
 app = typer.Typer(
@@ -223,6 +223,7 @@ def whoami(credentials_block: CredentialsOption = None) -> None:
 
 
 fleet_commands.register(app)
+discover_commands.register(app)
 
 
 def main() -> None:
