@@ -183,7 +183,9 @@ def test_custom_run_form_starts_a_run_that_completes(page: Page, ui: Ui) -> None
     assert [r["status"] for r in emu.runs("acme", created["source_id"])] == ["succeeded"]
 
 
-def test_oauth_run_suspends_and_the_resume_form_takes_the_secret_id(page: Page, ui: Ui, oauth_run: str) -> None:
+def test_oauth_run_suspends_and_the_resume_form_takes_the_secret_id(
+    page: Page, ui: Ui, oauth_run: str
+) -> None:
     emu = ui.stack.emulator
     run_id = oauth_run
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
