@@ -47,6 +47,21 @@ class StackError(RuntimeError):
     pass
 
 
+@dataclass
+class Outage:
+    """One stop and start of a stack component, in wall-clock seconds (comparable with Prefect's
+    timestamps); filled in as it happens."""
+
+    component: str
+    stopping_at: float  # the stop began: from here on clients may be refused
+    down_at: float = 0.0  # the process was gone
+    up_at: float = 0.0  # it answered again (health endpoint, or a new database connection)
+
+    @property
+    def seconds(self) -> float:
+        return self.up_at - self.stopping_at
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -104,6 +119,9 @@ class Stack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = cfg = config or StackConfig()
         self.workers: list[Proc] = []
+        # Set by start(); replaced by restart_server() / restart_postgres().
+        self.server: Proc | None = None
+        self.postgres: Proc | None = None
         self.startup_seconds = 0.0
         self.automation_ids: dict[str, str] = {}
         self.root = cfg.root.resolve()
@@ -223,11 +241,9 @@ class Stack:
             if not port_is_free(port):
                 raise StackError(f"port {port} for the {name} is in use (pass 0 for a free port)")
 
-        bindir = postgres.find_bindir()
         log.info("PostgreSQL: %s", self.pg.data_dir)
-        postgres.prepare(self.pg, bindir, self.logs / "initdb.log")
-        pg_proc = postgres.start(self.pg, bindir, self.procs, clean_env())
-        postgres.wait_ready(self.pg, pg_proc, timeout=60)
+        postgres.prepare(self.pg, postgres.find_bindir(), self.logs / "initdb.log")
+        self.postgres = self._start_postgres()
 
         log.info("emulator and Prefect server")
         emulator = self.procs.start(
@@ -240,20 +256,9 @@ class Stack:
             clean_env(),
             cfg.project_dir,
         )  # fmt: skip
-        server_env = self.cli_env | {
-            "PREFECT_HOME": str(self.root / "server"),
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
-            "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
-        } | cfg.extra_env  # fmt: skip
-        server = self.procs.start(
-            "server",
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)],
-            server_env,
-            cfg.project_dir,
-            home=self.root / "server",
-        )
+        self.server = self._start_server()
         self._wait_http(f"{self.emulator_url}/_emulator/health", emulator)
-        self._wait_http(f"{self.api_url}/health", server)
+        self._wait_http(f"{self.api_url}/health", self.server)
 
         log.info("work pool, deployments, automations, %d workers", cfg.workers)
         self._ensure_pool()
@@ -274,6 +279,27 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(deploy.pid, signal.SIGKILL)
                 deploy.wait()
+
+    def _start_postgres(self, replacing: Proc | None = None) -> Proc:
+        proc = postgres.start(self.pg, postgres.find_bindir(), self.procs, clean_env(), replacing)
+        postgres.wait_ready(self.pg, proc, timeout=60)
+        return proc
+
+    def _start_server(self, replacing: Proc | None = None) -> Proc:
+        cfg = self.config
+        server_env = self.cli_env | {
+            "PREFECT_HOME": str(self.root / "server"),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
+            "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
+        } | cfg.extra_env  # fmt: skip
+        return self.procs.start(
+            "server",
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)],
+            server_env,
+            cfg.project_dir,
+            home=self.root / "server",
+            replacing=replacing,
+        )
 
     def _start_deploy(self) -> "subprocess.Popen[bytes]":
         # In the background: it imports every flow (seconds) while the workers start.
@@ -347,6 +373,50 @@ class Stack:
                 return
             time.sleep(0.3)
         raise StackError(f"workers not online: {sorted(names)}")
+
+    @contextlib.contextmanager
+    def server_down(self) -> Iterator[Outage]:
+        """The Prefect server is stopped for the body of the block (as an upgrade or a crash-looping pod
+        would leave it), then started again on the same database and port. Workers and flow runs keep
+        running; whatever they send meanwhile is refused."""
+        assert self.server is not None, "the stack is not started"
+        old = self.server
+        outage = Outage("Prefect server", stopping_at=time.time())
+        old.stop()
+        outage.down_at = time.time()
+        try:
+            yield outage
+        finally:
+            # Also after a failing body: the other tests share this stack.
+            self.server = self._start_server(replacing=old)
+            self._wait_http(f"{self.api_url}/health", self.server)
+            outage.up_at = time.time()
+
+    @contextlib.contextmanager
+    def postgres_down(self) -> Iterator[Outage]:
+        """PostgreSQL is stopped (fast shutdown: open sessions are cut) for the body of the block, then
+        started again on the same cluster, as a failover or a minor-version upgrade would do. The Prefect
+        server stays up and answers what needs the database with 503s meanwhile."""
+        assert self.postgres is not None, "the stack is not started"
+        old = self.postgres
+        outage = Outage("PostgreSQL", stopping_at=time.time())
+        old.stop()
+        outage.down_at = time.time()
+        try:
+            yield outage
+        finally:
+            self.postgres = self._start_postgres(replacing=old)
+            outage.up_at = time.time()
+
+    def restart_server(self, down_seconds: float = 0.0) -> Outage:
+        with self.server_down() as outage:
+            time.sleep(down_seconds)
+        return outage
+
+    def restart_postgres(self, down_seconds: float = 0.0) -> Outage:
+        with self.postgres_down() as outage:
+            time.sleep(down_seconds)
+        return outage
 
     def check_alive(self) -> Proc | None:
         """The first child that has exited, if any."""

@@ -7,7 +7,9 @@ and the `postgres` user must reach the cluster's directory) and is removed after
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +99,31 @@ def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
         and m["status"] is not None
         and 200 <= m["status"] < 300
     )
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
+    """Poll `probe` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def polling_task(stack: Stack, run_id: str) -> bool:
+    """Whether the flow run is inside its poll step (waiting for its Splendor run)."""
+    tasks = stack.api("POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
+    return any(t["name"].startswith("poll") and t["state_type"] == "RUNNING" for t in tasks)
+
+
+def state_after(stack: Stack, run_id: str, state_type: str, after: float) -> dict[str, Any] | None:
+    for state in stack.run_states(run_id):
+        if state["type"] == state_type and seconds(state["timestamp"]) > after:
+            return state
+    return None
+
+
+def seconds(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
