@@ -451,14 +451,82 @@ class Stack:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """A run of `flow/deployment` (a bare name means flow and deployment share it, as here)."""
+    def deployment(self, deployment: str) -> dict[str, Any]:
+        """`flow/deployment` (a bare name means flow and deployment share it, as here)."""
         flow, _, name = deployment.partition("/")
-        dep = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
+        found: dict[str, Any] = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
+        return found
+
+    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """A run of `flow/deployment`, as `prefect deployment run` makes it."""
+        dep = self.deployment(deployment)
         run: dict[str, Any] = self.api(
             "POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters}
         )
         return run
+
+    def add_interval_schedule(
+        self, deployment: str, seconds: float, parameters: dict[str, Any], slug: str
+    ) -> dict[str, Any]:
+        """Add an active schedule every `seconds`, anchored now, with its own parameters, to a deployment.
+
+        Through the deployment's update (with slugs, as `prefect deploy` sends them), not a bare POST of
+        the schedule: the update marks the deployment changed, so the server's recent-deployments
+        scheduler (every 5 s) creates the runs at once instead of its main loop (every 60 s).
+        """
+        dep = self.deployment(deployment)
+        if not all(s.get("slug") for s in dep["schedules"]):
+            # Without slugs on every existing schedule the server would replace them all by this one.
+            raise StackError(f"{deployment} has schedules without a slug; refusing to replace them")
+        schedule = {
+            "slug": slug,
+            "active": True,
+            "parameters": parameters,
+            "schedule": {
+                "interval": seconds,
+                "anchor_date": datetime.now(UTC).isoformat(),
+                "timezone": "UTC",
+            },
+        }
+        self.api("PATCH", f"/deployments/{dep['id']}", json={"schedules": [schedule]})
+        schedules = self.api("GET", f"/deployments/{dep['id']}/schedules")
+        [added] = [s for s in schedules if s["slug"] == slug]
+        return dict(added)
+
+    def schedule_runs(self, deployment_id: str, schedule_id: str) -> list[dict[str, Any]]:
+        """Every flow run a schedule created (past, running and pre-created future ones)."""
+        body = {
+            "deployments": {"id": {"any_": [deployment_id]}},
+            # The scheduler pre-creates up to 100 future runs per schedule: stay under the API's page.
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": 200,
+        }
+        runs = self.api("POST", "/flow_runs/filter", json=body)
+        return [r for r in runs if (r.get("created_by") or {}).get("id") == schedule_id]
+
+    def remove_schedule(self, schedule: dict[str, Any], timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Delete a schedule and settle its runs: the server deletes its future ones, runs still waiting
+        (Late, or AwaitingConcurrencySlot, which the server keeps) are cancelled, and runs already
+        under way are waited for, so none of them holds the deployment's concurrency slot afterwards.
+        Returns the schedule's runs that remain, all final."""
+        deployment_id, schedule_id = str(schedule["deployment_id"]), str(schedule["id"])
+        self.api("DELETE", f"/deployments/{deployment_id}/schedules/{schedule_id}")
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.schedule_runs(deployment_id, schedule_id)
+            open_runs = [r for r in runs if r["state_type"] not in FINAL_STATES]
+            if not open_runs:
+                return runs
+            if time.monotonic() > deadline:
+                raise StackError(f"runs of schedule {schedule['slug']} still open: {open_runs}")
+            for run in open_runs:
+                if run["state_type"] == "SCHEDULED":
+                    self.api(
+                        "POST",
+                        f"/flow_runs/{run['id']}/set_state",
+                        json={"state": {"type": "CANCELLED", "message": "Its schedule was removed."}},
+                    )
+            time.sleep(0.5)
 
     def read_run(self, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = self.api("GET", f"/flow_runs/{run_id}")

@@ -88,17 +88,20 @@ def emulator_source(stack: Stack, source_key: str) -> tuple[int, list[dict[str, 
     return source["source_id"], runs
 
 
-def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
-    """Mutating calls on one source's route that Splendor accepted (from the emulator's call log)."""
+def call_statuses(stack: Stack, source_id: int, route_suffix: str) -> list[int | None]:
+    """HTTP statuses of the mutating calls on one source's route, in order (the emulator's call log);
+    None for a call whose connection was dropped."""
     mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
-    return sum(
-        1
+    return [
+        m["status"]
         for m in mutations
-        if m["route"].endswith(route_suffix)
-        and str(m["path_params"].get("source_id")) == str(source_id)
-        and m["status"] is not None
-        and 200 <= m["status"] < 300
-    )
+        if m["route"].endswith(route_suffix) and str(m["path_params"].get("source_id")) == str(source_id)
+    ]
+
+
+def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
+    """Mutating calls on one source's route that Splendor accepted."""
+    return sum(1 for s in call_statuses(stack, source_id, route_suffix) if s is not None and 200 <= s < 300)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:

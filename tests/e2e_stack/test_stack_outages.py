@@ -25,7 +25,8 @@ from .conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.e2e
+# Slow by nature: a real Splendor run must outlast the outage.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # 2 s per attempt plus 8 incomplete (Airbyte-retried) attempts: a Splendor run of about 24 s, which
 # covers reaching the poll step and the restart with room to spare on a busy machine.
