@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ class Stack:
         # The CLI fills in the process worker's default job template, which a bare REST call would not.
         self.prefect("work-pool", "create", POOL, "--type", "process")
 
-    def _start_worker(self, index: int) -> Proc:
+    def _start_worker(self, index: int, replacing: Proc | None = None) -> Proc:
         return self.procs.start(
             f"worker-{index}",
             [
@@ -342,6 +342,7 @@ class Stack:
             self.worker_env(index),
             self.config.project_dir,
             home=self.worker_home(index),
+            replacing=replacing,
         )  # fmt: skip
 
     @staticmethod
@@ -353,7 +354,8 @@ class Stack:
         position = self.workers.index(proc)
         proc.stop()
         since = datetime.now(UTC)
-        self.workers[position] = self._start_worker(position + 1)
+        # In the dead one's place, so check_alive() does not report the process this one replaces.
+        self.workers[position] = self._start_worker(position + 1, replacing=proc)
         self._wait_workers(since, [self.workers[position]])
         return self.workers[position]
 
@@ -466,9 +468,16 @@ class Stack:
         return run
 
     def add_interval_schedule(
-        self, deployment: str, seconds: float, parameters: dict[str, Any], slug: str
+        self,
+        deployment: str,
+        seconds: float,
+        parameters: dict[str, Any],
+        slug: str,
+        first_run_in: float | None = None,
     ) -> dict[str, Any]:
-        """Add an active schedule every `seconds`, anchored now, with its own parameters, to a deployment.
+        """Add an active schedule every `seconds`, with its own parameters, to a deployment; its first run
+        comes due `first_run_in` seconds from now (default: one interval). Keep that above 5 s: a slot
+        already past when the scheduler first looks is skipped.
 
         Through the deployment's update (with slugs, as `prefect deploy` sends them), not a bare POST of
         the schedule: the update marks the deployment changed, so the server's recent-deployments
@@ -484,7 +493,9 @@ class Stack:
             "parameters": parameters,
             "schedule": {
                 "interval": seconds,
-                "anchor_date": datetime.now(UTC).isoformat(),
+                "anchor_date": (
+                    datetime.now(UTC) + timedelta(seconds=seconds if first_run_in is None else first_run_in)
+                ).isoformat(),
                 "timezone": "UTC",
             },
         }

@@ -94,7 +94,8 @@ def test_a_sync_in_flight_survives_a_restart_of_the(stack: Stack, component: str
 
     assert done["state"]["type"] == "COMPLETED", done["state"]
     # Nothing of the stack died with the outage: the workers rode it out.
-    assert stack.check_alive() is None
+    dead = stack.check_alive()
+    assert dead is None, f"{dead.name} exited {dead.popen.returncode}:\n{dead.tail()}"
     # A long enough outage can make the zombie automation mark the live run Crashed (its heartbeats could
     # not be processed); the run still ends Completed, by its own process or by the resumed one.
     crashed = any(s["type"] == "CRASHED" for s in stack.run_states(run_id))
