@@ -398,7 +398,8 @@ class Stack:
     def postgres_down(self) -> Iterator[Outage]:
         """PostgreSQL is stopped (fast shutdown: open sessions are cut) for the body of the block, then
         started again on the same cluster, as a failover or a minor-version upgrade would do. The Prefect
-        server stays up and answers what needs the database with 503s meanwhile."""
+        server stays up and fails what needs the database meanwhile (HTTP 500 in 3.9.1, which its clients
+        do not retry: docs/deployments.md)."""
         assert self.postgres is not None, "the stack is not started"
         old = self.postgres
         outage = Outage("PostgreSQL", stopping_at=time.time())
@@ -481,7 +482,8 @@ class Stack:
 
         Through the deployment's update (with slugs, as `prefect deploy` sends them), not a bare POST of
         the schedule: the update marks the deployment changed, so the server's recent-deployments
-        scheduler (every 5 s) creates the runs at once instead of its main loop (every 60 s).
+        scheduler (every 5 s) creates the runs, not its main loop (every 60 s); measured 4.6 s against
+        0.6-43 s for a bare POST.
         """
         dep = self.deployment(deployment)
         if not all(s.get("slug") for s in dep["schedules"]):
