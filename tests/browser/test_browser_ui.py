@@ -92,19 +92,24 @@ def field_of(page: Page, label: str) -> Locator:
     return page.get_by_text(label, exact=True).locator("xpath=ancestor::div[fieldset][1]")
 
 
+def fill_optional(page: Page, label: str, value: str) -> None:
+    # An optional string is a choice between "str" and None in this form: pick str, then type.
+    field = field_of(page, f"{label} (Optional)")
+    field.get_by_role("tab", name="str", exact=True).click()
+    field.get_by_role("textbox").fill(value)
+
+
 def fill_spec(page: Page, source_key: str, iam_role_arn: str) -> None:
+    # provider_key is optional in the model (a catalog connector names source_definition_id instead).
+    fill_optional(page, "Provider Key", "stripe")
     for label, value in {
-        "Provider Key": "stripe",
         "Source Key": source_key,
         "Dataset Id": "payments",
         "Bucket": "acme-connectors",
         "Iam Role Arn": iam_role_arn,
     }.items():
         page.get_by_label(label, exact=True).fill(value)
-    # An optional string is a choice between "str" and None in this form: pick str, then type.
-    credentials = field_of(page, "Credentials Secret (Optional)")
-    credentials.get_by_role("tab", name="str", exact=True).click()
-    credentials.get_by_role("textbox").fill(SECRET_BLOCK)
+    fill_optional(page, "Credentials Secret", SECRET_BLOCK)
 
 
 def test_custom_run_form_shows_the_spec_and_refuses_a_bad_arn(page: Page, ui: Ui) -> None:
