@@ -5,12 +5,15 @@ task (a task that pauses and times out gets retried, publishes a second consent 
 pause again): this step only says whether their credentials are ready; `flows/oauth.py` does the rest.
 """
 
+from typing import Any
+
 from prefect import get_run_logger, task
 
 from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
 from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.results import CredentialState
+from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope, step_options
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
@@ -22,10 +25,8 @@ async def credential_status(client: SplendorClient, source_id: int) -> str:
 
 
 async def _provision_api_key(
-    client: SplendorClient, scope: Scope, source_id: int, provider: ProviderDetails, secret_block: str | None
+    client: SplendorClient, scope: Scope, source_id: int, config: dict[str, Any], secret_block: str | None
 ) -> None:
-    config = await load_connector_credentials(scope.source_key, secret_block)
-    check_credentials(scope.source_key, config, provider.connection_specification)
     try:
         result = await client.provision(source_id, config)
     except OutcomeUnknown:
@@ -60,13 +61,27 @@ async def ensure_credentials(
     logger = get_run_logger()
     async with open_client(scope.credentials_block) as client:
         status = await credential_status(client, source_id)
-        if status == CredentialStatus.READY and not force:
+        if provider.auth_mode == AuthMode.OAUTH:
+            # Ready or not, consent is the flow run's business (flows/oauth.py).
+            return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+        config = await load_connector_credentials(scope.source_key, credentials_secret)
+        check_credentials(scope.source_key, config, provider.connection_specification)
+        # Splendor never shows credentials back: whether the ones it holds are the spec's is known only
+        # from the fingerprint of what was last submitted. Same credentials: nothing to do. Other ones
+        # (an edited Secret block or credentials_secret) or no record: submit them, so the edit takes effect.
+        applied = await fingerprints.read_one(scope.tenant, scope.source_key)
+        if (
+            status == CredentialStatus.READY
+            and not force
+            and applied
+            and fingerprints.matches(applied, config)
+        ):
             logger.info("Credentials of source %s are already ready", source_id)
             return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
-        if provider.auth_mode == AuthMode.OAUTH:
-            # Not ready: the flow collects consent (and finishes this step) outside any task.
-            return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
-        await _provision_api_key(client, scope, source_id, provider, credentials_secret)
+        await _provision_api_key(client, scope, source_id, config, credentials_secret)
+        await fingerprints.save(
+            scope.tenant, scope.source_key, fingerprints.new_fingerprint(config, credentials_secret or "")
+        )
         status = await credential_status(client, source_id)
     if status != CredentialStatus.READY:
         raise PermanentStepError(

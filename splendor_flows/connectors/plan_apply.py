@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from splendor_api import SplendorClient, models
 from splendor_api.models import AuthMode
-from splendor_flows.connectors import fingerprints
-from splendor_flows.connectors.fingerprints import Fingerprint
+from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.fingerprints import Fingerprint
 from splendor_flows.specs.connectors_file import ConnectorsFile, load_connectors
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.source import config_drift
