@@ -130,7 +130,7 @@ async def _recorded_start(
         ctx.report.log(
             "info", f"Attempt {attempt} already started run {run.run_id} (shared run records): attaching"
         )
-        return _started(run, attempt, attached=True), run
+        return _started(run, attempt, attached=True, recorded=True), run
     found = await _runs_since(ctx, source_id, prior.requested_at)
     if found is None:
         raise PermanentStepError(
@@ -152,11 +152,13 @@ async def _recorded_start(
         "warning", f"Attempt {attempt}'s start answer was lost; run {run.run_id} is the one it started"
     )
     await _record(ctx, attempt, prior.requested_at, run_id=run.run_id)
-    return _started(run, attempt, attached=True), run
+    return _started(run, attempt, attached=True, recorded=True), run
 
 
-def _started(run: models.ConnectorRun, attempt: int, *, attached: bool) -> StartedRun:
-    return StartedRun(run_id=run.run_id, attempt=attempt, attached=attached, status=run.status)
+def _started(run: models.ConnectorRun, attempt: int, *, attached: bool, recorded: bool = False) -> StartedRun:
+    return StartedRun(
+        run_id=run.run_id, attempt=attempt, attached=attached, status=run.status, recorded=recorded
+    )
 
 
 def check_status_known(ctx: SourceContext, run: models.ConnectorRun) -> None:
@@ -294,8 +296,9 @@ async def sync_attempts(
 
     Each attempt's start checkpoint names its run. On resume a run in flight is attached to (its
     wait has no checkpoint yet), a succeeded one ends the loop, a failed or cancelled one makes the
-    next attempt start a new run. Attempts that came back whole from checkpoints do not count
-    against this run's `max_sync_attempts`; MAX_TOTAL_ATTEMPTS bounds them all.
+    next attempt start a new run. Attempts that came back whole (from checkpoints, or from the run
+    records when this worker has no checkpoints) do not count against this run's
+    `max_sync_attempts`; MAX_TOTAL_ATTEMPTS bounds them all.
     """
     done = Attempts()
     new_attempts = 0
@@ -308,7 +311,12 @@ async def sync_attempts(
         done.resumed = done.resumed or start_cached or started.attached
         if not wait_cached:
             done.polls += finished.polls
-        if not (start_cached and wait_cached):
+        # An attempt comes back whole when an earlier process started it and its run had ended before
+        # this one looked: from checkpoints, or (on a worker without them) from the shared run records.
+        # Counting those would leave a resume elsewhere no budget at all.
+        earlier = start_cached or started.recorded
+        ended = wait_cached or (started.recorded and started.status in RUN_TERMINAL)
+        if not (earlier and ended):
             new_attempts += 1
         if finished.status == RunStatus.SUCCEEDED:
             return done

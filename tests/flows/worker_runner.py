@@ -30,8 +30,10 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
             source_key=job["source_key"], sync_id=job["sync_id"], poll=FAST_POLL, return_state=True
         )
     result = await state.aresult(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        return {"state": state.type.value, "message": str(result), "summary": None}
     summary = result.model_dump(mode="json") if state.is_completed() else None
-    message = str(result) if isinstance(result, BaseException) else state.message
+    message = state.message
     return {"state": state.type.value, "message": message, "summary": summary}
 
 

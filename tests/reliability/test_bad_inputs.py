@@ -148,7 +148,7 @@ async def test_credentials_failing_connector_schema_name_field_not_value(emulato
     ("params", "names"),
     [
         ({"source_key": "never-connected"}, "no such source in the tenant"),
-        ({"source_key": "../../etc"}, "no such source in the tenant"),
+        ({"source_key": "../../etc"}, "source_key '../../etc' is not allowed"),
         ({"source_key": "x", "trigger": "sometimes"}, "trigger"),
         ({"source_key": "x", "max_sync_attempts": 0}, "max_sync_attempts"),
     ],
