@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_HOST ?= 127.0.0.1
 export PREFECT_SERVER_PORT ?= 4200
 
-.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench soak emulator clean
+.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench bench-sharded soak emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# The sharded fleet on the stack: N sources on 1, 2 and 4 workers, and the floor (docs/fleet.md).
+# BENCH_N=1000 for a thousand sources; BENCH_SHARDED_ARGS="--workers 1,2" for fewer stacks.
+bench-sharded: $(STAMP)
+	$(PY) -m bench.sharded $(BENCH_SHARDED_ARGS)
+
 # A local Prefect server with its SQLite database under $(PREFECT_HOME); UI at http://127.0.0.1:4200.
 server: $(STAMP)
 	$(VENV)/bin/prefect server start --host $(PREFECT_SERVER_HOST) --port $(PREFECT_SERVER_PORT)
@@ -53,11 +58,17 @@ serve: $(STAMP)
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api} \
 		$(PY) -m splendor_flows.deployments.serve $(SERVE_ARGS)
 
-# Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing).
+# Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing), and
+# the tenant's `splendor-api-<tenant>` global concurrency limit (SPLENDOR_API_LIMIT slots, default 50)
+# when missing: it bounds the calls to Splendor in flight across every worker.
+SPLENDOR_API_LIMIT ?= 50
 deploy: $(STAMP)
 	@export PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api}; \
 	$(VENV)/bin/prefect work-pool inspect splendor-local >/dev/null 2>&1 || \
 		$(VENV)/bin/prefect work-pool create splendor-local --type process; \
+	limit=splendor-api-$${SPLENDOR_TENANT_ID:-acme}; \
+	$(VENV)/bin/prefect gcl inspect $$limit >/dev/null 2>&1 || \
+		$(VENV)/bin/prefect gcl create $$limit --limit $(SPLENDOR_API_LIMIT); \
 	$(VENV)/bin/prefect --no-prompt deploy --all && \
 	echo "Now start a worker: PREFECT_API_URL=$$PREFECT_API_URL $(VENV)/bin/prefect worker start --pool splendor-local"
 

@@ -4,17 +4,22 @@ Bounds and isolation:
 - API concurrency: one HTTP client and one `RateGate` for the whole fleet, sized `max_concurrency`.
   Every source's requests queue on it, and a 503/429 `Retry-After` seen by any source closes it
   for all of them (the backend is shedding load: the others backing off is the point).
-- Across flow runs: when the Prefect global concurrency limit named `concurrency_limit` exists,
-  the fleet holds min(max_concurrency, limit) of its slots for its whole duration. One acquire per
-  fleet, not one per request: slot acquisition is a server round trip with polling, far too slow to
-  wrap each of thousands of calls. A limit of 0 can never grant a slot, so the fleet refuses it at
-  once instead of waiting forever.
+- Across flow runs and workers: when the Prefect global concurrency limit named `concurrency_limit`
+  (per tenant: `splendor-api-<tenant>`) exists, the fleet, or each shard of a sharded fleet, holds
+  its share of the slots for its whole duration: min(max_concurrency, limit // shards). One acquire
+  per run, not one per request: slot acquisition is a server round trip with polling, far too slow
+  to wrap each of thousands of calls. A limit of 0 can never grant a slot, so the fleet refuses it
+  at once instead of waiting forever.
+- Shards (`shards` > 1): a parent run starts one child run per shard (flows/fleet_shards.py); each
+  child syncs the sources whose stable hash falls in its shard (`shard_of`). A 503 seen by one
+  shard pauses the others too (orchestration/shared_pause.py).
 - Failures: each source is its own task run; a failing source is recorded and the rest go on. The
   flow fails at the end, after the summary artifact is published, if any source failed.
 """
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -29,7 +34,7 @@ from prefect.artifacts import (
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from splendor_api import ConfigError, RateGate, SplendorClient, models
 from splendor_flows.engine.polling import PollOptions
@@ -39,6 +44,7 @@ from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
 from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints, call_task
 from splendor_flows.orchestration.runtime import current_runtime
+from splendor_flows.orchestration.shared_pause import SharedPause
 from splendor_flows.specs.connectors_file import load_connectors
 from splendor_flows.tasks.fleet_source import (
     FLEET,
@@ -51,6 +57,33 @@ from splendor_flows.tasks.fleet_source import (
 from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
+# `{tenant}` is replaced by the credentials' tenant: one limit bounds every fleet of that tenant.
+DEFAULT_CONCURRENCY_LIMIT = "splendor-api-{tenant}"
+# The default child deployment of a sharded fleet (prefect.yaml): the same flow, without the one-run
+# limit of `sync-fleet`, which would keep the children queued behind their own parent forever.
+DEFAULT_SHARD_DEPLOYMENT = "sync-fleet/sync-fleet-shard"
+MAX_SHARDS = 64
+# Slots of the global limit are leased; a shard whose worker died gives its slots back when the lease
+# runs out (Prefect's minimum, renewed every 45 s while the shard lives), so a resumed shard waits at
+# most about this long for them.
+SLOT_LEASE_SECONDS = 60.0
+
+
+def shard_of(source_key: str, shards: int) -> int:
+    """The shard a source belongs to: stable across runs, machines and Python processes (no `hash()`,
+    which is salted per process), so a re-run sends every source to the same shard and sync_id."""
+    digest = hashlib.sha256(source_key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def shard_sync_id(sync_id: str, shard: int) -> str:
+    """A child's sync_id: its checkpoints and start records are keyed on it, so a re-run of the parent
+    (same sync_id) finds them again."""
+    return f"{sync_id}-shard{shard}"
+
+
+def limit_name(template: str | None, tenant: str) -> str | None:
+    return template.replace("{tenant}", tenant) if template else None
 
 
 class FleetOptions(BaseModel):
@@ -63,7 +96,35 @@ class FleetOptions(BaseModel):
     max_sync_attempts: int = Field(default=2, ge=1, le=MAX_TOTAL_ATTEMPTS)
     poll: PollOptions = PollOptions()
     wait_for_ingest: bool = False
-    concurrency_limit: str | None = "splendor-api"
+    concurrency_limit: str | None = DEFAULT_CONCURRENCY_LIMIT
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
+    shard: int | None = Field(default=None, ge=0)
+    shard_deployment: str = DEFAULT_SHARD_DEPLOYMENT
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> "FleetOptions":
+        if self.shard is not None and self.shard >= self.shards:
+            raise ValueError(
+                f"shard {self.shard} is out of range for {self.shards} shard(s) (0-{self.shards - 1})"
+            )
+        return self
+
+    @property
+    def is_parent(self) -> bool:
+        return self.shards > 1 and self.shard is None
+
+
+class ShardRun(BaseModel):
+    """One child run of a sharded fleet, as its parent saw it end."""
+
+    shard: int
+    flow_run_id: str
+    flow_run_name: str
+    state: str
+    sources: int
+    succeeded: int
+    failed: int
+    rescheduled: bool = False
 
 
 class FleetSummary(BaseModel):
@@ -74,8 +135,11 @@ class FleetSummary(BaseModel):
     failed: int
     resumed: int
     refresh_calls: int
+    # Slots of the global limit this run held (a sharded parent holds none: its children do).
     api_slots: int
     outcomes: list[SourceOutcome]
+    shard: int | None = None
+    shard_runs: list[ShardRun] = []
 
 
 class FleetFailed(RuntimeError):
@@ -94,8 +158,13 @@ class ConcurrencyLimitClosed(ConfigError):
 
 
 @contextlib.asynccontextmanager
-async def fleet_slots(limit_name: str | None, wanted: int) -> AsyncIterator[int]:
-    """Hold this fleet's share of the tenant-wide limit, when one exists; yields the slots to use."""
+async def fleet_slots(limit_name: str | None, wanted: int, shards: int = 1) -> AsyncIterator[int]:
+    """Hold this fleet's share of the tenant-wide limit, when one exists; yields the slots to use.
+
+    A shard takes limit // shards (at least 1), so the shards of one fleet run side by side instead of
+    the first one taking every slot and the others waiting for it to finish; together they never hold
+    more than the limit, so calls in flight across all workers stay within it.
+    """
     logger = get_run_logger()
     if limit_name:
         async with get_client() as prefect:
@@ -111,9 +180,9 @@ async def fleet_slots(limit_name: str | None, wanted: int) -> AsyncIterator[int]
                     f"(`prefect gcl disable {limit_name}`), or run with another concurrency_limit "
                     "(empty: no shared limit)"
                 )
-            slots = min(wanted, limit.limit)
+            slots = min(wanted, max(1, limit.limit // shards))
             logger.info("Taking %s slot(s) of global concurrency limit '%s'", slots, limit_name)
-            async with concurrency(limit_name, occupy=slots, strict=True):
+            async with concurrency(limit_name, occupy=slots, strict=True, lease_duration=SLOT_LEASE_SECONDS):
                 yield slots
             return
         logger.info("No active global concurrency limit '%s': bounding this run alone", limit_name)
@@ -180,20 +249,26 @@ def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
             "attempts": o.sync_attempts,
             "refresh_calls": o.refresh_calls,
             "ingest": o.ingest_status,
+            "resumed": o.resumed,
             "note": o.error or "; ".join(o.warnings),
         }
         for o in ordered
     ]
 
 
+def _shard_label(summary: FleetSummary) -> str:
+    return "" if summary.shard is None else f" (shard {summary.shard})"
+
+
 async def publish(summary: FleetSummary) -> None:
+    title = f"Fleet sync{_shard_label(summary)}: {summary.succeeded} of {summary.sources} sources succeeded"
     failed = [o for o in summary.outcomes if o.status == SourceStatus.FAILED]
     lines = "\n".join(f"- `{o.source_key}`: {o.error}" for o in failed[:50]) or "- none"
     more = f"\n- … and {len(failed) - 50} more (see the table)" if len(failed) > 50 else ""
     await acreate_markdown_artifact(
         key="splendor-fleet-summary",
         description="Fleet sync summary",
-        markdown=f"""# Fleet sync: {summary.succeeded} of {summary.sources} sources succeeded
+        markdown=f"""# {title}
 
 | tenant | sync_id (re-run with it to resume) | failed | resumed | refresh calls |
 |---|---|---|---|---|
@@ -212,18 +287,35 @@ async def publish(summary: FleetSummary) -> None:
 
 
 async def run_fleet(options: FleetOptions) -> FleetSummary:
+    """The fleet in this flow run: every selected source, or those of one shard (`options.shard`)."""
     logger = get_run_logger()
     specs = load_connectors(options.connectors_file).select(options.only)
     keys = [spec.source_key for spec in specs]
+    if options.shard is not None:
+        keys = [key for key in keys if shard_of(key, options.shards) == options.shard]
     config = await load_config(options.credentials_block)
     tenant = config.tenant
     sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
-    logger.info("Fleet of %s source(s) for tenant %s, sync_id=%s", len(keys), tenant, sync_id)
+    where = "" if options.shard is None else f" (shard {options.shard} of {options.shards})"
+    logger.info("Fleet of %s source(s)%s for tenant %s, sync_id=%s", len(keys), where, tenant, sync_id)
     history = run_history()
-    async with fleet_slots(options.concurrency_limit, options.max_concurrency) as slots:
+    limit = limit_name(options.concurrency_limit, tenant)
+    async with fleet_slots(limit, options.max_concurrency, options.shards) as slots:
         config = config.model_copy(update={"max_concurrency": slots})
-        gate = RateGate(slots)
-        async with SplendorClient(config, gate=gate, transport=current_runtime().transport) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            gate: RateGate
+            if options.shard is not None:
+                # Other shards of this fleet run in other processes: share 503 pauses with them.
+                label = f"shard {options.shard} of {options.shards}, sync_id {sync_id}"
+                pause = await stack.enter_async_context(
+                    SharedPause(config.api_base, tenant, label, slots).running()
+                )
+                gate = pause.gate
+            else:
+                gate = RateGate(slots)
+            client = await stack.enter_async_context(
+                SplendorClient(config, gate=gate, transport=current_runtime().transport)
+            )
             await client.preflight()
             # One listing for the whole fleet: per-source lookups would list every source N times.
             remote = {s.source_key: s for s in await client.list_sources()}
@@ -256,6 +348,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
         refresh_calls=sum(o.refresh_calls for o in outcomes),
         api_slots=slots,
         outcomes=outcomes,
+        shard=options.shard,
     )
     await publish(summary)
     if failed:

@@ -1,8 +1,11 @@
-"""sync_fleet: sync every source of a connectors file concurrently, in one flow run.
+"""sync_fleet: sync every source of a connectors file concurrently, in one flow run or in shards.
 
 Each source is one task run that does start → poll → enqueue itself (see tasks/fleet_source.py for why
 not one task per step), with the same remote reads and the same checkpoint keys as `sync_source`, so a
 source that fails here can be resumed by `sync_source(source_key, sync_id=<this run's sync_id>)`.
+
+With `shards` > 1 the run is a parent: it starts one child run of `shard_deployment` per shard, which
+any worker of the pool can take (flows/fleet_shards.py), and summarises them.
 
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
@@ -12,7 +15,14 @@ from typing import Literal
 from prefect import flow
 
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.fleet import FleetOptions, FleetSummary, run_fleet
+from splendor_flows.flows.fleet import (
+    DEFAULT_CONCURRENCY_LIMIT,
+    DEFAULT_SHARD_DEPLOYMENT,
+    FleetOptions,
+    FleetSummary,
+    run_fleet,
+)
+from splendor_flows.flows.fleet_shards import run_sharded
 
 
 @flow(name="sync-fleet", log_prints=False)
@@ -26,7 +36,10 @@ async def sync_fleet(
     max_sync_attempts: int = 2,
     poll: PollOptions = PollOptions(),
     wait_for_ingest: bool = False,
-    concurrency_limit: str | None = "splendor-api",
+    concurrency_limit: str | None = DEFAULT_CONCURRENCY_LIMIT,
+    shards: int = 1,
+    shard: int | None = None,
+    shard_deployment: str = DEFAULT_SHARD_DEPLOYMENT,
 ) -> FleetSummary:
     """Sync the sources of a connectors file; one source failing does not stop the others.
 
@@ -40,8 +53,13 @@ async def sync_fleet(
         max_sync_attempts: new sync runs a source may start in this flow run when runs fail.
         poll: how to poll runs (cap and deadline); earlier durations of each source refine it.
         wait_for_ingest: also wait until each source's ingestion is `ready`.
-        concurrency_limit: Prefect global concurrency limit shared by all fleets of the tenant; when
-            it exists, this run holds min(max_concurrency, its limit) slots for its duration.
+        concurrency_limit: Prefect global concurrency limit shared by every fleet and shard of the
+            tenant (`{tenant}` is replaced by the tenant id); when it exists, this run holds
+            min(max_concurrency, limit // shards) slots for its duration. Empty: no shared limit.
+        shards: split the sources into this many child runs, which any worker of the pool may take.
+            1 syncs every source in this run.
+        shard: set by the parent run on its children (0 to shards - 1); leave empty.
+        shard_deployment: the deployment (`flow/deployment`) the parent starts its children on.
     """
     options = FleetOptions(
         connectors_file=connectors_file,
@@ -54,5 +72,10 @@ async def sync_fleet(
         poll=poll,
         wait_for_ingest=wait_for_ingest,
         concurrency_limit=concurrency_limit,
+        shards=shards,
+        shard=shard,
+        shard_deployment=shard_deployment,
     )
+    if options.is_parent:
+        return await run_sharded(options)
     return await run_fleet(options)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from stack.core import REPO, Stack, StackConfig, StackError
+from stack.core import DEFAULT_API_LIMIT, REPO, Stack, StackConfig, StackError
 
 log = logging.getLogger("stack")
 
@@ -36,6 +36,13 @@ def parse(argv: list[str] | None) -> StackConfig:
     parser.add_argument("--worker-poll-seconds", type=float, default=10.0, help="worker polling interval")
     parser.add_argument("--heartbeat-seconds", type=int, default=30, help="flow-run heartbeats (>= 30)")
     parser.add_argument("--zombie-within", type=float, default=None, help="override the zombie window (s)")
+    parser.add_argument(
+        "--api-limit",
+        type=int,
+        default=DEFAULT_API_LIMIT,
+        help=f"slots of the splendor-api-<tenant> global concurrency limit, created when missing "
+        f"(default {DEFAULT_API_LIMIT}; a negative value creates none)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="disable the Prefect UI")
     parser.add_argument("--fresh", action="store_true", help="wipe --root first (database included)")
     parser.add_argument("emulator_args", nargs="*", help="after `--`: extra emulator arguments")
@@ -52,6 +59,7 @@ def parse(argv: list[str] | None) -> StackConfig:
         worker_poll_seconds=args.worker_poll_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         zombie_within_seconds=args.zombie_within,
+        api_limit=args.api_limit if args.api_limit >= 0 else None,
         ui=not args.no_ui,
         fresh=args.fresh,
         emulator_args=tuple(args.emulator_args),

@@ -36,6 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PREFECT = str(BIN / "prefect")
 POOL = "splendor-local"
+# Calls to Splendor in flight at once per tenant, across every worker: the global concurrency limit
+# `splendor-api-<tenant>` that the fleet (and each of its shards) takes its slots from.
+DEFAULT_API_LIMIT = 50
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # Long unix socket paths do not fit in sockaddr_un (107 bytes on Linux).
 MAX_SOCKET_PATH = 100
@@ -106,6 +109,9 @@ class StackConfig:
     # Extra variables for the server and the workers (e.g. shorter slot waits in tests).
     extra_env: dict[str, str] = field(default_factory=dict)
     tenant: str = "acme"
+    # The tenant's `splendor-api-<tenant>` limit, created when missing (an existing one is left as the
+    # operator set it). None creates none.
+    api_limit: int | None = DEFAULT_API_LIMIT
     # The emulator's default admin token; it reaches flow runs only through the workers' environment.
     token: str = "acme-admin-token"
     # Wipe `root` first (a stack of the same root must not be running).
@@ -262,6 +268,8 @@ class Stack:
 
         log.info("work pool, deployments, automations, %d workers", cfg.workers)
         self._ensure_pool()
+        if cfg.api_limit is not None:
+            self.ensure_api_limit(cfg.api_limit)
         deploy = self._start_deploy() if cfg.deploy else None
         try:
             since = datetime.now(UTC)
@@ -331,6 +339,19 @@ class Stack:
             return
         # The CLI fills in the process worker's default job template, which a bare REST call would not.
         self.prefect("work-pool", "create", POOL, "--type", "process")
+
+    @property
+    def api_limit_name(self) -> str:
+        return f"splendor-api-{self.config.tenant}"
+
+    def ensure_api_limit(self, limit: int, *, update: bool = False) -> None:
+        """Create the tenant's global concurrency limit; with `update`, also set an existing one."""
+        existing = httpx.get(f"{self.api_url}/v2/concurrency_limits/{self.api_limit_name}", timeout=30)
+        if existing.status_code == 200:
+            if update:
+                self.api("PATCH", f"/v2/concurrency_limits/{self.api_limit_name}", json={"limit": limit})
+            return
+        self.api("POST", "/v2/concurrency_limits/", json={"name": self.api_limit_name, "limit": limit})
 
     def _start_worker(self, index: int, replacing: Proc | None = None) -> Proc:
         return self.procs.start(
@@ -593,6 +614,12 @@ class Stack:
             worker_lines,
             f"  Results          {self.results}  (shared by every worker)",
             f"  Automations      {', '.join(self.automation_ids) or 'none'}",
+            f"  API limit        global concurrency limit {self.api_limit_name}"
+            + (
+                f" (created with {cfg.api_limit} slots when missing)"
+                if cfg.api_limit is not None
+                else ": not created"
+            ),
             f"  Logs             {self.logs}/",
             f"  CLI              export PREFECT_API_URL={self.api_url}",
             f"  Stop             Ctrl-C here, or kill -TERM {os.getpid()}",

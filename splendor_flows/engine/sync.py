@@ -19,7 +19,7 @@ from splendor_flows.engine.history import run_age, run_duration
 from splendor_flows.engine.polling import Expectation, PollGuard, PollOptions, PollPlan
 from splendor_flows.engine.report import Event, Reporter
 from splendor_flows.engine.results import FinishedRun, StartedRun
-from splendor_flows.engine.run_records import StartRecord, pipeline_of
+from splendor_flows.engine.run_records import SourceRuns, StartRecord, pipeline_of
 from splendor_flows.engine.scope import ScopeLike, Step
 
 # How often a start with an unknown outcome is sent again within one step.
@@ -37,12 +37,16 @@ async def start_or_attach(
     run) and the start is recorded before it is sent, again once its run id is known, and withdrawn
     when the API refused it.
     """
+    known: SourceRuns | None = None
     if ctx.records is not None:
-        recorded = await _recorded_start(ctx, source_id, attempt)
+        known = await ctx.records.read(ctx.scope)
+        recorded = await _recorded_start(ctx, source_id, attempt, known)
         if recorded is not None:
             return recorded
     requested_at = ctx.clock.now()
-    await _record(ctx, attempt, requested_at, run_id=None)
+    # The records were read just now: writing over that read saves a Prefect API call per source, which
+    # a fleet of a thousand sources pays a thousand times; later writes read again to merge.
+    await _record(ctx, attempt, requested_at, run_id=None, known=known)
     tries = _Tries()
     try:
         return await _start(ctx, source_id, attempt, trigger, requested_at, tries)
@@ -114,10 +118,16 @@ async def _start(
 CLOCK_SKEW = timedelta(seconds=5)
 
 
-async def _record(ctx: SourceContext, attempt: int, requested_at: datetime, run_id: int | None) -> None:
+async def _record(
+    ctx: SourceContext,
+    attempt: int,
+    requested_at: datetime,
+    run_id: int | None,
+    known: SourceRuns | None = None,
+) -> None:
     if ctx.records is None:
         return
-    runs = await ctx.records.read(ctx.scope)
+    runs = known if known is not None else await ctx.records.read(ctx.scope)
     start = StartRecord(
         pipeline=pipeline_of(ctx.scope), attempt=attempt, requested_at=requested_at, run_id=run_id
     )
@@ -175,11 +185,11 @@ def _ambiguous(ctx: SourceContext, attempt: int, runs: list[models.ConnectorRun]
 
 
 async def _recorded_start(
-    ctx: SourceContext, source_id: int, attempt: int
+    ctx: SourceContext, source_id: int, attempt: int, runs: SourceRuns
 ) -> tuple[StartedRun, models.ConnectorRun] | None:
     """The run this attempt already started, by the shared records; None when it never sent a start."""
     assert ctx.records is not None
-    prior = (await ctx.records.read(ctx.scope)).find(pipeline_of(ctx.scope), attempt)
+    prior = runs.find(pipeline_of(ctx.scope), attempt)
     if prior is None:
         return None
     if prior.run_id is not None:

@@ -6,7 +6,10 @@ attempt numbers, digests of sync_ids and timestamps: nothing secret.
 """
 
 import asyncio
+import contextlib
 import hashlib
+import weakref
+from collections.abc import AsyncIterator
 
 import httpx
 from prefect import get_client
@@ -19,6 +22,24 @@ from splendor_flows.engine.scope import ScopeLike
 
 TAG = "splendor-run-record"
 PREFIX = "splendor-runs-"
+# Record calls in flight at once per event loop. Prefect's client pools 16 connections and keeps 8 alive:
+# a fleet recording the starts of hundreds of sources at once would queue hundreds of requests inside
+# that pool, whose bookkeeping grows with the square of its queue (a fifth of a 200-source shard's CPU
+# when measured), and open connections only to close them. They wait here instead, on a semaphore.
+CALLS_AT_ONCE = 8
+_SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def _slot() -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(CALLS_AT_ONCE)
+    async with slots:
+        yield
 
 
 def variable_name(scope: ScopeLike) -> str:
@@ -27,26 +48,42 @@ def variable_name(scope: ScopeLike) -> str:
 
 
 class PrefectRunRecords:
+    def __init__(self) -> None:
+        # Variables this instance last read as missing: written with a create first, not an update that
+        # answers 404 (a failed call the server pays for too, once per source of a fleet).
+        self._missing: set[str] = set()
+
     async def read(self, scope: ScopeLike) -> SourceRuns:
-        async with get_client() as client:
-            variable = await client.read_variable_by_name(variable_name(scope))
+        name = variable_name(scope)
+        async with _slot(), get_client() as client:
+            variable = await client.read_variable_by_name(name)
+        if variable is None:
+            self._missing.add(name)
+        else:
+            self._missing.discard(name)
         return SourceRuns.model_validate(variable.value) if variable and variable.value else SourceRuns()
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
         name = variable_name(scope)
         value = runs.model_dump(mode="json")
-        async with get_client() as client:
-            # Update first (the common case); a missing variable answers 404, then it is created. Two
-            # writers creating it at once: the loser's create fails with 409 and it updates instead.
+        create_first = name in self._missing
+        async with _slot(), get_client() as client:
+            # Update first when the variable was there at the last read; a missing one answers 404, then
+            # it is created. Two writers creating it at once: the loser's create fails with 409 and it
+            # updates instead.
             for _ in range(2):
-                try:
-                    await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
-                    return
-                except httpx.HTTPStatusError as exc:
-                    if exc.response.status_code != 404:
-                        raise
+                if not create_first:
+                    try:
+                        await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
+                        self._missing.discard(name)
+                        return
+                    except httpx.HTTPStatusError as exc:
+                        if exc.response.status_code != 404:
+                            raise
+                create_first = False
                 try:
                     await client.create_variable(VariableCreate(name=name, value=value, tags=[TAG]))
+                    self._missing.discard(name)
                     return
                 except ObjectAlreadyExists:
                     continue

@@ -247,11 +247,6 @@ def _fingerprint(emulator: Emulator, source_id: int) -> str:
     return credential.fingerprint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks/provision.py: ensure_credentials returns early when credential_status is ready, so "
-    "a re-run for an edited credentials_secret never sends the new secret",
-)
 async def test_edited_credentials_secret_is_provisioned_on_resume(
     emulator: Emulator, source_key: str, stripe_secret: str
 ) -> None:

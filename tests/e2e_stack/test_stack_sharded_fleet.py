@@ -1,0 +1,119 @@
+"""A fleet that outgrows one worker: `sync-fleet` with shards=2 on the stack's two workers.
+
+The parent deployment run starts one `sync-fleet-shard` run per shard; the workers take them, each
+syncs its half of the sources, and the parent summarises them. A second parent run with the same
+sync_id gets the same children back (idempotency keys) and starts nothing.
+"""
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.seed import bench_spec, connectors_yaml, onboard
+from splendor_api import SplendorClient, SplendorConfig
+from splendor_flows.flows.fleet import shard_of, shard_sync_id
+from stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+SOURCES = 20
+SHARDS = 2
+
+
+def onboard_fleet(stack: Stack, prefix: str, count: int) -> tuple[Path, dict[str, int]]:
+    """Sources created straight through the API (the setup, not what is tested) and their file."""
+    specs = [bench_spec(i, source_key=f"{prefix}-{i:02d}") for i in range(count)]
+    config = SplendorConfig(
+        api_base=stack.emulator_url, tenant_id=stack.config.tenant, token=stack.config.token
+    )
+
+    async def create() -> dict[str, int]:
+        async with SplendorClient(config) as client:
+            return await onboard(client, specs)
+
+    ids = asyncio.run(create())
+    path = stack.root / f"{prefix}-connectors.yaml"  # absolute: the workers read it from their own cwd
+    path.write_text(connectors_yaml(specs))
+    return path, ids
+
+
+def children_of(stack: Stack, sync_id: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = stack.api(
+        "POST", "/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["fleet-shard"]}}}
+    )
+    mine = [r for r in runs if str(r["parameters"].get("sync_id", "")).startswith(f"{sync_id}-shard")]
+    return sorted(mine, key=lambda r: r["parameters"]["shard"])
+
+
+def start_calls(stack: Stack, ids: dict[str, int]) -> dict[str, int]:
+    """Start-sync calls that Splendor accepted, per source (from the emulator's call log)."""
+    mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
+    by_id = {source_id: key for key, source_id in ids.items()}
+    counts = dict.fromkeys(ids, 0)
+    for m in mutations:
+        source_id = m["path_params"].get("source_id")
+        if (
+            m["route"].endswith("/sync")
+            and source_id is not None
+            and int(source_id) in by_id
+            and m["status"] is not None
+            and 200 <= m["status"] < 300
+        ):
+            counts[by_id[int(source_id)]] += 1
+    return counts
+
+
+def worker_of(stack: Stack, run_id: str) -> str | None:
+    """The stack worker that submitted a run, from the workers' logs."""
+    for worker in stack.workers:
+        if run_id in worker.log.read_text(errors="replace"):
+            return worker.name
+    return None
+
+
+def test_a_fleet_of_20_runs_as_2_shards_on_the_workers_and_each_source_syncs_once(stack: Stack) -> None:
+    prefix = f"shard-{uuid.uuid4().hex[:6]}"
+    path, ids = onboard_fleet(stack, prefix, SOURCES)
+    began = time.monotonic()
+    parent = stack.create_run(
+        "sync-fleet", {"connectors_file": str(path), "shards": SHARDS, "trigger": "manual"}
+    )
+    done = stack.wait_run(parent["id"], timeout=150)
+    took = time.monotonic() - began
+
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    sync_id = parent["id"]  # the parent's default sync_id is its flow-run id
+    children = children_of(stack, sync_id)
+    assert [c["parameters"]["shard"] for c in children] == list(range(SHARDS))
+    assert all(c["state_type"] == "COMPLETED" for c in children), [c["state_name"] for c in children]
+    assert [c["parameters"]["sync_id"] for c in children] == [
+        shard_sync_id(sync_id, s) for s in range(SHARDS)
+    ]
+    assert all(c["work_pool_name"] == "splendor-local" for c in children)
+    # Each source synced exactly once, by the shard its key hashes to (its checkpoints sit under that
+    # shard's sync_id in the shared results folder).
+    assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
+    for key in ids:
+        shard = shard_of(key, SHARDS)
+        assert list(stack.results.glob(f"splendor-*/acme/{key}/{shard_sync_id(sync_id, shard)}")), key
+    workers = {c["name"]: worker_of(stack, c["id"]) for c in children}
+    assert all(workers.values()), workers
+
+    # The parent run again, with the same sync_id: the same two children come back (Completed, so not
+    # run again) and Splendor sees no new start.
+    again = stack.create_run(
+        "sync-fleet",
+        {"connectors_file": str(path), "shards": SHARDS, "sync_id": sync_id, "trigger": "manual"},
+    )
+    redone = stack.wait_run(again["id"], timeout=90)
+    assert redone["state"]["type"] == "COMPLETED", redone["state"]
+    assert [c["id"] for c in children_of(stack, sync_id)] == [c["id"] for c in children]
+    assert all(c["run_count"] == 1 for c in children_of(stack, sync_id))
+    assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
+    print(
+        f"\n{SOURCES} sources in {SHARDS} shards: parent Completed in {took:.1f} s; children ran on {workers}"
+    )
