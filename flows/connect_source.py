@@ -9,9 +9,9 @@ from typing import Annotated, ParamSpec, TypeVar
 from prefect import Task, flow, get_run_logger
 from pydantic import Field
 
-from splendor_api.models import AuthMode
-from splendor_flows.engine.errors import SpecError
+from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.oauth import connect_oauth
 from splendor_flows.flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
@@ -25,7 +25,7 @@ from splendor_flows.orchestration.connector_secrets import check_credentials, lo
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.connection import ensure_connection
-from splendor_flows.tasks.discover import ProviderDetails, discover_provider
+from splendor_flows.tasks.discover import check_streams, discover_provider, discover_streams
 from splendor_flows.tasks.provision import ensure_credentials
 from splendor_flows.tasks.source import check_checkpointed_source, ensure_source
 
@@ -38,22 +38,12 @@ def refreshed(task: Task[P, R], force: bool) -> Task[P, R]:
     return task.with_options(refresh_cache=True) if force else task
 
 
-def check_streams(spec: SourceSpec, provider: ProviderDetails) -> None:
-    unknown = sorted(set(spec.streams or []) - set(provider.default_streams))
-    if unknown:
-        raise SpecError(
-            spec.source_key,
-            f"streams: unknown stream(s) {', '.join(unknown)} for provider '{provider.provider_key}'; "
-            f"allowed: {', '.join(provider.default_streams)}",
-        )
-
-
 @flow(name="connect-source", log_prints=False)
 async def connect_source(
     spec: SourceSpec,
     sync_id: str | None = None,
     force: bool = False,
-    secret_id: str | None = None,
+    oauth_secret_block: str | None = None,
     credentials_block: str | None = None,
     max_sync_attempts: Annotated[int, Field(ge=1, le=MAX_TOTAL_ATTEMPTS)] = 3,
     poll: PollOptions = PollOptions(),
@@ -66,7 +56,9 @@ async def connect_source(
         spec: the source to connect.
         sync_id: leave empty for a fresh pipeline; pass a failed run's sync_id to resume it.
         force: re-run every step even when a checkpoint exists.
-        secret_id: OAuth secret from the consent redirect; skips the pause for approval.
+        oauth_secret_block: name of a Secret block holding an OAuth secret_id obtained beforehand; skips
+            the wait for approval (the secret_id itself is never a parameter: those are stored in plain
+            text).
         credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
         max_sync_attempts: new sync runs this flow run may start when runs fail.
         poll: how to poll the sync and ingest runs.
@@ -76,8 +68,7 @@ async def connect_source(
     logger = get_run_logger()
     scope = await resolve_scope(spec.source_key, sync_id, credentials_block)
 
-    provider = await refreshed(discover_provider, force)(scope, spec.provider_key)
-    check_streams(spec, provider)
+    provider = await refreshed(discover_provider, force)(scope, spec.provider_key, spec.source_definition_id)
     if provider.auth_mode == AuthMode.API_KEY:
         # Check the credentials locally before the first mutating call.
         credentials = await load_connector_credentials(spec.source_key, spec.credentials_secret)
@@ -90,7 +81,7 @@ async def connect_source(
     steps = [
         {
             "step": "discover",
-            "result": f"{provider.provider_key} ({provider.auth_mode}, oauth {provider.oauth_mode})",
+            "result": f"{provider.label} ({provider.auth_mode}, oauth {provider.oauth_mode})",
         },
         {
             "step": "create",
@@ -98,15 +89,22 @@ async def connect_source(
         },
     ]
     creds = await refreshed(ensure_credentials, force)(
-        scope,
-        source.source_id,
-        provider,
-        spec.credentials_secret,
-        secret_id,
-        spec.oauth.timeout_seconds,
-        force,
+        scope, source.source_id, provider, spec.credentials_secret, force
     )
+    if creds.credential_status != CredentialStatus.READY:  # OAuth: the flow run waits for consent
+        creds = await connect_oauth(
+            scope,
+            source.source_id,
+            provider,
+            timeout_seconds=spec.oauth.timeout_seconds,
+            secret_block=oauth_secret_block,
+        )
     steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
+    if spec.streams:
+        # The connector's streams (default or not) are known only from discover-schema, which needs
+        # ready credentials: no discovery call lists them before a source exists. So the check sits
+        # here, after provisioning and before the connection (the call that fixes the synced streams).
+        check_streams(spec, await discover_streams(scope, source.source_id))
     connection = await refreshed(ensure_connection, force)(scope, source.source_id, spec.streams)
     steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from soak.jobs import Report
+from soak.jobs import FINAL_ERRORS, Report
 
 STEPS = (
     "validate",
@@ -165,15 +165,20 @@ def check(
         else:
             found.add("run finished", f"source {run['source_id']}: run {run_id} still {run['status']}")
 
-    # 4. No pipeline stuck: each phase finished, succeeded or failed with a cause, within the resume budget.
+    # 4. No pipeline stuck: each phase ended on its own within the resume budget, succeeded or failed with
+    # a permanent cause. The runner stops resuming at `max_resumes`, so a phase still failing with a
+    # resumable error then did not end, it was given up on: a resume that cannot get further (e.g. one
+    # that counts the earlier attempts against its own budget) shows up here.
     for pipeline, phases in expected_phases.items():
         for phase in phases:
             outcome = finals.get((pipeline, phase))
+            used = resumes.get((pipeline, phase), 0)
             if outcome is None or outcome.event == "start":
                 found.add("not stuck", f"pipeline {pipeline} {phase} has no final outcome")
-            elif resumes.get((pipeline, phase), 0) > max_resumes:
+            elif outcome.event == "failed" and outcome.error_type not in FINAL_ERRORS and used >= max_resumes:
                 found.add(
-                    "not stuck", f"pipeline {pipeline} {phase} needed {resumes[(pipeline, phase)]} resumes"
+                    "not stuck",
+                    f"pipeline {pipeline} {phase} still failing after {used} resumes: {outcome.error}",
                 )
 
     # 5. Every failure, final or resumed later, names its step and source.

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 
 Phase = Literal["connect", "sync"]
 SECRET_BLOCK = "soak-stripe-credentials"
+# The pipeline says "fix the input first" with these: resuming cannot help, so the soak does not.
+FINAL_ERRORS = frozenset({"PermanentStepError", "SpecError"})
 
 
 class Job(BaseModel):

@@ -20,14 +20,12 @@ from pathlib import Path
 
 from soak.faults import FaultLedger, FaultPlan
 from soak.invariants import Findings, check
-from soak.jobs import SECRET_BLOCK, Job, Report
+from soak.jobs import FINAL_ERRORS, SECRET_BLOCK, Job, Report
 from soak.pool import Pool
 from soak.procs import EmulatorProcess, prefect_env, prefect_server
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = "acme"
-# The pipeline says "fix the input first" with these: resuming cannot help, so the soak does not.
-FINAL_ERRORS = frozenset({"PermanentStepError", "SpecError"})
 
 
 @dataclass

@@ -4,6 +4,6 @@ PostgreSQL, a Prefect server on it, the Splendor emulator, the deployments of pr
 of deployments/automations.yaml and several process workers with separate homes. See docs/deployments.md.
 """
 
-from stack.core import POOL, Stack, StackConfig, StackError
+from stack.core import POOL, Outage, Stack, StackConfig, StackError
 
-__all__ = ["POOL", "Stack", "StackConfig", "StackError"]
+__all__ = ["POOL", "Outage", "Stack", "StackConfig", "StackError"]

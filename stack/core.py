@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,21 @@ log = logging.getLogger("stack")
 
 class StackError(RuntimeError):
     pass
+
+
+@dataclass
+class Outage:
+    """One stop and start of a stack component, in wall-clock seconds (comparable with Prefect's
+    timestamps); filled in as it happens."""
+
+    component: str
+    stopping_at: float  # the stop began: from here on clients may be refused
+    down_at: float = 0.0  # the process was gone
+    up_at: float = 0.0  # it answered again (health endpoint, or a new database connection)
+
+    @property
+    def seconds(self) -> float:
+        return self.up_at - self.stopping_at
 
 
 def free_port() -> int:
@@ -110,6 +125,9 @@ class Stack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = cfg = config or StackConfig()
         self.workers: list[Proc] = []
+        # Set by start(); replaced by restart_server() / restart_postgres().
+        self.server: Proc | None = None
+        self.postgres: Proc | None = None
         self.startup_seconds = 0.0
         self.automation_ids: dict[str, str] = {}
         self.root = cfg.root.resolve()
@@ -229,11 +247,9 @@ class Stack:
             if not port_is_free(port):
                 raise StackError(f"port {port} for the {name} is in use (pass 0 for a free port)")
 
-        bindir = postgres.find_bindir()
         log.info("PostgreSQL: %s", self.pg.data_dir)
-        postgres.prepare(self.pg, bindir, self.logs / "initdb.log")
-        pg_proc = postgres.start(self.pg, bindir, self.procs, clean_env())
-        postgres.wait_ready(self.pg, pg_proc, timeout=60)
+        postgres.prepare(self.pg, postgres.find_bindir(), self.logs / "initdb.log")
+        self.postgres = self._start_postgres()
 
         log.info("emulator and Prefect server")
         emulator = self.procs.start(
@@ -246,20 +262,9 @@ class Stack:
             clean_env(),
             cfg.project_dir,
         )  # fmt: skip
-        server_env = self.cli_env | {
-            "PREFECT_HOME": str(self.root / "server"),
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
-            "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
-        } | cfg.extra_env  # fmt: skip
-        server = self.procs.start(
-            "server",
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)],
-            server_env,
-            cfg.project_dir,
-            home=self.root / "server",
-        )
+        self.server = self._start_server()
         self._wait_http(f"{self.emulator_url}/_emulator/health", emulator)
-        self._wait_http(f"{self.api_url}/health", server)
+        self._wait_http(f"{self.api_url}/health", self.server)
 
         log.info("work pool, deployments, automations, %d workers", cfg.workers)
         self._ensure_pool()
@@ -282,6 +287,27 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(deploy.pid, signal.SIGKILL)
                 deploy.wait()
+
+    def _start_postgres(self, replacing: Proc | None = None) -> Proc:
+        proc = postgres.start(self.pg, postgres.find_bindir(), self.procs, clean_env(), replacing)
+        postgres.wait_ready(self.pg, proc, timeout=60)
+        return proc
+
+    def _start_server(self, replacing: Proc | None = None) -> Proc:
+        cfg = self.config
+        server_env = self.cli_env | {
+            "PREFECT_HOME": str(self.root / "server"),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
+            "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
+        } | cfg.extra_env  # fmt: skip
+        return self.procs.start(
+            "server",
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.server_port)],
+            server_env,
+            cfg.project_dir,
+            home=self.root / "server",
+            replacing=replacing,
+        )
 
     def _start_deploy(self) -> "subprocess.Popen[bytes]":
         # In the background: it imports every flow (seconds) while the workers start.
@@ -327,7 +353,7 @@ class Stack:
             return
         self.api("POST", "/v2/concurrency_limits/", json={"name": self.api_limit_name, "limit": limit})
 
-    def _start_worker(self, index: int) -> Proc:
+    def _start_worker(self, index: int, replacing: Proc | None = None) -> Proc:
         return self.procs.start(
             f"worker-{index}",
             [
@@ -337,6 +363,7 @@ class Stack:
             self.worker_env(index),
             self.config.project_dir,
             home=self.worker_home(index),
+            replacing=replacing,
         )  # fmt: skip
 
     @staticmethod
@@ -348,7 +375,8 @@ class Stack:
         position = self.workers.index(proc)
         proc.stop()
         since = datetime.now(UTC)
-        self.workers[position] = self._start_worker(position + 1)
+        # In the dead one's place, so check_alive() does not report the process this one replaces.
+        self.workers[position] = self._start_worker(position + 1, replacing=proc)
         self._wait_workers(since, [self.workers[position]])
         return self.workers[position]
 
@@ -368,6 +396,51 @@ class Stack:
                 return
             time.sleep(0.3)
         raise StackError(f"workers not online: {sorted(names)}")
+
+    @contextlib.contextmanager
+    def server_down(self) -> Iterator[Outage]:
+        """The Prefect server is stopped for the body of the block (as an upgrade or a crash-looping pod
+        would leave it), then started again on the same database and port. Workers and flow runs keep
+        running; whatever they send meanwhile is refused."""
+        assert self.server is not None, "the stack is not started"
+        old = self.server
+        outage = Outage("Prefect server", stopping_at=time.time())
+        old.stop()
+        outage.down_at = time.time()
+        try:
+            yield outage
+        finally:
+            # Also after a failing body: the other tests share this stack.
+            self.server = self._start_server(replacing=old)
+            self._wait_http(f"{self.api_url}/health", self.server)
+            outage.up_at = time.time()
+
+    @contextlib.contextmanager
+    def postgres_down(self) -> Iterator[Outage]:
+        """PostgreSQL is stopped (fast shutdown: open sessions are cut) for the body of the block, then
+        started again on the same cluster, as a failover or a minor-version upgrade would do. The Prefect
+        server stays up and fails what needs the database meanwhile (HTTP 500 in 3.9.1, which its clients
+        do not retry: docs/deployments.md)."""
+        assert self.postgres is not None, "the stack is not started"
+        old = self.postgres
+        outage = Outage("PostgreSQL", stopping_at=time.time())
+        old.stop()
+        outage.down_at = time.time()
+        try:
+            yield outage
+        finally:
+            self.postgres = self._start_postgres(replacing=old)
+            outage.up_at = time.time()
+
+    def restart_server(self, down_seconds: float = 0.0) -> Outage:
+        with self.server_down() as outage:
+            time.sleep(down_seconds)
+        return outage
+
+    def restart_postgres(self, down_seconds: float = 0.0) -> Outage:
+        with self.postgres_down() as outage:
+            time.sleep(down_seconds)
+        return outage
 
     def check_alive(self) -> Proc | None:
         """The first child that has exited, if any."""
@@ -402,14 +475,92 @@ class Stack:
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """A run of `flow/deployment` (a bare name means flow and deployment share it, as here)."""
+    def deployment(self, deployment: str) -> dict[str, Any]:
+        """`flow/deployment` (a bare name means flow and deployment share it, as here)."""
         flow, _, name = deployment.partition("/")
-        dep = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
+        found: dict[str, Any] = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
+        return found
+
+    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        """A run of `flow/deployment`, as `prefect deployment run` makes it."""
+        dep = self.deployment(deployment)
         run: dict[str, Any] = self.api(
             "POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters}
         )
         return run
+
+    def add_interval_schedule(
+        self,
+        deployment: str,
+        seconds: float,
+        parameters: dict[str, Any],
+        slug: str,
+        first_run_in: float | None = None,
+    ) -> dict[str, Any]:
+        """Add an active schedule every `seconds`, with its own parameters, to a deployment; its first run
+        comes due `first_run_in` seconds from now (default: one interval). Keep that above 5 s: a slot
+        already past when the scheduler first looks is skipped.
+
+        Through the deployment's update (with slugs, as `prefect deploy` sends them), not a bare POST of
+        the schedule: the update marks the deployment changed, so the server's recent-deployments
+        scheduler (every 5 s) creates the runs, not its main loop (every 60 s); measured 4.6 s against
+        0.6-43 s for a bare POST.
+        """
+        dep = self.deployment(deployment)
+        if not all(s.get("slug") for s in dep["schedules"]):
+            # Without slugs on every existing schedule the server would replace them all by this one.
+            raise StackError(f"{deployment} has schedules without a slug; refusing to replace them")
+        schedule = {
+            "slug": slug,
+            "active": True,
+            "parameters": parameters,
+            "schedule": {
+                "interval": seconds,
+                "anchor_date": (
+                    datetime.now(UTC) + timedelta(seconds=seconds if first_run_in is None else first_run_in)
+                ).isoformat(),
+                "timezone": "UTC",
+            },
+        }
+        self.api("PATCH", f"/deployments/{dep['id']}", json={"schedules": [schedule]})
+        schedules = self.api("GET", f"/deployments/{dep['id']}/schedules")
+        [added] = [s for s in schedules if s["slug"] == slug]
+        return dict(added)
+
+    def schedule_runs(self, deployment_id: str, schedule_id: str) -> list[dict[str, Any]]:
+        """Every flow run a schedule created (past, running and pre-created future ones)."""
+        body = {
+            "deployments": {"id": {"any_": [deployment_id]}},
+            # The scheduler pre-creates up to 100 future runs per schedule: stay under the API's page.
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": 200,
+        }
+        runs = self.api("POST", "/flow_runs/filter", json=body)
+        return [r for r in runs if (r.get("created_by") or {}).get("id") == schedule_id]
+
+    def remove_schedule(self, schedule: dict[str, Any], timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Delete a schedule and settle its runs: the server deletes its future ones, runs still waiting
+        (Late, or AwaitingConcurrencySlot, which the server keeps) are cancelled, and runs already
+        under way are waited for, so none of them holds the deployment's concurrency slot afterwards.
+        Returns the schedule's runs that remain, all final."""
+        deployment_id, schedule_id = str(schedule["deployment_id"]), str(schedule["id"])
+        self.api("DELETE", f"/deployments/{deployment_id}/schedules/{schedule_id}")
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.schedule_runs(deployment_id, schedule_id)
+            open_runs = [r for r in runs if r["state_type"] not in FINAL_STATES]
+            if not open_runs:
+                return runs
+            if time.monotonic() > deadline:
+                raise StackError(f"runs of schedule {schedule['slug']} still open: {open_runs}")
+            for run in open_runs:
+                if run["state_type"] == "SCHEDULED":
+                    self.api(
+                        "POST",
+                        f"/flow_runs/{run['id']}/set_state",
+                        json={"state": {"type": "CANCELLED", "message": "Its schedule was removed."}},
+                    )
+            time.sleep(0.5)
 
     def read_run(self, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = self.api("GET", f"/flow_runs/{run_id}")

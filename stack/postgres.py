@@ -178,7 +178,13 @@ def prepare(plan: PostgresPlan, bindir: Path, log: Path) -> None:
     _clear_stale_pid(plan)
 
 
-def start(plan: PostgresPlan, bindir: Path, procs: Processes, env: dict[str, str]) -> Proc:
+def start(
+    plan: PostgresPlan,
+    bindir: Path,
+    procs: Processes,
+    env: dict[str, str],
+    replacing: Proc | None = None,
+) -> Proc:
     user = run_as_user()
     args = [
         str(bindir / "postgres"),
@@ -197,7 +203,14 @@ def start(plan: PostgresPlan, bindir: Path, procs: Processes, env: dict[str, str
         # Throw-away clusters (tests): skip the disk flushes that make a fresh schema migration slow.
         args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     return procs.start(
-        "postgres", args, env, plan.data_dir, stop_plan=POSTGRES_STOP, user=user, home=plan.data_dir
+        "postgres",
+        args,
+        env,
+        plan.data_dir,
+        stop_plan=POSTGRES_STOP,
+        user=user,
+        home=plan.data_dir,
+        replacing=replacing,
     )
 
 

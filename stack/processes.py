@@ -175,7 +175,10 @@ class Processes:
         stop_plan: StopPlan = DEFAULT_STOP,
         user: str | None = None,
         home: Path | None = None,
+        replacing: Proc | None = None,
     ) -> Proc:
+        """Start a child; `replacing` (stopped first by the caller) hands over its place in the stop order,
+        so a restarted server is still stopped after the workers and PostgreSQL still last."""
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as handle:
             popen = subprocess.Popen(
@@ -192,7 +195,10 @@ class Processes:
                 extra_groups=[] if user else None,
             )
         proc = Proc(name, popen, log, stop_plan, home)
-        self.started.append(proc)
+        if replacing is not None and replacing in self.started:
+            self.started[self.started.index(replacing)] = proc
+        else:
+            self.started.append(proc)
         return proc
 
     def stop_all(self) -> None:

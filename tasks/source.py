@@ -22,6 +22,7 @@ RunLogger = logging.Logger | logging.LoggerAdapter[Any]
 def create_request(spec: SourceSpec, provider: ProviderDetails) -> models.CreateAirbyteSource:
     return models.CreateAirbyteSource(
         provider_key=spec.provider_key,
+        source_definition_id=spec.source_definition_id,
         connector_key=spec.connector_key,
         connector_name=spec.connector_name,
         source_key=spec.source_key,
@@ -30,7 +31,10 @@ def create_request(spec: SourceSpec, provider: ProviderDetails) -> models.Create
         bucket=spec.bucket,
         iam_role_arn=spec.iam_role_arn,
         prefix=spec.prefix,
-        streams=spec.streams or provider.default_streams,
+        # Only streams known before the source exists: the spec's own are checked against discovery
+        # once credentials are ready, and given to the connection (which sets what syncs). Sending an
+        # unchecked name here would fail in Splendor instead of with the list of real streams.
+        streams=provider.default_streams or None,
         schedule_type=spec.schedule_type,
         cron_expression=spec.schedule.cron if spec.schedule else None,
         retention_days=spec.retention_days,
@@ -69,12 +73,13 @@ async def _adopt_existing(
 ) -> SourceRef:
     if state is None:
         state = (await client.get_airbyte_source(source.source_id)).airbyte
-    if state.provider_key != spec.provider_key:
+    if not spec.is_connector_of(state.provider_key, state.airbyte_source_definition_id):
         raise PermanentStepError(
             "create",
             scope.source_key,
             f"source_key already used by source {source.source_id} with provider "
-            f"'{state.provider_key}', not '{spec.provider_key}'",
+            f"'{state.provider_key}' (definition {state.airbyte_source_definition_id}), "
+            f"not {spec.connector_label}",
             "pick another source_key or delete the existing source",
         )
     drift = config_drift(spec, source)
@@ -146,7 +151,13 @@ async def ensure_source(scope: Scope, spec: SourceSpec, provider: ProviderDetail
         ref = await resolve_source(client, scope, spec, provider, get_run_logger())
     if ref.created:
         emit(
-            "splendor.source.created", scope, {"source_id": ref.source_id, "provider_key": spec.provider_key}
+            "splendor.source.created",
+            scope,
+            {
+                "source_id": ref.source_id,
+                "provider_key": spec.provider_key,
+                "source_definition_id": spec.source_definition_id,
+            },
         )
     return ref
 
@@ -167,11 +178,17 @@ async def check_checkpointed_source(scope: Scope, spec: SourceSpec, source: Sour
                 fix,
             ) from None
     found_key, found_provider = state.source.source_key, state.airbyte.provider_key
-    if found_key != spec.source_key or (found_provider is not None and found_provider != spec.provider_key):
+    found_definition = state.airbyte.airbyte_source_definition_id
+    # A source that does not report the id the spec names is not evidence of another connector.
+    reported = (found_definition if spec.source_definition_id else found_provider) is not None
+    if found_key != spec.source_key or (
+        reported and not spec.is_connector_of(found_provider, found_definition)
+    ):
         raise PermanentStepError(
             "create",
             scope.source_key,
             f"the checkpoint names source {source.source_id}, but Splendor has it as '{found_key}' "
-            f"(provider {found_provider}), not '{spec.source_key}' (provider {spec.provider_key})",
+            f"(provider {found_provider}, definition {found_definition}), not '{spec.source_key}' "
+            f"({spec.connector_label})",
             fix,
         )

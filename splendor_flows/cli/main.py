@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from splendor_flows.cli import fleet_commands
+from splendor_flows.cli import discover_commands, fleet_commands
 from splendor_flows.cli.console import CredentialsOption, cell, console, fail, run, show, warn
 
 app = typer.Typer(
@@ -82,7 +82,10 @@ def connect(
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="One source spec in YAML.")],
     sync_id: SyncIdOption = None,
     force: Annotated[bool, typer.Option(help="Re-run every step even when a checkpoint exists.")] = False,
-    secret_id: Annotated[str | None, typer.Option(help="OAuth secret_id from the consent redirect.")] = None,
+    oauth_secret_block: Annotated[
+        str | None,
+        typer.Option(help="Secret block holding an OAuth secret_id obtained beforehand (skips the wait)."),
+    ] = None,
     credentials_block: CredentialsOption = None,
 ) -> None:
     """Onboard one source: discover, create, credentials, connection, first sync, ingestion."""
@@ -92,7 +95,11 @@ def connect(
     sync_id = new_sync_id(sync_id)
     summary = run(
         connect_source(
-            spec=spec, sync_id=sync_id, force=force, secret_id=secret_id, credentials_block=credentials_block
+            spec=spec,
+            sync_id=sync_id,
+            force=force,
+            oauth_secret_block=oauth_secret_block,
+            credentials_block=credentials_block,
         ),
         resume_hint=f"resume with: splendor-flows connect {spec_file} --sync-id {sync_id}",
     )
@@ -216,6 +223,7 @@ def whoami(credentials_block: CredentialsOption = None) -> None:
 
 
 fleet_commands.register(app)
+discover_commands.register(app)
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from splendor_api import SplendorClient, models
 from splendor_api.models import AuthMode
-from splendor_flows.connectors import fingerprints
-from splendor_flows.connectors.fingerprints import Fingerprint
+from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.fingerprints import Fingerprint
 from splendor_flows.specs.connectors_file import ConnectorsFile, load_connectors
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.source import config_drift
@@ -107,7 +107,7 @@ async def secret_value(block_name: str) -> Any:
 
 def immutable_drift(spec: SourceSpec, source: models.Source, state: models.AirbyteState) -> list[str]:
     differs = []
-    if state.provider_key != spec.provider_key:
+    if not spec.is_connector_of(state.provider_key, state.airbyte_source_definition_id):
         differs.append("provider_key")
     for name in ("dataset_id", "bucket", "iam_role_arn", "prefix"):
         if (getattr(source, name) or "") != (getattr(spec, name) or ""):
@@ -167,7 +167,7 @@ async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) 
         change.blocked = immutable_drift(spec, source, state)
         if "provider_key" not in change.blocked:
             change.updates = updatable_drift(spec, source)
-            provider = providers.get(spec.provider_key)
+            provider = providers.get(spec.provider_key) if spec.provider_key else None
             auth_mode = provider.auth_mode if provider else AuthMode.API_KEY
             change.reprovision = await _credential_check(spec, state, auth_mode, known.get(spec.source_key))
             change.connect = not state.has_connection

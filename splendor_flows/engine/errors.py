@@ -9,6 +9,8 @@ class StepError(Exception):
     def __init__(self, step: str, source_key: str, message: str, hint: str | None = None) -> None:
         self.step = step
         self.source_key = source_key
+        # The bare message, for callers with no source to name (the CLI's discovery commands).
+        self.detail = message
         self.hint = hint
         text = f"[{step}] source '{source_key}': {message}"
         if hint:

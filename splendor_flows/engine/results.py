@@ -48,6 +48,10 @@ class StartedRun(BaseModel):
     attempt: int
     attached: bool
     status: str
+    # Found in the shared run records: an earlier process of this pipeline sent this start (what a
+    # checkpoint would have said, on a worker that has none). `status` is then the run's status when
+    # this process looked.
+    recorded: bool = False
 
 
 class FinishedRun(BaseModel):

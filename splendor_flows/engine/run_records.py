@@ -51,6 +51,9 @@ class SourceRuns(BaseModel):
         others = [s for s in self.starts if (s.pipeline, s.attempt) != (record.pipeline, record.attempt)]
         return SourceRuns(starts=[*others, record][-KEEP:])
 
+    def without(self, pipeline: str, attempt: int) -> "SourceRuns":
+        return SourceRuns(starts=[s for s in self.starts if (s.pipeline, s.attempt) != (pipeline, attempt)])
+
 
 class RunRecords(Protocol):
     """Shared storage of the start records of each source (api, tenant, source key)."""

@@ -34,7 +34,8 @@ async def start_or_attach(
     """Start a run, or attach to the one in flight. Returns the checkpoint and the API's answer.
 
     With shared run records, the attempt's record is read first (another worker may have started its
-    run) and the start is recorded before it is sent and again once its run id is known.
+    run) and the start is recorded before it is sent, again once its run id is known, and withdrawn
+    when the API refused it.
     """
     known: SourceRuns | None = None
     if ctx.records is not None:
@@ -46,6 +47,33 @@ async def start_or_attach(
     # The records were read just now: writing over that read saves a Prefect API call per source, which
     # a fleet of a thousand sources pays a thousand times; later writes read again to merge.
     await _record(ctx, attempt, requested_at, run_id=None, known=known)
+    tries = _Tries()
+    try:
+        return await _start(ctx, source_id, attempt, trigger, requested_at, tries)
+    except (SplendorError, StepError):
+        if not tries.unknown:
+            # Every try was answered, and the answer was no (a 4xx, load shed past the retry budget:
+            # the client turns anything else a mutating call meets into OutcomeUnknown). No run can
+            # exist for this start, so its intent goes, or a resume on an API that cannot list runs
+            # would stop on a start that never happened.
+            await _withdraw(ctx, attempt)
+        raise
+
+
+@dataclass
+class _Tries:
+    # A try's outcome was unknown: it may have started a run, so its intent must stay recorded.
+    unknown: bool = False
+
+
+async def _start(
+    ctx: SourceContext,
+    source_id: int,
+    attempt: int,
+    trigger: str,
+    requested_at: datetime,
+    tries: _Tries,
+) -> tuple[StartedRun, models.ConnectorRun]:
     for try_number in range(1, START_TRIES + 1):
         try:
             run = await ctx.api.start_sync(source_id, trigger)
@@ -61,6 +89,7 @@ async def start_or_attach(
                 ) from None
             raise
         except OutcomeUnknown:
+            tries.unknown = True
             # Did the lost start create a run? A list of the source's runs says so even when that run
             # already finished (a second start would then not get a 409 and sync twice).
             found = await _runs_since(ctx, source_id, requested_at)
@@ -105,15 +134,43 @@ async def _record(
     await ctx.records.write(ctx.scope, runs.with_start(start))
 
 
+async def _withdraw(ctx: SourceContext, attempt: int) -> None:
+    if ctx.records is None:
+        return
+    try:
+        runs = await ctx.records.read(ctx.scope)
+        await ctx.records.write(ctx.scope, runs.without(pipeline_of(ctx.scope), attempt))
+    except Exception as exc:
+        # The refusal is the failure to report; an intent left behind only makes a resume look first.
+        ctx.report.log(
+            "warning", f"Could not withdraw attempt {attempt}'s start record ({type(exc).__name__})"
+        )
+
+
 async def _runs_since(
     ctx: SourceContext, source_id: int, since: datetime
 ) -> list[models.ConnectorRun] | None:
-    """The source's runs created since `since`, or None when this API cannot list runs."""
+    """The source's runs this start may have created: those created since `since` (less the clock
+    skew), or None when this API cannot list runs.
+
+    A run created before `since` that the records already give to another start (an earlier
+    attempt, another pipeline of the source) is that start's, however close in time: short runs
+    of a previous attempt fall inside the skew allowance.
+    """
     try:
         runs = await ctx.api.list_runs(source_id)
     except NotFound:
         return None
-    return [r for r in runs if r.created_at is not None and r.created_at >= since - CLOCK_SKEW]
+    taken: set[int] = set()
+    if ctx.records is not None:
+        taken = {s.run_id for s in (await ctx.records.read(ctx.scope)).starts if s.run_id is not None}
+    return [
+        r
+        for r in runs
+        if r.created_at is not None
+        and r.created_at >= since - CLOCK_SKEW
+        and not (r.run_id in taken and r.created_at < since)
+    ]
 
 
 def _ambiguous(ctx: SourceContext, attempt: int, runs: list[models.ConnectorRun]) -> StepError:
@@ -140,7 +197,7 @@ async def _recorded_start(
         ctx.report.log(
             "info", f"Attempt {attempt} already started run {run.run_id} (shared run records): attaching"
         )
-        return _started(run, attempt, attached=True), run
+        return _started(run, attempt, attached=True, recorded=True), run
     found = await _runs_since(ctx, source_id, prior.requested_at)
     if found is None:
         raise PermanentStepError(
@@ -162,11 +219,13 @@ async def _recorded_start(
         "warning", f"Attempt {attempt}'s start answer was lost; run {run.run_id} is the one it started"
     )
     await _record(ctx, attempt, prior.requested_at, run_id=run.run_id)
-    return _started(run, attempt, attached=True), run
+    return _started(run, attempt, attached=True, recorded=True), run
 
 
-def _started(run: models.ConnectorRun, attempt: int, *, attached: bool) -> StartedRun:
-    return StartedRun(run_id=run.run_id, attempt=attempt, attached=attached, status=run.status)
+def _started(run: models.ConnectorRun, attempt: int, *, attached: bool, recorded: bool = False) -> StartedRun:
+    return StartedRun(
+        run_id=run.run_id, attempt=attempt, attached=attached, status=run.status, recorded=recorded
+    )
 
 
 def check_status_known(ctx: SourceContext, run: models.ConnectorRun) -> None:
@@ -304,8 +363,9 @@ async def sync_attempts(
 
     Each attempt's start checkpoint names its run. On resume a run in flight is attached to (its
     wait has no checkpoint yet), a succeeded one ends the loop, a failed or cancelled one makes the
-    next attempt start a new run. Attempts that came back whole from checkpoints do not count
-    against this run's `max_sync_attempts`; MAX_TOTAL_ATTEMPTS bounds them all.
+    next attempt start a new run. Attempts that came back whole (from checkpoints, or from the run
+    records when this worker has no checkpoints) do not count against this run's
+    `max_sync_attempts`; MAX_TOTAL_ATTEMPTS bounds them all.
     """
     done = Attempts()
     new_attempts = 0
@@ -318,7 +378,12 @@ async def sync_attempts(
         done.resumed = done.resumed or start_cached or started.attached
         if not wait_cached:
             done.polls += finished.polls
-        if not (start_cached and wait_cached):
+        # An attempt comes back whole when an earlier process started it and its run had ended before
+        # this one looked: from checkpoints, or (on a worker without them) from the shared run records.
+        # Counting those would leave a resume elsewhere no budget at all.
+        earlier = start_cached or started.recorded
+        ended = wait_cached or (started.recorded and started.status in RUN_TERMINAL)
+        if not (earlier and ended):
             new_attempts += 1
         if finished.status == RunStatus.SUCCEEDED:
             return done

@@ -89,6 +89,10 @@ async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: S
         return False
     except SplendorError as exc:
         return not exc.permanent
+    except ValueError:
+        # A request or response model refused a value (pydantic's ValidationError is a ValueError):
+        # the same input fails the same way on every try.
+        return False
     except Exception:
         return True
     return False

@@ -111,8 +111,18 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider_key: str = Field(
-        min_length=1, max_length=64, description="Curated provider to connect, e.g. 'stripe'."
+    provider_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Curated provider to connect, e.g. 'stripe' (or give source_definition_id).",
+    )
+    source_definition_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Airbyte catalog connector to connect (`splendor-flows catalog search`), instead of "
+        "provider_key.",
     )
     source_key: Annotated[str, Field(pattern=SOURCE_KEY_PATTERN)] = Field(
         description="Unique key of the source in the tenant (letters, digits, '_', '.', '-'; max 128)."
@@ -129,7 +139,8 @@ class SourceSpec(BaseModel):
     connector_name: str | None = Field(default=None, min_length=1, max_length=255)
     prefix: str = Field(default="", max_length=1024)
     streams: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
-        default=None, description="Streams to sync; empty means the provider's default streams."
+        default=None,
+        description="Streams to sync, as the connector's discovery names them; empty means its defaults.",
     )
     schedule: Schedule | None = None
     retention_days: int | None = Field(default=None, ge=1, le=36500)
@@ -159,11 +170,42 @@ class SourceSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _one_connector(self) -> "SourceSpec":
+        if (self.provider_key is None) == (self.source_definition_id is None):
+            raise ValueError(
+                "give exactly one of provider_key (a curated provider) or source_definition_id "
+                "(an Airbyte catalog connector)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _names_default_to_keys(self) -> "SourceSpec":
-        self.connector_key = self.connector_key or self.provider_key
-        self.connector_name = self.connector_name or self.provider_key.replace("-", " ").title()
+        key = self.connector_id
+        self.connector_key = self.connector_key or key[:128]
+        self.connector_name = self.connector_name or key.replace("-", " ").title()[:255]
         self.source_name = self.source_name or self.source_key
         return self
+
+    @property
+    def connector_id(self) -> str:
+        """The connector this spec names: its provider_key, else its source_definition_id."""
+        return self.provider_key or self.source_definition_id or ""
+
+    @property
+    def connector_label(self) -> str:
+        """How messages name the connector: "provider 'stripe'" or "catalog connector '<id>'"."""
+        if self.provider_key is not None:
+            return f"provider '{self.provider_key}'"
+        return f"catalog connector '{self.source_definition_id}'"
+
+    def is_connector_of(self, provider_key: str | None, source_definition_id: str | None) -> bool:
+        """Whether a source registered with this provider_key / definition is this spec's connector.
+
+        A catalog spec matches on the definition: Splendor may or may not report a provider_key for it.
+        """
+        if self.source_definition_id is not None:
+            return source_definition_id == self.source_definition_id
+        return provider_key == self.provider_key
 
     @property
     def schedule_type(self) -> Literal["manual", "cron"]:

@@ -92,19 +92,24 @@ def field_of(page: Page, label: str) -> Locator:
     return page.get_by_text(label, exact=True).locator("xpath=ancestor::div[fieldset][1]")
 
 
+def fill_optional(page: Page, label: str, value: str) -> None:
+    # An optional string is a choice between "str" and None in this form: pick str, then type.
+    field = field_of(page, f"{label} (Optional)")
+    field.get_by_role("tab", name="str", exact=True).click()
+    field.get_by_role("textbox").fill(value)
+
+
 def fill_spec(page: Page, source_key: str, iam_role_arn: str) -> None:
+    # provider_key is optional in the model (a catalog connector names source_definition_id instead).
+    fill_optional(page, "Provider Key", "stripe")
     for label, value in {
-        "Provider Key": "stripe",
         "Source Key": source_key,
         "Dataset Id": "payments",
         "Bucket": "acme-connectors",
         "Iam Role Arn": iam_role_arn,
     }.items():
         page.get_by_label(label, exact=True).fill(value)
-    # An optional string is a choice between "str" and None in this form: pick str, then type.
-    credentials = field_of(page, "Credentials Secret (Optional)")
-    credentials.get_by_role("tab", name="str", exact=True).click()
-    credentials.get_by_role("textbox").fill(SECRET_BLOCK)
+    fill_optional(page, "Credentials Secret", SECRET_BLOCK)
 
 
 def test_custom_run_form_shows_the_spec_and_refuses_a_bad_arn(page: Page, ui: Ui) -> None:
@@ -183,15 +188,18 @@ def test_custom_run_form_starts_a_run_that_completes(page: Page, ui: Ui) -> None
     assert [r["status"] for r in emu.runs("acme", created["source_id"])] == ["succeeded"]
 
 
-def test_oauth_run_pauses_and_the_resume_form_takes_the_secret_id(page: Page, ui: Ui, oauth_run: str) -> None:
+def test_oauth_run_suspends_and_the_resume_form_takes_the_secret_id(
+    page: Page, ui: Ui, oauth_run: str
+) -> None:
     emu = ui.stack.emulator
     run_id = oauth_run
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-    wait_for_state(page, "Paused", timeout_s=60)
+    # A deployment run suspends while it waits for a person: its worker (here, serve) is released.
+    wait_for_state(page, "Suspended", timeout_s=60)
     assert source(ui, "browser-oauth")["airbyte"]["credential_status"] == "pending_oauth"
     completes_before = emu.count(OAUTH_COMPLETE)
 
-    # The consent link is an artifact of the paused run.
+    # The consent link is an artifact of the suspended run.
     page.get_by_role("tab", name="Artifacts").click()
     card = page.get_by_text("splendor-oauth-consent", exact=True)
     expect(card).to_be_visible()
@@ -212,7 +220,7 @@ def test_oauth_run_pauses_and_the_resume_form_takes_the_secret_id(page: Page, ui
     assert emu.count(OAUTH_COMPLETE) == completes_before
 
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-    wait_for_state(page, "Paused")
+    wait_for_state(page, "Suspended")
     run_menu(page, "Resume")
     dialog = page.get_by_role("dialog")
     # The form comes from the flow's RunInput: its field and description, not a generic JSON box.

@@ -3,4 +3,7 @@
 from tests.flows.conftest import (  # noqa: F401  (re-exported fixtures)
     emulator,
     prefect_harness,
+    source_key,
+    splendor_env,
+    stripe_secret,
 )

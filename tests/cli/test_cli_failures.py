@@ -33,7 +33,9 @@ def write_spec(tmp_path: Path, **overrides: str) -> Path:
     return path
 
 
-def run_cli(emulator: Emulator, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    emulator: Emulator, token: str, *args: str, columns: int = 100
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         # The session's Prefect server rather than a temporary one per command (same code path).
@@ -41,7 +43,7 @@ def run_cli(emulator: Emulator, token: str, *args: str) -> subprocess.CompletedP
         "SPLENDOR_API_BASE": emulator.base_url,
         "SPLENDOR_TENANT_ID": "acme",
         "SPLENDOR_TOKEN": token,
-        "COLUMNS": "100",
+        "COLUMNS": str(columns),
     }
     return subprocess.run(
         [str(CLI), *args], env=env, capture_output=True, text=True, timeout=180, check=False

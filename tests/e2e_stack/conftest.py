@@ -7,7 +7,9 @@ and the `postgres` user must reach the cluster's directory) and is removed after
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +88,45 @@ def emulator_source(stack: Stack, source_key: str) -> tuple[int, list[dict[str, 
     return source["source_id"], runs
 
 
-def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
-    """Mutating calls on one source's route that Splendor accepted (from the emulator's call log)."""
+def call_statuses(stack: Stack, source_id: int, route_suffix: str) -> list[int | None]:
+    """HTTP statuses of the mutating calls on one source's route, in order (the emulator's call log);
+    None for a call whose connection was dropped."""
     mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
-    return sum(
-        1
+    return [
+        m["status"]
         for m in mutations
-        if m["route"].endswith(route_suffix)
-        and str(m["path_params"].get("source_id")) == str(source_id)
-        and m["status"] is not None
-        and 200 <= m["status"] < 300
-    )
+        if m["route"].endswith(route_suffix) and str(m["path_params"].get("source_id")) == str(source_id)
+    ]
+
+
+def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
+    """Mutating calls on one source's route that Splendor accepted."""
+    return sum(1 for s in call_statuses(stack, source_id, route_suffix) if s is not None and 200 <= s < 300)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
+    """Poll `probe` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def polling_task(stack: Stack, run_id: str) -> bool:
+    """Whether the flow run is inside its poll step (waiting for its Splendor run)."""
+    tasks = stack.api("POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
+    return any(t["name"].startswith("poll") and t["state_type"] == "RUNNING" for t in tasks)
+
+
+def state_after(stack: Stack, run_id: str, state_type: str, after: float) -> dict[str, Any] | None:
+    for state in stack.run_states(run_id):
+        if state["type"] == state_type and seconds(state["timestamp"]) > after:
+            return state
+    return None
+
+
+def seconds(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()

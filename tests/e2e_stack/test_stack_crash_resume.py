@@ -5,15 +5,23 @@ Slow by nature: detection waits for the heartbeat window (40 s here, 90 s as shi
 """
 
 import time
-from datetime import datetime
-from typing import Any
 
 import pytest
 
 from stack import Stack
 from stack.processes import Proc
 
-from .conftest import ZOMBIE_WITHIN_SECONDS, connect, demo_spec, emulator_source, successful_calls
+from .conftest import (
+    ZOMBIE_WITHIN_SECONDS,
+    connect,
+    demo_spec,
+    emulator_source,
+    polling_task,
+    seconds,
+    state_after,
+    successful_calls,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,32 +30,6 @@ ZOMBIE_MESSAGE = "Flow run marked as crashed due to missing heartbeats."
 # 2 s per attempt plus 20 incomplete (Airbyte-retried) attempts: a Splendor run of about 58 s, still in
 # flight when the killed run is detected and resumed.
 INCOMPLETE_ATTEMPTS = 20
-
-
-def wait_for(what: str, probe: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def polling_task(stack: Stack, run_id: str) -> bool:
-    tasks = stack.api("POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
-    return any(t["name"].startswith("poll") and t["state_type"] == "RUNNING" for t in tasks)
-
-
-def state_after(stack: Stack, run_id: str, state_type: str, after: float) -> dict[str, Any] | None:
-    for state in stack.run_states(run_id):
-        if state["type"] == state_type and seconds(state["timestamp"]) > after:
-            return state
-    return None
-
-
-def seconds(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp).timestamp()
 
 
 def test_killed_worker_run_is_crashed_then_resumed_on_the_other_worker(stack: Stack) -> None:

@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from splendor_flows.engine.store import CACHE_VERSION
 from stack import POOL, Stack
 
 from .conftest import connect, demo_spec, emulator_source, successful_calls
@@ -33,7 +34,7 @@ def test_sync_source_completes_on_the_postgres_backed_stack(stack: Stack) -> Non
 
     # The run's checkpoints went to the shared result storage, keyed on its sync_id (= flow-run id),
     # where any worker can read them; none to a worker's own home.
-    checkpoints = list((stack.results / "splendor-v1" / "acme" / SOURCE / run["id"]).iterdir())
+    checkpoints = list((stack.results / f"splendor-{CACHE_VERSION}" / "acme" / SOURCE / run["id"]).iterdir())
     assert {p.name.split("-")[0] for p in checkpoints} >= {"sync", "poll", "ingest"}
     for worker in stack.workers:
         assert worker.alive()

@@ -8,6 +8,7 @@ from splendor_flows.engine.errors import StepError
 from splendor_flows.engine.pipeline import StoredSteps, sync_and_ingest
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.results import FinishedRun, StartedRun, SyncOutcome
+from splendor_flows.engine.run_records import MemoryRunRecords
 from splendor_flows.engine.scope import Step
 from splendor_flows.engine.store import MemoryStore, checkpoint_key
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
@@ -159,3 +160,17 @@ async def test_no_landed_data_or_no_wait_skips_the_ingest_wait() -> None:
     h = harness(run_scripts=[OK])
     await run(h, MemoryStore(), wait_ready=False)
     assert h.api.calls["get_ingest_run"] == 0
+
+
+async def test_resume_on_another_worker_gets_a_fresh_budget_too() -> None:
+    """Without the first worker's checkpoints, the attempts its run records name (runs that had ended)
+    come back whole as they would from checkpoints: they do not spend the resume's budget."""
+    records = MemoryRunRecords()
+    h = harness(run_records=records, run_scripts=[FAIL, FAIL, OK])
+    with pytest.raises(StepError, match="2 sync attempt"):
+        await run(h, MemoryStore(), max_sync_attempts=2)
+
+    outcome = await run(h, MemoryStore(), max_sync_attempts=2)
+
+    assert [r.status for r in outcome.attempts] == [RunStatus.FAILED, RunStatus.FAILED, RunStatus.SUCCEEDED]
+    assert h.api.calls["start_sync"] == 3 and outcome.resumed

@@ -5,11 +5,12 @@ from dataclasses import replace
 
 import pytest
 
+from splendor_api import RetriesExhausted
 from splendor_api.models import RunStatus
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.run_records import KEEP, MemoryRunRecords, SourceRuns, StartRecord, pipeline_of
 from splendor_flows.engine.sync import start_or_attach
-from tests.engine.fakes import LOST, FakeScope, harness
+from tests.engine.fakes import LOST, FakeScope, exhausted, harness, outcome_unknown, shed
 
 
 async def test_a_start_is_recorded_before_it_is_sent_and_again_with_its_run() -> None:
@@ -150,3 +151,46 @@ def test_a_source_keeps_a_bounded_number_of_starts() -> None:
             StartRecord(pipeline="p", attempt=attempt, requested_at="2026-01-01T00:00:00Z")
         )
     assert len(runs.starts) == KEEP and runs.find("p", KEEP + 9) is not None and runs.find("p", 0) is None
+
+
+async def test_a_start_the_api_refused_leaves_no_record_to_stop_a_resume() -> None:
+    """Load shed past the retry budget: the start never ran, so a resume on an API that cannot list
+    runs starts one instead of stopping on a start that never happened."""
+    records = MemoryRunRecords()
+    h = harness(run_records=records, can_list_runs=False, failures={"start_sync": [exhausted(shed(1.0))]})
+    with pytest.raises(RetriesExhausted):
+        await start_or_attach(h.ctx, 12, 1, "manual")
+    assert (await records.read(h.ctx.scope)).starts == []
+
+    started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    assert not started.attached and h.api.calls["start_sync"] == 2 and len(h.api.runs) == 1
+
+
+async def test_a_refusal_after_an_unknown_outcome_keeps_the_intent() -> None:
+    records = MemoryRunRecords()
+    failures: dict[str, list[BaseException | None]] = {
+        "start_sync": [outcome_unknown(), exhausted(shed(1.0))]
+    }
+    h = harness(run_records=records, can_list_runs=False, failures=failures)
+    with pytest.raises(RetriesExhausted):
+        await start_or_attach(h.ctx, 12, 1, "manual")
+    [intent] = (await records.read(h.ctx.scope)).starts
+    assert intent.attempt == 1 and intent.run_id is None
+
+
+async def test_a_lost_start_does_not_take_the_run_of_an_earlier_attempt() -> None:
+    """A short run of attempt 1 falls inside the clock-skew allowance of attempt 2's lost start: the
+    records say it is attempt 1's, so attempt 2 asks again instead of adopting it."""
+    records = MemoryRunRecords()
+    failures: dict[str, list[BaseException | None]] = {"start_sync": [None, outcome_unknown()]}
+    h = harness(
+        run_records=records, failures=failures, run_scripts=[[RunStatus.FAILED], [RunStatus.SUCCEEDED]]
+    )
+    first, _ = await start_or_attach(h.ctx, 12, 1, "manual")
+    await h.api.refresh_run(first.run_id)  # it failed within a second
+    await h.clock.sleep(1.0)
+
+    second, _ = await start_or_attach(h.ctx, 12, 2, "manual")
+
+    assert second.run_id != first.run_id and not second.attached
+    assert h.api.calls["start_sync"] == 3 and len(h.api.runs) == 2

@@ -33,6 +33,18 @@ MODEL_CASES = {
 }
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [{"source_definition_id": "d0c5a1e2-0000-4000-8000-000000000000"}, {"provider_key": None}],
+    ids=["both", "neither"],
+)
+def test_spec_names_exactly_one_connector(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as info:
+        SourceSpec(**{**BASE, **overrides})
+    message = describe_validation_error(info.value)
+    assert "provider_key" in message and "source_definition_id" in message
+
+
 @pytest.mark.parametrize("case", list(MODEL_CASES))
 def test_spec_model_rejects(case: str) -> None:
     overrides, field = MODEL_CASES[case]
@@ -64,10 +76,6 @@ async def test_unknown_provider(emulator: Emulator, source_key: str) -> None:
     await _expect_spec_error(
         emulator, stripe_spec(source_key, provider_key="nope"), "unknown provider_key 'nope'"
     )
-
-
-async def test_unknown_stream(emulator: Emulator, source_key: str, stripe_secret: str) -> None:
-    await _expect_spec_error(emulator, stripe_spec(source_key, streams=["charges", "unicorns"]), "unicorns")
 
 
 async def test_missing_secret_block(emulator: Emulator, source_key: str) -> None:

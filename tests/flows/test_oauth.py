@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.flow_runs import aresume_flow_run
@@ -86,9 +87,41 @@ async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(
     consent_url, _ = await wait_for_consent_link(started)
     secret_id = await approve(consent_url)
     pipeline.cancel()
-    # Automation path: a new run given the secret_id completes without any pause.
-    summary = await asyncio.wait_for(connect_source(spec=spec, secret_id=secret_id), timeout=90)
+    # Automation path: a new run given a Secret block holding the secret_id completes without a pause,
+    # and the secret_id is in none of its parameters.
+    await Secret(value=secret_id).save(f"{source_key}-oauth", overwrite=True)
+    state = await asyncio.wait_for(
+        connect_source(spec=spec, oauth_secret_block=f"{source_key}-oauth", return_state=True), timeout=90
+    )
+    summary = await state.aresult()
     assert summary.status == "succeeded"
+    async with get_client() as client:
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+    assert secret_id not in str(run.parameters)
+
+
+async def test_an_unanswered_consent_fails_the_run_after_one_consent_link(
+    emulator: Emulator, source_key: str
+) -> None:
+    spec = SourceSpec.model_validate(
+        {**oauth_spec(source_key, "salesforce").model_dump(), "oauth": {"timeout_seconds": 10}}
+    )
+    completions = mutating_counts(emulator)["oauth"]
+    started = await _now()
+    state = await asyncio.wait_for(connect_source(spec=spec, return_state=True), timeout=90)
+    assert state.is_failed(), state
+    assert "nobody approved the OAuth consent within 10 s" in str(state.message)
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["splendor-oauth-consent"]))
+        )
+    links = [
+        a
+        for a in artifacts
+        if a.created and a.created > started and a.flow_run_id == state.state_details.flow_run_id
+    ]
+    assert len(links) == 1  # no retry published a second link
+    assert mutating_counts(emulator)["oauth"] == completions
 
 
 async def test_splendor_oauth_waits_for_ready(emulator: Emulator, source_key: str) -> None:

@@ -183,6 +183,7 @@ CALLS: dict[str, Call] = {
     "get_airbyte_source": lambda c: c.get_airbyte_source(1),
     "get_ingest_run": lambda c: c.get_ingest_run("ing_1"),
     "get_run": lambda c: c.get_run(1),
+    "list_runs": lambda c: c.list_runs(1),
     "initiate_upload": lambda c: c.initiate_upload("k", content_type="text/plain", object_size_bytes=1),
     "list_ingest_runs": lambda c: c.list_ingest_runs(source_id=1),
     "list_providers": lambda c: c.list_providers(),

@@ -5,16 +5,19 @@ reason other tools' plans never converge, or ignore secrets altogether). We keep
 salted SHA-256 of the canonical JSON we submitted, in a Prefect Variable: shared by everyone who
 applies against the same Prefect server, never the value, and useless for recovering it when the
 credential has real entropy (API keys, passwords). A changed Secret block hashes differently, so
-`plan` shows a re-provision; an unchanged one converges to "no changes".
+`plan` shows a re-provision; an unchanged one converges to "no changes". The provision step reads
+the same record, so editing a spec's credentials (or its Secret block) takes effect on the next run.
 """
 
 import hashlib
+import hmac
 import json
 import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from prefect import get_client
 from prefect.variables import Variable
 from pydantic import BaseModel
 
@@ -67,6 +70,18 @@ async def read_all(tenant: str, source_keys: list[str]) -> dict[str, Fingerprint
         if key is not None and isinstance(variable.value, dict):
             found[key] = Fingerprint.model_validate(variable.value)
     return found
+
+
+async def read_one(tenant: str, source_key: str) -> Fingerprint | None:
+    async with get_client() as client:
+        variable = await client.read_variable_by_name(variable_name(tenant, source_key))
+    return (
+        Fingerprint.model_validate(variable.value) if variable and isinstance(variable.value, dict) else None
+    )
+
+
+def matches(fingerprint: Fingerprint, value: Any) -> bool:
+    return hmac.compare_digest(fingerprint.digest, digest(fingerprint.salt, value))
 
 
 async def save(tenant: str, source_key: str, fingerprint: Fingerprint) -> None:
