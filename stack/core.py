@@ -353,12 +353,12 @@ class Stack:
             return
         self.api("POST", "/v2/concurrency_limits/", json={"name": self.api_limit_name, "limit": limit})
 
-    def _start_worker(self, index: int, replacing: Proc | None = None) -> Proc:
+    def _start_worker(self, index: int, replacing: Proc | None = None, limit: int | None = None) -> Proc:
         return self.procs.start(
             f"worker-{index}",
             [
                 PREFECT, "worker", "start", "--pool", POOL, "--type", "process",
-                "--name", self.worker_name(index), "--limit", str(self.config.worker_limit),
+                "--name", self.worker_name(index), "--limit", str(limit or self.config.worker_limit),
             ],
             self.worker_env(index),
             self.config.project_dir,
@@ -370,13 +370,16 @@ class Stack:
     def worker_name(index: int) -> str:
         return f"stack-worker-{index}"
 
-    def restart_worker(self, proc: Proc) -> Proc:
-        """Replace a (killed) worker by a new process with the same name and home: the machine is back."""
+    def restart_worker(self, proc: Proc, limit: int | None = None) -> Proc:
+        """Replace a (killed) worker by a new process with the same name and home: the machine is back.
+
+        `limit` changes its `--limit` (flow runs at once; 1 makes each worker take one shard of a fleet).
+        """
         position = self.workers.index(proc)
         proc.stop()
         since = datetime.now(UTC)
         # In the dead one's place, so check_alive() does not report the process this one replaces.
-        self.workers[position] = self._start_worker(position + 1, replacing=proc)
+        self.workers[position] = self._start_worker(position + 1, replacing=proc, limit=limit)
         self._wait_workers(since, [self.workers[position]])
         return self.workers[position]
 

@@ -1,11 +1,14 @@
 """A fleet that outgrows one worker: `sync-fleet` with shards=2 on the stack's two workers.
 
-The parent deployment run starts one `sync-fleet-shard` run per shard; the workers take them, each
-syncs its half of the sources, and the parent summarises them. A second parent run with the same
-sync_id gets the same children back (idempotency keys) and starts nothing.
+The parent starts one `sync-fleet-shard` run per shard; the workers (one flow run at a time each) take
+one each, each syncs its half of the sources, and the parent summarises them. A second parent run with
+the same sync_id, as a deployment run, gets the same children back (idempotency keys) and starts nothing.
 """
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +22,8 @@ from splendor_flows.flows.fleet import shard_of, shard_sync_id
 from stack import Stack
 
 pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
 
 SOURCES = 20
 SHARDS = 2
@@ -75,45 +80,72 @@ def worker_of(stack: Stack, run_id: str) -> str | None:
     return None
 
 
-def test_a_fleet_of_20_runs_as_2_shards_on_the_workers_and_each_source_syncs_once(stack: Stack) -> None:
+def run_parent_here(stack: Stack, parameters: dict[str, Any]) -> int:
+    """The parent as a local flow run in a process of its own (the bench's entry point), so that it
+    holds no worker slot; returns its failed-source count."""
+    env = stack.cli_env | {
+        "SPLENDOR_API_BASE": stack.emulator_url,
+        "SPLENDOR_TENANT_ID": stack.config.tenant,
+        "SPLENDOR_TOKEN": stack.config.token,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.sharded", "--parent", json.dumps(parameters)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(stack: Stack) -> None:
     prefix = f"shard-{uuid.uuid4().hex[:6]}"
     path, ids = onboard_fleet(stack, prefix, SOURCES)
-    began = time.monotonic()
-    parent = stack.create_run(
-        "sync-fleet", {"connectors_file": str(path), "shards": SHARDS, "trigger": "manual"}
-    )
-    done = stack.wait_run(parent["id"], timeout=150)
-    took = time.monotonic() - began
+    sync_id = str(uuid.uuid4())
+    # One flow run per worker at a time: each worker takes one shard, as on machines sized for one.
+    for worker in list(stack.workers):
+        stack.restart_worker(worker, limit=1)
+    try:
+        began = time.monotonic()
+        failed = run_parent_here(
+            stack,
+            {"connectors_file": str(path), "shards": SHARDS, "sync_id": sync_id, "trigger": "manual"},
+        )
+        took = time.monotonic() - began
+        assert failed == 0
 
-    assert done["state"]["type"] == "COMPLETED", done["state"]
-    sync_id = parent["id"]  # the parent's default sync_id is its flow-run id
-    children = children_of(stack, sync_id)
-    assert [c["parameters"]["shard"] for c in children] == list(range(SHARDS))
-    assert all(c["state_type"] == "COMPLETED" for c in children), [c["state_name"] for c in children]
-    assert [c["parameters"]["sync_id"] for c in children] == [
-        shard_sync_id(sync_id, s) for s in range(SHARDS)
-    ]
-    assert all(c["work_pool_name"] == "splendor-local" for c in children)
-    # Each source synced exactly once, by the shard its key hashes to (its checkpoints sit under that
-    # shard's sync_id in the shared results folder).
-    assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
-    for key in ids:
-        shard = shard_of(key, SHARDS)
-        assert list(stack.results.glob(f"splendor-*/acme/{key}/{shard_sync_id(sync_id, shard)}")), key
-    workers = {c["name"]: worker_of(stack, c["id"]) for c in children}
-    assert all(workers.values()), workers
+        children = children_of(stack, sync_id)
+        assert [c["parameters"]["shard"] for c in children] == list(range(SHARDS))
+        assert all(c["state_type"] == "COMPLETED" for c in children), [c["state_name"] for c in children]
+        assert [c["parameters"]["sync_id"] for c in children] == [
+            shard_sync_id(sync_id, s) for s in range(SHARDS)
+        ]
+        workers = {c["name"]: worker_of(stack, c["id"]) for c in children}
+        assert sorted(w or "?" for w in workers.values()) == ["worker-1", "worker-2"], workers
+        # Each source synced exactly once, by the shard its key hashes to (its checkpoints sit under
+        # that shard's sync_id in the shared results folder).
+        assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
+        for key in ids:
+            shard = shard_of(key, SHARDS)
+            assert list(stack.results.glob(f"splendor-*/acme/{key}/{shard_sync_id(sync_id, shard)}")), key
 
-    # The parent run again, with the same sync_id: the same two children come back (Completed, so not
-    # run again) and Splendor sees no new start.
-    again = stack.create_run(
-        "sync-fleet",
-        {"connectors_file": str(path), "shards": SHARDS, "sync_id": sync_id, "trigger": "manual"},
-    )
-    redone = stack.wait_run(again["id"], timeout=90)
-    assert redone["state"]["type"] == "COMPLETED", redone["state"]
-    assert [c["id"] for c in children_of(stack, sync_id)] == [c["id"] for c in children]
-    assert all(c["run_count"] == 1 for c in children_of(stack, sync_id))
-    assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
-    print(
-        f"\n{SOURCES} sources in {SHARDS} shards: parent Completed in {took:.1f} s; children ran on {workers}"
-    )
+        # The parent again, now as a deployment run on a worker, with the same sync_id: the same two
+        # children come back (Completed, so not run again) and Splendor sees no new start.
+        again = stack.create_run(
+            "sync-fleet",
+            {"connectors_file": str(path), "shards": SHARDS, "sync_id": sync_id, "trigger": "manual"},
+        )
+        redone = stack.wait_run(again["id"], timeout=90)
+        assert redone["state"]["type"] == "COMPLETED", redone["state"]
+        assert [c["id"] for c in children_of(stack, sync_id)] == [c["id"] for c in children]
+        assert all(c["run_count"] == 1 for c in children_of(stack, sync_id))
+        assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
+        print(
+            f"\n{SOURCES} sources in {SHARDS} shards: parent done in {took:.1f} s; children ran on {workers}"
+        )
+    finally:
+        for worker in list(stack.workers):
+            stack.restart_worker(worker)
