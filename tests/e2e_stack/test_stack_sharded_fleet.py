@@ -149,3 +149,39 @@ def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(
     finally:
         for worker in list(stack.workers):
             stack.restart_worker(worker)
+
+
+def test_a_failed_shard_is_named_and_a_rerun_of_the_parent_resumes_only_that_shard(stack: Stack) -> None:
+    prefix = f"shardfail-{uuid.uuid4().hex[:6]}"
+    path, ids = onboard_fleet(stack, prefix, 8)
+    broken = sorted(ids)[0]
+    broken_shard = shard_of(broken, SHARDS)
+    stack.emulator(
+        "POST",
+        "/_emulator/faults",
+        json={"kind": "run_fail", "source_key": broken, "count": 1, "error_message": "connector exited 1"},
+    )
+    parameters = {"connectors_file": str(path), "shards": SHARDS, "trigger": "manual", "max_sync_attempts": 1}
+    first = stack.create_run("sync-fleet", parameters)
+    failed = stack.wait_run(first["id"], timeout=120)
+    sync_id = first["id"]
+
+    assert failed["state"]["type"] == "FAILED"
+    message = failed["state"]["message"]
+    assert f"1 of 8 source(s) failed ({broken})" in message, message
+    assert f"shards not completed: {broken_shard} (Failed)" in message, message
+    children = children_of(stack, sync_id)
+    assert [c["state_type"] for c in children] == [
+        "FAILED" if s == broken_shard else "COMPLETED" for s in range(SHARDS)
+    ]
+
+    # The same sync_id again: the failed child is rescheduled and resumes (its failed attempt comes
+    # back from its checkpoint, the next one succeeds); the completed child is not run again.
+    again = stack.create_run("sync-fleet", parameters | {"sync_id": sync_id})
+    done = stack.wait_run(again["id"], timeout=120)
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    rerun = children_of(stack, sync_id)
+    assert [c["id"] for c in rerun] == [c["id"] for c in children]
+    assert [c["run_count"] for c in rerun] == [2 if s == broken_shard else 1 for s in range(SHARDS)]
+    starts = start_calls(stack, ids)
+    assert starts == {key: 2 if key == broken else 1 for key in ids}
