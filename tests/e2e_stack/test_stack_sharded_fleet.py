@@ -21,7 +21,7 @@ from splendor_api import SplendorClient, SplendorConfig
 from splendor_flows.flows.fleet import shard_of, shard_sync_id
 from stack import Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 
