@@ -19,6 +19,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from splendor_flows.engine.run_records import SourceRuns
 from splendor_flows.engine.scope import ScopeLike
+from splendor_flows.orchestration.prefect_compat import read_variables_tagged
 
 TAG = "splendor-run-record"
 PREFIX = "splendor-runs-"
@@ -94,15 +95,11 @@ class PrefectRunRecords:
 
 async def aforget_all_run_records() -> int:
     """Delete every start record (the soak's sabotage mode; operators resetting a test server)."""
-    forgotten = 0
+    names = [v.name for v in await read_variables_tagged(TAG) if v.name.startswith(PREFIX)]
     async with get_client() as client:
-        while True:  # the filter endpoint pages; delete until a page holds no record
-            names = [v.name for v in await client.read_variables() if v.name.startswith(PREFIX)]
-            if not names:
-                return forgotten
-            for name in names:
-                await client.delete_variable_by_name(name)
-            forgotten += len(names)
+        for name in names:
+            await client.delete_variable_by_name(name)
+    return len(names)
 
 
 def forget_all_run_records(api_url: str) -> int:

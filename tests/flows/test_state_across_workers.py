@@ -127,6 +127,35 @@ async def test_resume_on_another_worker_attaches_to_the_first_run(
     print(f"\nresume on another worker: {time.monotonic() - began:.1f} s wall (two worker processes)")
 
 
+async def test_without_the_list_runs_route_a_lost_start_attaches_or_stops(
+    tmp_path: Path, source_key: str, stripe_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an API that cannot list runs: a start whose answer is lost is asked again and the 409
+    attaches; when every answer is lost, the next try (a task retry, as a resume on another worker
+    would) finds the unanswered start in the records and stops naming it, starting nothing."""
+    config = emulator_config(tmp_path / "buckets").model_copy(update={"list_runs_route": False})
+    with running_emulator(config) as emu:
+        monkeypatch.setenv("SPLENDOR_API_BASE", emu.base_url)
+        await connect_source(spec=stripe_spec(source_key), sync=False)
+        [source] = emu.sources("acme")
+
+        emu.add_fault(route=MUTATING["sync"], kind="drop_after", count=1)
+        summary = await sync_source(source_key=source_key, poll=FAST_POLL)
+        [run] = emu.runs("acme", source_id=source["source_id"])
+        assert summary.run_id == run["run_id"] and summary.status == "succeeded"
+        assert emu.count(MUTATING["sync"]) == 2  # the lost one, then the re-ask that got the 409
+
+        emu.add_fault(route=MUTATING["sync"], kind="drop_after", count=None)
+        state = await sync_source(source_key=source_key, poll=FAST_POLL, return_state=True)
+        assert state.is_failed()
+        message = message_of(state)
+        assert f"[sync] source '{source_key}'" in message and "cannot list the source's runs" in message
+        assert "nothing new was started" in message, message
+        # One run for the unanswered starts, none for the try that found their record.
+        assert len(emu.runs("acme", source_id=source["source_id"])) == 2
+        assert emu.count(MUTATING["sync"]) == 2 + 3
+
+
 # --- (b) a resume against another API with the same tenant -----------------------------------------------
 
 
