@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import get_client, get_run_logger
 from prefect.artifacts import (
@@ -140,6 +140,25 @@ class FleetSummary(BaseModel):
     outcomes: list[SourceOutcome]
     shard: int | None = None
     shard_runs: list[ShardRun] = []
+
+    @classmethod
+    def of(
+        cls, tenant: str, sync_id: str, outcomes: list[SourceOutcome], *, api_slots: int, **extra: Any
+    ) -> "FleetSummary":
+        """The summary of these outcomes: the counts are derived from them, never passed alongside."""
+        failed = sum(o.status == SourceStatus.FAILED for o in outcomes)
+        return cls(
+            tenant=tenant,
+            sync_id=sync_id,
+            sources=len(outcomes),
+            succeeded=len(outcomes) - failed,
+            failed=failed,
+            resumed=sum(o.resumed for o in outcomes),
+            refresh_calls=sum(o.refresh_calls for o in outcomes),
+            api_slots=api_slots,
+            outcomes=outcomes,
+            **extra,
+        )
 
 
 class FleetFailed(RuntimeError):
@@ -338,18 +357,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
                 FLEET.reset(token)
                 history.save()
     failed = [o for o in outcomes if o.status == SourceStatus.FAILED]
-    summary = FleetSummary(
-        tenant=tenant,
-        sync_id=sync_id,
-        sources=len(outcomes),
-        succeeded=len(outcomes) - len(failed),
-        failed=len(failed),
-        resumed=sum(o.resumed for o in outcomes),
-        refresh_calls=sum(o.refresh_calls for o in outcomes),
-        api_slots=slots,
-        outcomes=outcomes,
-        shard=options.shard,
-    )
+    summary = FleetSummary.of(tenant, sync_id, outcomes, api_slots=slots, shard=options.shard)
     await publish(summary)
     if failed:
         names = ", ".join(o.source_key for o in failed[:10]) + (" …" if len(failed) > 10 else "")

@@ -274,18 +274,7 @@ async def run_sharded(options: FleetOptions) -> FleetSummary:
             )
         )
     failed = [o for o in outcomes if o.status == SourceStatus.FAILED]
-    summary = FleetSummary(
-        tenant=tenant,
-        sync_id=sync_id,
-        sources=len(outcomes),
-        succeeded=len(outcomes) - len(failed),
-        failed=len(failed),
-        resumed=sum(o.resumed for o in outcomes),
-        refresh_calls=sum(o.refresh_calls for o in outcomes),
-        api_slots=0,
-        outcomes=outcomes,
-        shard_runs=shard_runs,
-    )
+    summary = FleetSummary.of(tenant, sync_id, outcomes, api_slots=0, shard_runs=shard_runs)
     await publish_shards(summary)
     await publish(summary)
     bad_shards = [s for s in shard_runs if s.state != "Completed"]

@@ -32,7 +32,10 @@ EPOCH = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
 
 class FakeClock:
-    def __init__(self) -> None:
+    """Time that moves only when the code under test sleeps; `now()` counts from `epoch`."""
+
+    def __init__(self, epoch: datetime = EPOCH) -> None:
+        self.epoch = epoch
         self.t = 0.0
         self.sleeps: list[float] = []
 
@@ -44,7 +47,7 @@ class FakeClock:
         self.t += seconds
 
     def now(self) -> datetime:
-        return EPOCH + timedelta(seconds=self.t)
+        return self.epoch + timedelta(seconds=self.t)
 
 
 @dataclass(frozen=True)

@@ -31,26 +31,11 @@ from splendor_flows.engine.uploads import (
     upload_file,
     wait_upload_ready,
 )
+from tests.engine.fakes import FakeClock
 
 SOURCE = "catalog"
 PART = 100
 M = TypeVar("M", bound=BaseModel)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-
-    def now(self) -> datetime:
-        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.t)
 
 
 class JsonStore:
@@ -259,7 +244,7 @@ class FakeUploadApi:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(epoch=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture
