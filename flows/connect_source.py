@@ -11,6 +11,7 @@ from pydantic import Field
 
 from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.flows.classify import classify_source
 from splendor_flows.flows.oauth import connect_oauth
 from splendor_flows.flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
@@ -50,7 +51,8 @@ async def connect_source(
     sync: bool = True,
     wait_for_ingest: bool = True,
 ) -> PipelineSummary:
-    """Discover → create source → credentials (API key or OAuth) → connection → sync → ingest.
+    """Discover → create source → credentials (API key or OAuth) → classify fields → connection →
+    sync → ingest.
 
     Args:
         spec: the source to connect.
@@ -100,11 +102,22 @@ async def connect_source(
             secret_block=oauth_secret_block,
         )
     steps.append({"step": "provision", "result": f"credentials {creds.credential_status}"})
-    if spec.streams:
-        # The connector's streams (default or not) are known only from discover-schema, which needs
-        # ready credentials: no discovery call lists them before a source exists. So the check sits
-        # here, after provisioning and before the connection (the call that fixes the synced streams).
-        check_streams(spec, await discover_streams(scope, source.source_id))
+    if spec.streams or spec.classifies:
+        # The connector's streams (default or not) and their fields are known only from
+        # discover-schema, which needs ready credentials: no discovery call lists them before a source
+        # exists. So the stream check and the classification sit here, after provisioning and before
+        # the connection (the call that fixes the synced streams), as Splendor's guide orders them.
+        discovered = await discover_streams(scope, source.source_id)
+        if spec.streams:
+            check_streams(spec, discovered)
+        if spec.classifies:
+            classified = await classify_source(
+                scope, spec, source.source_id, provider.default_streams, discovered, force=force
+            )
+            steps.append({"step": "classify", "result": classified})
+    if spec.classification != "off" and not spec.classifies:
+        # The create step applied the spec's own config: it wins over any proposal.
+        steps.append({"step": "classify", "result": "search / semantic config from the spec"})
     connection = await refreshed(ensure_connection, force)(scope, source.source_id, spec.streams)
     steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
 

@@ -45,11 +45,12 @@ def create_request(spec: SourceSpec, provider: ProviderDetails) -> models.Create
 
 def config_drift(spec: SourceSpec, source: models.Source) -> dict[str, Any]:
     """Fields whose remote value differs from the spec (only those the API lets us update)."""
-    wanted: dict[str, Any] = {
-        "retention_days": spec.retention_days,
-        "search_config": spec.search_config.model_dump(),
-        "semantic_config": spec.semantic_config.model_dump(),
-    }
+    wanted: dict[str, Any] = {"retention_days": spec.retention_days}
+    if not spec.classifies:
+        # A classified source's config is the approved classification's: an empty spec config must
+        # not wipe it when the source is adopted again or a connectors file is applied.
+        wanted["search_config"] = spec.search_config.model_dump()
+        wanted["semantic_config"] = spec.semantic_config.model_dump()
     current = source.model_dump()
     return {k: v for k, v in wanted.items() if _normalise(current.get(k)) != _normalise(v)}
 

@@ -21,6 +21,7 @@ class Event(StrEnum):
     INGEST_ENQUEUED = "splendor.ingest.enqueued"
     INGEST_READY = "splendor.ingest.ready"
     INGEST_FAILED = "splendor.ingest.failed"
+    CLASSIFICATION_APPLIED = "splendor.classification.applied"
 
 
 class Reporter(Protocol):

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from splendor_flows.engine.classification import ClassificationMode
 from splendor_flows.engine.errors import SpecError
 
 # Source keys end up in object-store paths, Prefect resource ids and cache keys: keep them plain.
@@ -151,6 +152,19 @@ class SourceSpec(BaseModel):
         description="Name of the Prefect Secret block holding the connector credentials (JSON object).",
     )
     oauth: OAuthOptions = Field(default_factory=OAuthOptions)
+    classification: ClassificationMode = Field(
+        default="off",
+        description="Which fields are text, vocabulary or filters: 'off' applies search_config and "
+        "semantic_config as written; 'review' proposes a classification from the discovered fields and "
+        "waits for an admin to approve, edit or reject it; 'auto' applies the proposal. An explicit "
+        "search_config or semantic_config always wins and skips the proposal.",
+    )
+    classification_timeout_seconds: int = Field(
+        default=24 * 3600,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="With classification 'review': how long the run waits for an admin's answer.",
+    )
 
     @field_validator("streams")
     @classmethod
@@ -206,6 +220,22 @@ class SourceSpec(BaseModel):
         if self.source_definition_id is not None:
             return source_definition_id == self.source_definition_id
         return provider_key == self.provider_key
+
+    @property
+    def has_index_config(self) -> bool:
+        """Whether the spec names any field in search_config / semantic_config (explicit config)."""
+        semantic = self.semantic_config
+        return bool(
+            self.search_config.text_fields
+            or semantic.document_embeddings.fields
+            or semantic.vocabulary.fields
+        )
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the source's search / semantic config comes from a classification rather than from
+        this spec: then the spec's empty config means "not managed here", never "clear it"."""
+        return self.classification != "off" and not self.has_index_config
 
     @property
     def schedule_type(self) -> Literal["manual", "cron"]:
