@@ -5,6 +5,8 @@ module adds what only a human-driven rollout needs. What the API lets us change 
 
 - missing source → onboard it with `connect_source(spec, sync=False)` (the resumable pipeline);
 - name, retention_days, search_config, semantic_config → `PUT /v1/admin/sources/{id}`;
+- a classification approved on Splendor for a source whose entry leaves its config to classification
+  → recorded: written into the file as explicit config (see record.py);
 - credentials → re-provisioned when the Secret block's content no longer matches the fingerprint
   of what was submitted last (see fingerprints.py), or when the API says they are not ready;
 - provider, dataset, bucket, role, prefix, streams, schedule cannot change in place: reported as
@@ -21,6 +23,7 @@ from pydantic import BaseModel
 
 from splendor_api import SplendorClient, models
 from splendor_api.models import AuthMode
+from splendor_flows.connectors.record import record_classifications, unrecorded_classification
 from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.fingerprints import Fingerprint
@@ -41,6 +44,7 @@ class Change(BaseModel):
     reprovision: str | None = None  # why the credentials must be submitted again
     connect: bool = False
     blocked: list[str] = []  # fields that differ but cannot change in place
+    record: dict[str, Any] = {}  # config classified on Splendor, to write into the file
     unmanaged: bool = False
 
     @property
@@ -49,7 +53,7 @@ class Change(BaseModel):
             return "not-in-file"
         if self.create:
             return "create"
-        if self.updates or self.reprovision or self.connect:
+        if self.updates or self.reprovision or self.connect or self.record:
             return "update"
         if self.blocked:
             return "blocked"
@@ -63,6 +67,11 @@ class Change(BaseModel):
             parts.append(f"credentials: {self.reprovision}")
         if self.connect:
             parts.append("connection: missing → create")
+        if self.record:
+            parts.append(
+                "classification approved on Splendor → recorded in the file: "
+                + "; ".join(f"{name}: {_short(value)}" for name, value in self.record.items())
+            )
         if self.blocked:
             parts.append("cannot change in place: " + ", ".join(self.blocked) + " (re-create the source)")
         return "; ".join(parts)
@@ -171,6 +180,7 @@ async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) 
             auth_mode = provider.auth_mode if provider else AuthMode.API_KEY
             change.reprovision = await _credential_check(spec, state, auth_mode, known.get(spec.source_key))
             change.connect = not state.has_connection
+            change.record = unrecorded_classification(spec, source)
         changes.append(change)
     listed = {s.source_key for s in file.sources}
     for key, source in sorted(remote.items()):
@@ -245,5 +255,13 @@ async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
                     result.applied.append(change.source_key)
 
         await asyncio.gather(*(run(c) for c in current.changes if c.action in ("create", "update")))
+    # The file is written once, after the remote changes, and only for sources whose changes applied.
+    records = {c.source_key: c.record for c in current.changes if c.record and c.source_key in result.applied}
+    try:
+        record_classifications(path, records)
+    except (OSError, ValueError) as exc:
+        for key in records:
+            result.applied.remove(key)
+            result.failed[key] = f"could not record the classification in {path}: {exc}"
     result.applied.sort()
     return result
