@@ -174,8 +174,12 @@ async def test_a_rejected_classification_applies_nothing_and_fails_clearly(
 async def test_explicit_config_in_the_spec_wins_without_a_proposal(
     emulator: Emulator, stripe_secret: str, source_key: str
 ) -> None:
+    # A short review timeout: were the spec's config not to win, the run would fail fast instead of waiting.
     spec = stripe_spec(
-        source_key, classification="review", search_config={"text_fields": [{"field": "description"}]}
+        source_key,
+        classification="review",
+        classification_timeout_seconds=10,
+        search_config={"text_fields": [{"field": "description"}]},
     )
     before = mutating_counts(emulator)
     summary = await asyncio.wait_for(connect_source(spec=spec, sync=False), timeout=60)
@@ -200,7 +204,8 @@ async def test_auto_applies_the_proposal_without_waiting(
 async def test_a_resumed_run_does_not_ask_again(
     emulator: Emulator, stripe_secret: str, source_key: str
 ) -> None:
-    spec = stripe_spec(source_key, classification="review")
+    # A short review timeout: a second question would fail the resumed run fast instead of waiting.
+    spec = stripe_spec(source_key, classification="review", classification_timeout_seconds=20)
     sync_id = f"resume-{source_key}"
     pipeline = asyncio.create_task(connect_source(spec=spec, sync_id=sync_id, sync=False))
     run = await waiting_run(source_key, pipeline)
@@ -227,7 +232,7 @@ async def test_a_new_sync_of_a_classified_source_does_not_ask_again(
     await asyncio.wait_for(connect_source(spec=spec, sync=False), timeout=60)
     updates = mutating_counts(emulator)["update"]
     # Review now, a new sync_id (no checkpoint): Splendor's config says the source is classified.
-    review = stripe_spec(source_key, classification="review")
+    review = stripe_spec(source_key, classification="review", classification_timeout_seconds=10)
     summary = await asyncio.wait_for(connect_source(spec=review, sync=False), timeout=60)
     assert {"step": "classify", "result": "kept: the source is classified already"} in summary.steps
     assert mutating_counts(emulator)["update"] == updates
