@@ -160,7 +160,9 @@ class SourceSpec(BaseModel):
         "search_config or semantic_config always wins and skips the proposal.",
     )
     classification_timeout_seconds: int = Field(
-        default=24 * 3600,
+        # The same default as the OAuth wait: the automation that fails an unanswered suspended run
+        # (deployments/automations.yaml) uses one window for both.
+        default=3600,
         ge=10,
         le=7 * 24 * 3600,
         description="With classification 'review': how long the run waits for an admin's answer.",
