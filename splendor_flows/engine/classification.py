@@ -145,7 +145,8 @@ def classify_field(stream: str, field: models.StreamField) -> FieldProposal:
     if name == "id" or name.endswith(("_id", "_ids")):
         return proposal(Role.FILTER, "an identifier: matched exactly, never embedded")
     if kind in STRUCTURED_TYPES:
-        return proposal(Role.FILTER, f"a {kind} value: filter or sort on it")
+        article = "an" if kind[0] in "aeiou" else "a"
+        return proposal(Role.FILTER, f"{article} {kind} value: filter or sort on it")
     if name.endswith(("_at", "_date", "date", "time")):
         return proposal(Role.FILTER, "a timestamp by its name: filter or sort on it")
     if name in TITLE_NAMES:
