@@ -3,6 +3,8 @@
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import api
+
 from .conftest import (
     CHROMIUM,
     SKIP_REASON,
@@ -68,3 +70,6 @@ def test_classification_is_reviewed_in_the_resume_form_and_applied(page: Page, u
     vocabulary = applied["semantic_config"]["vocabulary"]["fields"]
     assert [f["field"] for f in vocabulary] == ["status"]
     assert applied["airbyte"]["airbyte_connection_id"], "the run connected after the approval"
+    # The suspended run started again from the top when answered: it did not publish a second proposal.
+    artifact_filter = {"artifacts": {"key": {"any_": [f"splendor-{KEY}-classification"]}}}
+    assert len(api(ui.stack, "POST", "/artifacts/filter", json=artifact_filter)) == 1
