@@ -125,6 +125,8 @@ async def apply_classification(
     """PUT the classification's search / semantic config. Keyed on the source only: once applied in
     this sync, the step is done whatever was decided (the flow looks the checkpoint up before asking)."""
     async with open_client(scope.credentials_block) as client:
+        # The PUT sets the whole search / semantic config, so sending it again after an unknown outcome
+        # leaves the same state: unlike a create or a start, it may be retried without reading first.
         await client.update_source(source_id, classification.to_update())
     applied = AppliedClassification(source_id=source_id, mode=mode, roles=classification.roles())
     emit(str(Event.CLASSIFICATION_APPLIED), scope, {"source_id": source_id, "mode": mode, **applied.roles})

@@ -30,6 +30,8 @@ MODEL_CASES = {
     "duplicate stream": ({"streams": ["charges", "charges"]}, "streams"),
     "unknown field": ({"colour": "blue"}, "colour"),
     "bad secret block name": ({"credentials_secret": "Not A Name"}, "credentials_secret"),
+    "unknown classification mode": ({"classification": "manual"}, "classification: Input should be 'off'"),
+    "review timeout too short": ({"classification_timeout_seconds": 5}, "classification_timeout_seconds"),
 }
 
 
