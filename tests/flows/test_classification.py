@@ -238,3 +238,17 @@ async def test_a_new_sync_of_a_classified_source_does_not_ask_again(
     assert mutating_counts(emulator)["update"] == updates
     text, _, vocabulary = roles_on_splendor(source_of(emulator, source_key))
     assert (text, vocabulary) == (PROPOSED_TEXT, PROPOSED_VOCABULARY)
+
+
+async def test_an_unanswered_review_fails_naming_the_wait_and_applies_nothing(
+    emulator: Emulator, stripe_secret: str, source_key: str
+) -> None:
+    spec = stripe_spec(source_key, classification="review", classification_timeout_seconds=10)
+    before = mutating_counts(emulator)
+    state = await asyncio.wait_for(connect_source(spec=spec, sync=False, return_state=True), timeout=90)
+    assert state.is_failed(), state
+    assert "nobody reviewed the proposed classification within 10 s; nothing was applied" in str(
+        state.message
+    )
+    after = mutating_counts(emulator)
+    assert after["update"] == before["update"] and after["connect"] == before["connect"]
