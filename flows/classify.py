@@ -51,6 +51,8 @@ from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.specs.source import SourceSpec
 
 STEP = "classify"
+TEXT_HELP = "Fields searched and embedded as document text."
+VOCABULARY_HELP = "Categorical fields: a small set of values users search by."
 
 
 class ClassificationReview(RunInput):
@@ -61,12 +63,8 @@ class ClassificationReview(RunInput):
         description="approve: apply the field lists below (as proposed or edited); reject: apply "
         "nothing and end the run.",
     )
-    text_fields: list[str] = Field(
-        default_factory=list, description="Fields searched and embedded as document text."
-    )
-    vocabulary_fields: list[str] = Field(
-        default_factory=list, description="Categorical fields: a small set of values users search by."
-    )
+    text_fields: list[str] = Field(default_factory=list, description=TEXT_HELP)
+    vocabulary_fields: list[str] = Field(default_factory=list, description=VOCABULARY_HELP)
     comment: str = Field(
         default="", max_length=500, description="Why (logged; with reject, the run's failure says it)."
     )
@@ -76,25 +74,16 @@ def review_form(scope: Scope, proposal: Classification) -> type[ClassificationRe
     """The form for this proposal: its lists pre-filled with the proposed roles, and each list item
     limited to the classified fields, so the server refuses an unknown name when the form is sent and
     the run stays waiting for a valid answer."""
-    names = tuple(proposal.field_names())
+    names = tuple(proposal.field_names())  # never empty: a proposal without fields is not reviewed
     # A Literal built from data: valid for pydantic, which emits it as a JSON-schema enum.
     names_list = cast(Any, list)[cast(Any, Literal)[names]]
     form = create_model(
         "ClassificationReview",
         __base__=ClassificationReview,
-        text_fields=(
-            names_list,
-            Field(
-                default=proposal.names(Role.TEXT),
-                description="Fields searched and embedded as document text.",
-            ),
-        ),
+        text_fields=(names_list, Field(default=proposal.names(Role.TEXT), description=TEXT_HELP)),
         vocabulary_fields=(
             names_list,
-            Field(
-                default=proposal.names(Role.VOCABULARY),
-                description="Categorical fields: a small set of values users search by.",
-            ),
+            Field(default=proposal.names(Role.VOCABULARY), description=VOCABULARY_HELP),
         ),
     )
     # Shown above the form in the UI's resume dialog.
