@@ -188,7 +188,7 @@ def test_each_automation_notifies_with_source_run_and_error_and_no_secret(
     flow_run = started[0]["flow_run_id"]
 
     sync_failed = by_subject[f"Splendor sync failed: {stripe}"]
-    assert f"acme/{stripe}" in sync_failed
+    assert f"acme/{stripe} (id {started[0]['source_id']})" in sync_failed
     assert f"Splendor run: {first_run} (failed)" in sync_failed and flow_run in sync_failed
     assert "Error: 401 from api.stripe.com: key *** rejected (caller ***)" in sync_failed
 

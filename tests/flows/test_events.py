@@ -121,6 +121,7 @@ async def test_a_connect_source_run_publishes_every_step_in_order(
         None,
     )
     assert succeeded["records_synced"] == summary.records_synced > 0
+    assert succeeded["source_id"] == summary.source_id
     assert one(events, Event.INGEST_ENQUEUED)["ingest_run_ids"] == summary.ingest_run_ids
     assert one(events, Event.INGEST_READY)["documents"] == summary.documents > 0
 
