@@ -25,6 +25,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from stack import automations
 from tests.e2e.conftest import BIN, TOKEN, Stack, api
 
+pytestmark = pytest.mark.e2e
+
 NOTIFIERS = [
     "splendor-notify-sync-failed",
     "splendor-notify-ingest-failed",
