@@ -118,7 +118,7 @@ async def apply_classification(
         # leaves the same state: unlike a create or a start, it may be retried without reading first.
         await client.update_source(source_id, classification.to_update())
     applied = AppliedClassification(source_id=source_id, mode=mode, roles=classification.roles())
-    emit(str(Event.CLASSIFICATION_APPLIED), scope, {"source_id": source_id, "mode": mode, **applied.roles})
+    emit(Event.CLASSIFICATION_APPLIED, scope, {"source_id": source_id, "mode": mode, **applied.roles})
     get_run_logger().info("Classification of source %s %s", source_id, applied.describe())
     return applied
 

@@ -46,7 +46,8 @@ async def enqueue_or_find(
             if not runs:
                 raise
         ctx.report.event(
-            Event.INGEST_ENQUEUED, {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]}
+            Event.INGEST_ENQUEUED,
+            {"source_id": source_id, "run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]},
         )
     return IngestResult(
         run_id=run_id,
@@ -112,7 +113,20 @@ def _report_ingest(
     failed = {k: v for k, v in final.items() if v.status in INGEST_TERMINAL_BAD}
     if failed:
         reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in failed.items())
-        ctx.report.event(Event.INGEST_FAILED, {"run_id": run_id, "failed": sorted(failed)})
+        errors = [
+            {
+                "ingest_run_id": k,
+                "status": v.status,
+                "error_code": v.error_code,
+                "error_message": v.error_message,
+            }
+            for k, v in sorted(failed.items())
+        ]
+        # `error_message` repeats the reasons as one line, for notification templates.
+        ctx.report.event(
+            Event.INGEST_FAILED,
+            {"run_id": run_id, "failed": sorted(failed), "errors": errors, "error_message": reasons},
+        )
         raise PermanentStepError(Step.INGEST, ctx.scope.source_key, f"ingestion failed ({reasons})")
     ctx.report.log("info", f"Ingestion of run {run_id} is ready: {result.documents} documents")
     ctx.report.event(

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.objects import Artifact, FlowRun
@@ -17,6 +16,7 @@ from splendor_flows.flows.classify import artifact_key
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.orchestration.checkpoint import Scope
 from tests.flows.conftest import mutating_counts, stripe_spec
+from tests.prefect_events import wait_for_events
 
 APPLIED = "splendor.classification.applied"
 # What the rules propose for Stripe's charges and customers streams (the emulator's catalog).
@@ -71,17 +71,17 @@ def roles_on_splendor(source: dict[str, Any]) -> tuple[list[str], list[str], lis
 
 async def applied_events(source_key: str, timeout: float = 20) -> list[dict[str, Any]]:
     """The classification events of this source on the Prefect server (they arrive in the background)."""
-    body = {
-        "filter": {"event": {"name": [APPLIED]}, "resource": {"id": [f"splendor.source.acme.{source_key}"]}},
-        "limit": 50,
-    }
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with httpx.AsyncClient(timeout=30) as http:
-        while True:
-            events = (await http.post(f"{PREFECT_API_URL.value()}/events/filter", json=body)).json()["events"]
-            if events or asyncio.get_running_loop().time() > deadline:
-                return list(events)
-            await asyncio.sleep(0.3)
+    resource = f"splendor.source.acme.{source_key}"
+
+    def mine(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            e for e in events if e["event"] == APPLIED and e["resource"]["prefect.resource.id"] == resource
+        ]
+
+    api = str(PREFECT_API_URL.value())
+    return mine(
+        await wait_for_events(api, lambda e: bool(mine(e)), resource_prefix=resource, timeout=timeout)
+    )
 
 
 async def test_review_approved_as_proposed_applies_the_proposal(
