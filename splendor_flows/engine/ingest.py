@@ -13,6 +13,14 @@ from splendor_flows.engine.scope import Step
 NO_LANDED_DATA = "no landed data"
 
 
+def repair_hint(source_key: str, run_id: int) -> str:
+    """What to do about a failed ingestion, wherever it is reported."""
+    return (
+        f"`splendor-flows repair {source_key} --run {run_id}` (or the repair-ingest deployment) hands it "
+        "to ingestion again when the error is repairable"
+    )
+
+
 async def _enqueued(ctx: SourceContext, source_id: int, run_id: int) -> list[models.IngestRun]:
     runs = await ctx.api.list_ingest_runs(source_id=source_id)
     return [r for r in runs if r.connector_run_id == run_id]
@@ -67,6 +75,14 @@ async def wait_for_ingest(
     ctx: SourceContext, run_id: int, ingest_run_ids: list[str], options: PollOptions
 ) -> IngestResult:
     """Poll the ingest runs of `run_id` until each is ready; raises when one ends badly."""
+    final = await poll_ingest_runs(ctx, ingest_run_ids, options)
+    return _report_ingest(ctx, run_id, ingest_run_ids, final)
+
+
+async def poll_ingest_runs(
+    ctx: SourceContext, ingest_run_ids: list[str], options: PollOptions
+) -> dict[str, models.IngestRun]:
+    """Poll ingest runs until each is terminal (ready or not); returns them by id."""
     plan = PollPlan(options)
     guard = PollGuard(ctx.clock, options, step=Step.INGEST, scope=ctx.scope)
     pending = set(ingest_run_ids)
@@ -92,12 +108,11 @@ async def wait_for_ingest(
                     "the API may have changed; the pipeline stops rather than guess",
                 )
         if not pending:
-            break
+            return final
         if last_status:
             plan.observe(last_status)
         guard.check_deadline("ingestion not ready")
         await ctx.clock.sleep(guard.pause_after(plan.delay(guard.elapsed())))
-    return _report_ingest(ctx, run_id, ingest_run_ids, final)
 
 
 def _report_ingest(
@@ -111,9 +126,24 @@ def _report_ingest(
     )
     failed = {k: v for k, v in final.items() if v.status in INGEST_TERMINAL_BAD}
     if failed:
-        reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in failed.items())
-        ctx.report.event(Event.INGEST_FAILED, {"run_id": run_id, "failed": sorted(failed)})
-        raise PermanentStepError(Step.INGEST, ctx.scope.source_key, f"ingestion failed ({reasons})")
+        reasons = "; ".join(
+            " ".join(p for p in (f"{k}: {v.status}", v.error_code, v.error_message) if p)
+            for k, v in sorted(failed.items())
+        )
+        ctx.report.event(
+            Event.INGEST_FAILED,
+            {
+                "run_id": run_id,
+                "failed": sorted(failed),
+                "error_codes": sorted({v.error_code for v in failed.values() if v.error_code}),
+            },
+        )
+        raise PermanentStepError(
+            Step.INGEST,
+            ctx.scope.source_key,
+            f"ingestion failed for run {run_id} ({reasons})",
+            repair_hint(ctx.scope.source_key, run_id),
+        )
     ctx.report.log("info", f"Ingestion of run {run_id} is ready: {result.documents} documents")
     ctx.report.event(
         Event.INGEST_READY,
