@@ -192,12 +192,17 @@ async def repair_run(
     """Queue the failed objects of one run again until they are ready or cannot be repaired.
 
     Each pass waits for what is in flight, then either ends or makes one enqueue that the API acted on
-    (the attempt Splendor then counts), so `max_attempts + 1` passes always suffice; the loop bound only
+    (an attempt Splendor then counts), so `max_attempts + 1` passes always suffice; the loop bound only
     guards against an API that breaks its own rule.
     """
     before: list[IngestFailure] | None = None
     enqueued = 0
     for _ in range(max_attempts + 2):
+        # What is in flight (this call's repair, or one an earlier call queued) is waited for, never
+        # queued again; each wait ends at the poll deadline.
+        while state is not None and state.active:
+            await poll_ingest_runs(ctx, [r.ingest_run_id for r in state.active], poll)
+            state = await _read_run(ctx, source_id, run_id)
         if state is None:
             return RunRepair(
                 run_id=run_id,
@@ -205,10 +210,6 @@ async def repair_run(
                 reason="the run has no ingest runs: it was never handed to ingestion (sync-source does that)",
                 attempts=0,
             )
-        if state.active:
-            await poll_ingest_runs(ctx, [r.ingest_run_id for r in state.active], poll)
-            state = await _read_run(ctx, source_id, run_id)
-            continue
         failed = [IngestFailure.of(r) for r in state.failed]
         if before is None:
             before = failed

@@ -6,7 +6,7 @@ from .conftest import PREFECT, Stack, api, deployment_id
 
 pytestmark = pytest.mark.e2e
 
-NAMES = {"connect-source", "sync-source", "after-upload", "sync-fleet", "sync-fleet-shard"}
+NAMES = {"connect-source", "sync-source", "repair-ingest", "after-upload", "sync-fleet", "sync-fleet-shard"}
 
 
 def _state(stack: Stack) -> tuple[dict[str, int], list[dict]]:

@@ -54,6 +54,15 @@ async def test_a_repairable_failure_is_queued_again_and_waited_for() -> None:
     assert h.report.events[-2][1]["repair_attempt"] == 1
 
 
+async def test_a_run_may_need_several_repairs_within_the_bound() -> None:
+    h = harness()
+    await failed_ingest(h, 5, "parse_failed")
+    h.api.ingest_errors.extend(["parse_failed", "parse_failed"])  # the first two repairs fail again
+    [run] = await repair(h, max_attempts=3)
+    assert (run.verdict, run.attempts, run.enqueued) == (Verdict.REPAIRED, 3, 3)
+    assert h.api.ingest_runs[run.ingest_run_ids[0]].status == IngestStatus.READY
+
+
 async def test_repairing_twice_queues_nothing_more() -> None:
     h = harness()
     await failed_ingest(h, 5, "parse_failed")
