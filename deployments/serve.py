@@ -76,7 +76,10 @@ def build(spec: dict[str, Any]) -> RunnerDeployment:
         description=spec.get("description"),
         tags=spec.get("tags"),
         parameters=spec.get("parameters") or {},
-        schedules=[to_schedule(s) for s in spec.get("schedules") or []],
+        # No `schedules` key (sync-source): None leaves the deployment's schedules as they are, so the
+        # per-source ones `splendor-flows apply` made survive a restart of serve. An empty list would,
+        # in a later Prefect, clear them.
+        schedules=[to_schedule(s) for s in spec["schedules"]] if spec.get("schedules") else None,
         triggers=[to_trigger(t) for t in spec.get("triggers") or []],
         concurrency_limit=to_concurrency(spec.get("concurrency_limit")),
         enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
