@@ -44,7 +44,7 @@ async def repair_ingest(
         poll: how to poll the ingest runs.
         credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
     """
-    scope = await resolve_scope(source_key, None, credentials_block)
+    scope = await resolve_scope(source_key, None, credentials_block, pipeline=False)
     async with open_client(credentials_block, step=Step.REPAIR, source_key=source_key) as client:
         source = await client.find_source(source_key)
     if source is None:

@@ -233,6 +233,16 @@ async def repair_run(
             codes = ", ".join(f.label() for f in retryable)
             verdict = Verdict.EXHAUSTED, f"still failed after {state.attempts} repair(s) (the limit): {codes}"
         if verdict is not None:
+            if enqueued and verdict[0] not in OK_VERDICTS:
+                # This call's repairs failed again: the same news as a failed ingestion after a sync.
+                ctx.report.event(
+                    Event.INGEST_FAILED,
+                    {
+                        "run_id": run_id,
+                        "failed": sorted(f.ingest_run_id for f in failed),
+                        "error_codes": sorted({f.error_code for f in failed if f.error_code}),
+                    },
+                )
             return _outcome(run_id, *verdict, state, enqueued, before)
         try:
             answer = await ctx.api.enqueue_ingest(source_id, run_id)

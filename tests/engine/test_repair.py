@@ -103,6 +103,8 @@ async def test_repairs_stop_at_max_attempts_counted_by_the_api() -> None:
     [run] = await repair(h, max_attempts=2)
     assert run.verdict == Verdict.EXHAUSTED and run.attempts == 2 and run.enqueued == 2
     assert enqueues(h) == before + 2
+    name, payload = h.report.events[-1]
+    assert name == Event.INGEST_FAILED and payload["error_codes"] == ["parse_failed"]
     # A later call counts the same attempts from Splendor and queues nothing.
     [later] = await repair(h, max_attempts=2)
     assert later.verdict == Verdict.EXHAUSTED and enqueues(h) == before + 2
