@@ -176,7 +176,11 @@ class SourceSpec(BaseModel):
         default=None,
         description="Streams to sync, as the connector's discovery names them; empty means its defaults.",
     )
-    schedule: Schedule | None = None
+    schedule: Schedule | None = Field(
+        default=None,
+        description="When to sync: a schedule of the sync-source deployment made by `splendor-flows apply` "
+        "(runner prefect), or Splendor's own scheduler (runner splendor). Never both.",
+    )
     retention_days: int | None = Field(default=None, ge=1, le=36500)
     search_config: SearchConfig = Field(default_factory=SearchConfig)
     semantic_config: SemanticConfig = Field(default_factory=SemanticConfig)
