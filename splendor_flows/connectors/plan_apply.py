@@ -63,6 +63,8 @@ class Change(BaseModel):
     blocked: list[str] = []  # fields that differ but cannot change in place
     schedule: ScheduleChange | None = None  # the source's schedule on the sync-source deployment
     unmanaged: bool = False
+    # A source no longer in the file keeps the schedule an earlier apply gave it: its slug, to say so.
+    kept_schedule: str | None = None
 
     @property
     def action(self) -> Action:
@@ -88,6 +90,11 @@ class Change(BaseModel):
             parts.append(self.schedule.describe())
         if self.blocked:
             parts.append("cannot change in place: " + ", ".join(self.blocked) + " (re-create the source)")
+        if self.kept_schedule:
+            parts.append(
+                f"prefect schedule {self.kept_schedule} stays "
+                "(list the source without a schedule to remove it)"
+            )
         return "; ".join(parts)
 
 
@@ -238,7 +245,10 @@ async def build_plan(
     listed = {s.source_key for s in file.sources}
     for key, source in sorted(remote.items()):
         if key not in listed:
-            changes.append(Change(source_key=key, source_id=source.source_id, unmanaged=True))
+            kept = schedule_slug(key) if schedules.current(schedule_slug(key)) else None
+            changes.append(
+                Change(source_key=key, source_id=source.source_id, unmanaged=True, kept_schedule=kept)
+            )
     deployment_id = str(schedules.deployment_id) if schedules.deployment_id else None
     return Plan(
         tenant=tenant, file=file.path, changes=changes, deployment=schedules.name, deployment_id=deployment_id

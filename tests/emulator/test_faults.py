@@ -206,6 +206,15 @@ def test_cli_fault_syntax() -> None:
     assert (spec.route, spec.source_key, spec.times) == ("*", "stripe", 2)
     spec = parse_fault_spec("unavailable:retry_after=http-date:retry_after_seconds=5:tenant=acme")
     assert (spec.route, spec.retry_after, spec.tenant) == ("*", "http-date", "acme")
-    for bad in ("nope", "unavailable:*:count", "unavailable:*:count=0", "unavailable:*:retry_after=soon"):
+    spec = parse_fault_spec("ingest_fail::count=1:ingest_error=unsupported_format")
+    assert (spec.kind, spec.count, spec.ingest_error) == ("ingest_fail", 1, "unsupported_format")
+    assert parse_fault_spec("ingest_fail").ingest_error == "parse_failed"
+    for bad in (
+        "nope",
+        "unavailable:*:count",
+        "unavailable:*:count=0",
+        "unavailable:*:retry_after=soon",
+        "ingest_fail::ingest_error=disk_full",
+    ):
         with pytest.raises(ValueError):
             parse_fault_spec(bad)

@@ -154,8 +154,16 @@ async def test_the_spec_schedule_is_the_deployment_schedule(
     blocked = change_of(switched.changes, splendor)
     assert blocked.action == "blocked" and blocked.blocked == ["schedule"] and blocked.schedule is None
 
+    # Dropping a source from the file leaves it, and its schedule, alone; the plan says so.
+    write(path, secret, {splendor: {"cron": "30 1 * * *", "runner": "splendor"}})
+    dropped = change_of((await plan(str(path))).changes, paris)
+    assert dropped.action == "not-in-file" and f"prefect schedule source-{paris} stays" in dropped.describe()
+    assert (await apply(str(path))).ok
+    assert set(await schedules()) == {"hand-made", f"source-{paris}"}
+
     # Dropping the schedule from the spec removes it; the hand-made one stays.
-    removed = change_of(switched.changes, paris)
+    write(path, secret, {paris: None, splendor: {"cron": "30 1 * * *"}})
+    removed = change_of((await plan(str(path))).changes, paris)
     assert removed.schedule is not None and removed.schedule.action == "remove"
     await apply(str(path))
     assert set(await schedules()) == {"hand-made"}
