@@ -147,10 +147,17 @@ def repair(
     max_runs: Annotated[
         int, typer.Option(min=1, max=MAX_RUNS_LIMIT, help="Runs this call repairs, newest first.")
     ] = 10,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list the failed ingest runs and their error codes.")
+    ] = False,
     credentials_block: CredentialsOption = None,
 ) -> None:
     """Hand failed ingest runs of the source's syncs to ingestion again and wait until they are ready."""
     from splendor_flows.flows.repair_ingest import repair_ingest
+
+    if list_only:
+        list_failed_ingest(source_key, credentials_block)
+        return
 
     report = run(
         repair_ingest(
@@ -183,6 +190,43 @@ def repair(
             f"{len(left)} run(s) of {source_key} not repaired: "
             + "; ".join(f"run {r.run_id} {r.verdict.value}" for r in left)
         )
+
+
+def list_failed_ingest(source_key: str, credentials_block: str | None) -> None:
+    """One row per failed ingest run of the source's syncs; reads only."""
+    from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
+    from splendor_flows.engine.repair import FailedRun, failed_runs, read_ingest
+    from splendor_flows.orchestration.api import open_client
+
+    async def look() -> list[FailedRun]:
+        async with open_client(credentials_block, step="repair", source_key=source_key) as client:
+            source = await client.find_source(source_key)
+            if source is None:
+                raise PermanentStepError("repair", source_key, "no such source in the tenant", CONNECT_FIRST)
+            return failed_runs(await read_ingest(client, source.source_id))
+
+    runs = run(look())
+    if not runs:
+        console.print(f"{cell(source_key)}: no failed ingest run")
+        return
+    table = Table(title=cell(f"Failed ingestion of {source_key}"))
+    for column in ("run", "ingest run", "object", "error code", "repairable", "repairs so far"):
+        table.add_column(column)
+    for item in runs:
+        for failure in item.failures:
+            table.add_row(
+                str(item.run_id),
+                cell(failure.ingest_run_id),
+                cell(failure.key or "-"),
+                cell(failure.error_code or failure.status),
+                "yes" if failure.repairable else "no",
+                str(item.attempts),
+            )
+        if item.in_flight:
+            table.add_row(
+                str(item.run_id), "-", "-", "-", "-", f"{item.attempts} ({item.in_flight} under way)"
+            )
+    console.print(table)
 
 
 @app.command()

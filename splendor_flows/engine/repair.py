@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from splendor_api import BadRequest, Conflict, NotFound, OutcomeUnknown, ValidationFailed, models
 from splendor_api.models import INGEST_ACTIVE, IngestStatus
+from splendor_flows.engine.api import SyncApi
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.ingest import poll_ingest_runs
 from splendor_flows.engine.polling import PollOptions
@@ -153,9 +154,9 @@ def _outcome(
     )
 
 
-async def read_ingest(ctx: SourceContext, source_id: int) -> dict[int, RunIngest]:
+async def read_ingest(api: SyncApi, source_id: int) -> dict[int, RunIngest]:
     """Every sync run of the source that has ingest runs, by run id, in one list call."""
-    listed = await ctx.api.list_ingest_runs(source_id=source_id, include_non_current=True)
+    listed = await api.list_ingest_runs(source_id=source_id, include_non_current=True)
     current: dict[int, list[models.IngestRun]] = defaultdict(list)
     replaced: dict[int, Counter[str]] = defaultdict(Counter)
     for run in listed:
@@ -172,12 +173,36 @@ async def read_ingest(ctx: SourceContext, source_id: int) -> dict[int, RunIngest
 
 
 async def _read_run(ctx: SourceContext, source_id: int, run_id: int) -> RunIngest | None:
-    return (await read_ingest(ctx, source_id)).get(run_id)
+    return (await read_ingest(ctx.api, source_id)).get(run_id)
 
 
 def needs_repair(state: RunIngest) -> bool:
     """A failed object, or a repair in flight (an earlier call queued it and stopped before the end)."""
     return bool(state.failed) or (state.attempts > 0 and bool(state.active))
+
+
+class FailedRun(BaseModel):
+    """A sync run whose ingestion needs repair, as the listing shows it."""
+
+    run_id: int
+    attempts: int
+    failures: list[IngestFailure]
+    # Repairs queued by an earlier call and still under way.
+    in_flight: int
+
+
+def failed_runs(states: dict[int, RunIngest]) -> list[FailedRun]:
+    """The runs that need repair, newest first: what a repair call looks at, and in that order."""
+    return [
+        FailedRun(
+            run_id=run_id,
+            attempts=state.attempts,
+            failures=[IngestFailure.of(r) for r in state.failed],
+            in_flight=len(state.active),
+        )
+        for run_id, state in sorted(states.items(), reverse=True)
+        if needs_repair(state)
+    ]
 
 
 async def repair_run(
@@ -296,11 +321,8 @@ async def repair_source(
         raise ValueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, not {max_attempts}")
     if not 1 <= max_runs <= MAX_RUNS_LIMIT:
         raise ValueError(f"max_runs must be between 1 and {MAX_RUNS_LIMIT}, not {max_runs}")
-    states = await read_ingest(ctx, source_id)
-    if run_id is not None:
-        targets = [run_id]
-    else:
-        targets = sorted((r for r, s in states.items() if needs_repair(s)), reverse=True)
+    states = await read_ingest(ctx.api, source_id)
+    targets = [run_id] if run_id is not None else [f.run_id for f in failed_runs(states)]
     results: list[RunRepair] = []
     for index, target in enumerate(targets):
         if index >= max_runs:

@@ -39,12 +39,20 @@ async def test_a_permanent_failure_exits_1_with_one_line(
 ) -> None:
     _, run_id = await onboard_with_failed_ingest(emulator, source_key, "unsupported_format")
 
+    enqueued = emulator.count("POST /v1/admin/airbyte-sources/{source_id}/enqueue-ingest")
+    listed = run_cli(emulator, ADMIN, "repair", source_key, "--list", columns=200)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if "unsupported_format" in line]
+    assert f"│ {run_id} " in row and "│ no " in row  # the run, its error code, not repairable
+
     result = run_cli(emulator, ADMIN, "repair", source_key, columns=200)
 
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "Traceback" not in output, output
     assert "unsupported_format" in result.stdout  # the table says why
     assert error_lines(output) == [f"error: 1 run(s) of {source_key} not repaired: run {run_id} permanent"]
+    # Neither listing nor a permanent failure queues anything.
+    assert emulator.count("POST /v1/admin/airbyte-sources/{source_id}/enqueue-ingest") == enqueued
 
 
 async def test_out_of_range_bounds_are_refused_before_any_call(emulator: Emulator) -> None:

@@ -7,7 +7,7 @@ from splendor_api import Conflict
 from splendor_api.models import IngestStatus
 from splendor_flows.engine.ingest import poll_ingest_runs
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.engine.repair import RunRepair, Verdict, read_ingest, repair_source
+from splendor_flows.engine.repair import RunRepair, Verdict, failed_runs, read_ingest, repair_source
 from splendor_flows.engine.report import Event
 from tests.engine.fakes import LOST, Harness, harness
 
@@ -31,12 +31,22 @@ def enqueues(h: Harness) -> int:
     return h.api.calls["enqueue_ingest"]
 
 
-async def test_failures_are_listed_with_their_codes() -> None:
+async def test_failures_are_listed_with_their_codes_newest_run_first() -> None:
     h = harness(ingest_keys=["charges.jsonl", "customers.jsonl"])
     await failed_ingest(h, 5, "parse_failed", None)
-    state = (await read_ingest(h.ctx, SOURCE))[5]
-    assert [(r.key, r.error_code) for r in state.failed] == [("charges.jsonl", "parse_failed")]
-    assert state.attempts == 0 and state.active == []
+    await failed_ingest(h, 6, None, None)  # ready: not listed
+    await failed_ingest(h, 7, "unsupported_format", "parse_failed")
+    listed = failed_runs(await read_ingest(h.api, SOURCE))
+    assert [r.run_id for r in listed] == [7, 5]
+    assert [(f.key, f.error_code, f.repairable) for f in listed[1].failures] == [
+        ("charges.jsonl", "parse_failed", True)
+    ]
+    assert [(f.error_code, f.repairable) for f in listed[0].failures] == [
+        ("unsupported_format", False),
+        ("parse_failed", True),
+    ]
+    assert listed[1].attempts == 0 and listed[1].in_flight == 0
+    assert enqueues(h) == 3  # listing changes nothing
 
 
 async def test_a_repairable_failure_is_queued_again_and_waited_for() -> None:
