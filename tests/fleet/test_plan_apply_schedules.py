@@ -72,7 +72,7 @@ def splendor_schedule(emulator: Emulator, key: str) -> tuple[str, str | None]:
 
 
 async def test_the_spec_schedule_is_the_deployment_schedule(
-    emulator: Emulator, tmp_path: Path, source_key: str
+    emulator: Emulator, tmp_path: Path, source_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     from prefect.blocks.system import Secret
 
@@ -115,6 +115,8 @@ async def test_the_spec_schedule_is_the_deployment_schedule(
 
     result = await apply(str(path))
     assert result.ok, result.failed
+    # The onboarding itself schedules nothing, and says where the schedule comes from.
+    assert "connect-source schedules nothing: the spec's schedule ('0 3 * * *' Europe/Paris)" in caplog.text
     held = await schedules()
     assert set(held) == {"hand-made", f"source-{paris}"}
     mine = held[f"source-{paris}"]
