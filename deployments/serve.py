@@ -76,10 +76,10 @@ def build(spec: dict[str, Any]) -> RunnerDeployment:
         description=spec.get("description"),
         tags=spec.get("tags"),
         parameters=spec.get("parameters") or {},
-        # No `schedules` key (sync-source): None leaves the deployment's schedules as they are, so the
-        # per-source ones `splendor-flows apply` made survive a restart of serve. An empty list would,
-        # in a later Prefect, clear them.
-        schedules=[to_schedule(s) for s in spec["schedules"]] if spec.get("schedules") else None,
+        # sync-source has no `schedules` key: re-serving it sends none, and the server keeps the
+        # per-source schedules `splendor-flows apply` made (they all have slugs; checked by
+        # tests/fleet/test_plan_apply_schedules.py).
+        schedules=[to_schedule(s) for s in spec.get("schedules") or []],
         triggers=[to_trigger(t) for t in spec.get("triggers") or []],
         concurrency_limit=to_concurrency(spec.get("concurrency_limit")),
         enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
