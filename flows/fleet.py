@@ -13,8 +13,8 @@ Bounds and isolation:
 - Shards (`shards` > 1): a parent run starts one child run per shard (flows/fleet_shards.py); each
   child syncs the sources whose stable hash falls in its shard (`shard_of`). A 503 seen by one
   shard pauses the others too (orchestration/shared_pause.py).
-- Failures: each source is its own task run; a failing source is recorded and the rest go on. The
-  flow fails at the end, after the summary artifact is published, if any source failed.
+- Failures: each source is tried (and retried) on its own; a failing source is recorded and the
+  rest go on. The flow fails at the end, after the summary artifact is published, if any source failed.
 """
 
 import asyncio
@@ -39,21 +39,20 @@ from pydantic import BaseModel, Field, model_validator
 from splendor_api import ConfigError, RateGate, SplendorClient, models
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
-from splendor_flows.orchestration.api import load_config
-from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
-from splendor_flows.orchestration.engine_adapter import run_history
-from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints, call_task
-from splendor_flows.orchestration.runtime import current_runtime
-from splendor_flows.orchestration.shared_pause import SharedPause
-from splendor_flows.specs.connectors_file import load_connectors
-from splendor_flows.tasks.fleet_source import (
-    FLEET,
+from splendor_flows.flows.fleet_source import (
     FleetContext,
     SourceOutcome,
     SourceStatus,
     fleet_source,
     not_onboarded,
 )
+from splendor_flows.orchestration.api import load_config
+from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
+from splendor_flows.orchestration.engine_adapter import run_history
+from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
+from splendor_flows.orchestration.runtime import current_runtime
+from splendor_flows.orchestration.shared_pause import SharedPause
+from splendor_flows.specs.connectors_file import load_connectors
 from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -230,8 +229,7 @@ async def _sync_all(
         if source is None:
             return not_onboarded(source_key)
         try:
-            outcome, _ = await call_task(fleet_source, source_key, source.source_id)
-            return outcome
+            return await fleet_source(ctx, source_key, source.source_id)
         except Exception as exc:
             outcome = ctx.outcomes.get(source_key) or SourceOutcome(
                 source_key=source_key, source_id=source.source_id, status=SourceStatus.FAILED
@@ -350,11 +348,9 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
                 history=history,
                 store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
             )
-            token = FLEET.set(ctx)
             try:
                 outcomes = await _sync_all(ctx, keys, remote)
             finally:
-                FLEET.reset(token)
                 history.save()
     failed = [o for o in outcomes if o.status == SourceStatus.FAILED]
     summary = FleetSummary.of(tenant, sync_id, outcomes, api_slots=slots, shard=options.shard)

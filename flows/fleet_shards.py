@@ -48,9 +48,9 @@ from splendor_flows.flows.fleet import (
     shard_of,
     shard_sync_id,
 )
+from splendor_flows.flows.fleet_source import SourceOutcome, SourceStatus
 from splendor_flows.orchestration.api import load_config
 from splendor_flows.specs.connectors_file import load_connectors
-from splendor_flows.tasks.fleet_source import SourceOutcome, SourceStatus
 
 # One Prefect API read per poll for all children together.
 CHILD_POLL_SECONDS = 1.0

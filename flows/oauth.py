@@ -37,11 +37,13 @@ from pydantic import Field
 from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
 from splendor_api.models import CredentialStatus
 from splendor_flows.engine.errors import PermanentStepError, SpecError
+from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import CredentialState
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.events import emit, remember_secrets
 from splendor_flows.tasks.discover import ProviderDetails
-from splendor_flows.tasks.provision import credential_status
+from splendor_flows.tasks.provision import announce_ready, credential_status
 
 STEP = "provision"
 PAUSE_GRACE_SECONDS = 60
@@ -96,7 +98,16 @@ async def _forget_answer(pause_key: str) -> None:
         )
 
 
-async def _publish_consent(scope: Scope, consent_url: str, timeout_seconds: int) -> None:
+async def _publish_consent(
+    scope: Scope, source_id: int, provider: ProviderDetails, consent_url: str, timeout_seconds: int
+) -> None:
+    # The link itself stays out of the event: it is for whoever may approve (the run's artifact and
+    # log), not for every reader of the event feed or of a notification channel.
+    emit(
+        Event.CREDENTIALS_WAITING,
+        scope,
+        {"source_id": source_id, "oauth_mode": provider.oauth_mode, "timeout_seconds": timeout_seconds},
+    )
     get_run_logger().info(
         "Approve access for source '%s' within %s s at: %s", scope.source_key, timeout_seconds, consent_url
     )
@@ -207,7 +218,9 @@ async def connect_oauth(
     async with open_client(scope.credentials_block, step=STEP, source_key=scope.source_key) as client:
         status = await credential_status(client, source_id)
         if status == CredentialStatus.READY:
-            return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+            return announce_ready(
+                scope, CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+            )
         secret_id = await _secret_from_block(scope, secret_block) if secret_block else None
         # A suspended run starting again after the admin answered has published its link already.
         resumed = secret_id is None and await _answered(pause_key)
@@ -219,7 +232,7 @@ async def connect_oauth(
                     raise PermanentStepError(
                         STEP, scope.source_key, "OAuth provision returned no consent_url"
                     )
-                await _publish_consent(scope, result.consent_url, timeout_seconds)
+                await _publish_consent(scope, source_id, provider, result.consent_url, timeout_seconds)
         if status != CredentialStatus.READY:
             if provider.oauth_mode == "splendor":
                 await _wait_ready(client, scope, source_id, timeout_seconds)
@@ -228,6 +241,7 @@ async def connect_oauth(
                 if from_form:
                     secret_id = await _wait_for_admin(scope, pause_key, timeout_seconds)
                 assert secret_id is not None
+                remember_secrets([secret_id])
                 try:
                     await _complete(client, scope, source_id, secret_id)
                 finally:
@@ -239,4 +253,6 @@ async def connect_oauth(
             STEP, scope.source_key, f"credentials are not ready (credential_status={status})"
         )
     get_run_logger().info("Credentials of source %s are ready", source_id)
-    return CredentialState(source_id=source_id, credential_status=status, provisioned=True)
+    return announce_ready(
+        scope, CredentialState(source_id=source_id, credential_status=status, provisioned=True)
+    )

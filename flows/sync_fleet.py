@@ -1,8 +1,9 @@
 """sync_fleet: sync every source of a connectors file concurrently, in one flow run or in shards.
 
-Each source is one task run that does start → poll → enqueue itself (see tasks/fleet_source.py for why
-not one task per step), with the same remote reads and the same checkpoint keys as `sync_source`, so a
-source that fails here can be resumed by `sync_source(source_key, sync_id=<this run's sync_id>)`.
+Each source runs start → poll → enqueue inside the fleet's flow run (see flows/fleet_source.py for
+why not one task run per step or per source), with the same remote reads and the same checkpoint keys
+as `sync_source`, so a source that fails here can be resumed by
+`sync_source(source_key, sync_id=<this run's sync_id>)`.
 
 With `shards` > 1 the run is a parent: it starts one child run of `shard_deployment` per shard, which
 any worker of the pool can take (flows/fleet_shards.py), and summarises them.

@@ -43,6 +43,12 @@ def parse(argv: list[str] | None) -> StackConfig:
         help=f"slots of the splendor-api-<tenant> global concurrency limit, created when missing "
         f"(default {DEFAULT_API_LIMIT}; a negative value creates none)",
     )
+    parser.add_argument(
+        "--notify-url",
+        default=None,
+        help="where the notification automations post (the splendor-notify webhook block; "
+        "default $SPLENDOR_NOTIFY_URL, else an existing block, else those automations are skipped)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="disable the Prefect UI")
     parser.add_argument("--fresh", action="store_true", help="wipe --root first (database included)")
     parser.add_argument("emulator_args", nargs="*", help="after `--`: extra emulator arguments")
@@ -59,6 +65,7 @@ def parse(argv: list[str] | None) -> StackConfig:
         worker_poll_seconds=args.worker_poll_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         zombie_within_seconds=args.zombie_within,
+        notify_url=args.notify_url,
         api_limit=args.api_limit if args.api_limit >= 0 else None,
         ui=not args.no_ui,
         fresh=args.fresh,

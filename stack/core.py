@@ -105,6 +105,9 @@ class StackConfig:
     heartbeat_seconds: int = 30
     # None keeps the window of deployments/automations.yaml.
     zombie_within_seconds: float | None = None
+    # Where the notification automations post (stack/automations.py); None: $SPLENDOR_NOTIFY_URL or an
+    # existing splendor-notify block, else those automations are skipped.
+    notify_url: str | None = None
     emulator_args: tuple[str, ...] = ()
     # Extra variables for the server and the workers (e.g. shorter slot waits in tests).
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -274,7 +277,10 @@ class Stack:
         try:
             since = datetime.now(UTC)
             self.workers = [self._start_worker(index) for index in range(1, cfg.workers + 1)]
-            self.automation_ids = automations.apply(self.api_url, self.automations)
+            applied = automations.apply(self.api_url, self.automations, notify_url=cfg.notify_url)
+            self.automation_ids = applied.ids
+            for name, why in applied.skipped.items():
+                log.warning("automation %s skipped: %s", name, why)
             self._wait_workers(since, self.workers)
             if deploy is not None:
                 code = deploy.wait(timeout=cfg.startup_timeout)

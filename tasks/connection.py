@@ -5,9 +5,11 @@ from prefect import get_run_logger, task
 from splendor_api import Conflict, OutcomeUnknown
 from splendor_api.models import ConnectionStatus
 from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import ConnectionRef
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope, step_options
+from splendor_flows.orchestration.events import emit
 
 
 @task(name="connect", **step_options("connect", inputs=("source_id", "streams")))
@@ -45,7 +47,7 @@ async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | N
             state = (await client.get_airbyte_source(source_id)).airbyte
             if not state.airbyte_connection_id:
                 raise
-            return ConnectionRef(source_id=source_id, connection_id=state.airbyte_connection_id, created=True)
+            return _created(scope, source_id, state.airbyte_connection_id, streams)
     connection_id = result.airbyte.airbyte_connection_id
     if not connection_id:
         raise PermanentStepError("connect", scope.source_key, "Splendor returned no airbyte_connection_id")
@@ -57,4 +59,14 @@ async def ensure_connection(scope: Scope, source_id: int, streams: list[str] | N
             "enable the source, then resume",
         )
     logger.info("Created connection %s", connection_id)
+    return _created(scope, source_id, connection_id, streams)
+
+
+def _created(scope: Scope, source_id: int, connection_id: str, streams: list[str] | None) -> ConnectionRef:
+    # An empty list means the connector's default streams.
+    emit(
+        Event.CONNECTION_CREATED,
+        scope,
+        {"source_id": source_id, "connection_id": connection_id, "streams": streams or []},
+    )
     return ConnectionRef(source_id=source_id, connection_id=connection_id, created=True)

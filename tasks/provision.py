@@ -12,11 +12,13 @@ from prefect import get_run_logger, task
 from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
 from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import CredentialState
 from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope, step_options
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
+from splendor_flows.orchestration.events import emit
 from splendor_flows.tasks.discover import ProviderDetails
 
 
@@ -50,6 +52,21 @@ async def _provision_api_key(
         )
 
 
+def announce_ready(scope: Scope, state: CredentialState) -> CredentialState:
+    """Publish `splendor.credentials.ready` for a step that ends with ready credentials, whether it
+    provisioned them now or found them ready (the OAuth wait's automation expects it either way)."""
+    emit(
+        Event.CREDENTIALS_READY,
+        scope,
+        {
+            "source_id": state.source_id,
+            "credential_status": state.credential_status,
+            "provisioned": state.provisioned,
+        },
+    )
+    return state
+
+
 @task(name="provision", **step_options("provision", inputs=("source_id", "provider", "credentials_secret")))
 async def ensure_credentials(
     scope: Scope,
@@ -62,8 +79,9 @@ async def ensure_credentials(
     async with open_client(scope.credentials_block) as client:
         status = await credential_status(client, source_id)
         if provider.auth_mode == AuthMode.OAUTH:
-            # Ready or not, consent is the flow run's business (flows/oauth.py).
-            return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+            # Not ready: consent is the flow run's business (flows/oauth.py), which announces it.
+            state = CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+            return announce_ready(scope, state) if status == CredentialStatus.READY else state
         config = await load_connector_credentials(scope.source_key, credentials_secret)
         check_credentials(scope.source_key, config, provider.connection_specification)
         # Splendor never shows credentials back: whether the ones it holds are the spec's is known only
@@ -77,7 +95,9 @@ async def ensure_credentials(
             and fingerprints.matches(applied, config)
         ):
             logger.info("Credentials of source %s are already ready", source_id)
-            return CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+            return announce_ready(
+                scope, CredentialState(source_id=source_id, credential_status=status, provisioned=False)
+            )
         await _provision_api_key(client, scope, source_id, config, credentials_secret)
         await fingerprints.save(
             scope.tenant, scope.source_key, fingerprints.new_fingerprint(config, credentials_secret or "")
@@ -88,4 +108,6 @@ async def ensure_credentials(
             "provision", scope.source_key, f"credentials are not ready (credential_status={status})"
         )
     logger.info("Credentials of source %s are ready", source_id)
-    return CredentialState(source_id=source_id, credential_status=status, provisioned=True)
+    return announce_ready(
+        scope, CredentialState(source_id=source_id, credential_status=status, provisioned=True)
+    )

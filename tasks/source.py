@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, models
 from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import SourceRef
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope, step_options
@@ -151,16 +152,16 @@ async def resolve_source(
 async def ensure_source(scope: Scope, spec: SourceSpec, provider: ProviderDetails) -> SourceRef:
     async with open_client(scope.credentials_block) as client:
         ref = await resolve_source(client, scope, spec, provider, get_run_logger())
-    if ref.created:
-        emit(
-            "splendor.source.created",
-            scope,
-            {
-                "source_id": ref.source_id,
-                "provider_key": spec.provider_key,
-                "source_definition_id": spec.source_definition_id,
-            },
-        )
+    emit(
+        Event.SOURCE_CREATED if ref.created else Event.SOURCE_REUSED,
+        scope,
+        {
+            "source_id": ref.source_id,
+            "provider_key": spec.provider_key,
+            "source_definition_id": spec.source_definition_id,
+            "updated_fields": ref.updated_fields,
+        },
+    )
     return ref
 
 

@@ -13,7 +13,6 @@ from typing import Any, cast
 from prefect import get_run_logger, task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
-from prefect.events import emit_event
 from prefect.results import get_result_store
 from prefect.types import DateTime
 from prefect.types._datetime import now as prefect_now
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from splendor_flows.engine import uploads as engine
 from splendor_flows.engine.errors import SpecError
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.report import Event
 from splendor_flows.engine.uploads import (
     HandOff,
     LocalFile,
@@ -32,6 +32,7 @@ from splendor_flows.engine.uploads import (
 )
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import CACHE_VERSION, CHECKPOINT_TTL, STEP_OPTIONS, Scope
+from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.specs.source import safe_slug
 
@@ -178,14 +179,10 @@ def upload_event_id(scope: Scope, upload_session_id: str) -> uuid.UUID:
 
 def emit_upload_completed(scope: Scope, uploaded: UploadedFile) -> str:
     event_id = upload_event_id(scope, uploaded.upload_session_id)
-    emit_event(
-        event="splendor.upload.completed",
-        resource={
-            "prefect.resource.id": scope.resource_id,
-            "splendor.tenant": scope.tenant,
-            "splendor.source_key": scope.source_key,
-        },
-        payload={
+    emit(
+        Event.UPLOAD_COMPLETED,
+        scope,
+        {
             "upload_id": scope.sync_id,
             "upload_session_id": uploaded.upload_session_id,
             "key": uploaded.key,
@@ -194,6 +191,6 @@ def emit_upload_completed(scope: Scope, uploaded: UploadedFile) -> str:
             "filename": uploaded.filename,
             "ingest_run_id": uploaded.ingest_run_id,
         },
-        id=event_id,
+        event_id=event_id,
     )
     return str(event_id)

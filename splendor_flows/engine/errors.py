@@ -36,6 +36,22 @@ class DeadlineExceeded(StepError):
     """
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether another try of a failed step could succeed.
+
+    False for the pipeline's own verdicts (a StepError is permanent, a deadline the user chose, or the
+    sync attempts spent), for API errors that say so (4xx, and retries the HTTP layer already spent:
+    trying again would multiply its attempts), and for a value a model refused (pydantic's
+    ValidationError is a ValueError: the same input fails the same way every time). True for the rest:
+    an unknown outcome, a Prefect API or storage failure, a dropped connection.
+    """
+    if isinstance(exc, StepError):
+        return False
+    if isinstance(exc, SplendorError):
+        return not exc.permanent
+    return not isinstance(exc, ValueError)
+
+
 def label_failure(exc: SplendorError, step: str, source_key: str) -> None:
     """Prefix an API error escaping a step with "[step] source 'key': ", like StepError's messages.
 

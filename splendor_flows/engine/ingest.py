@@ -1,5 +1,7 @@
 """Ingestion: hand a succeeded run to ingestion once, then wait until its data is searchable."""
 
+from typing import Any
+
 from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
 from splendor_flows.engine.api import ConflictCode
@@ -54,7 +56,8 @@ async def enqueue_or_find(
             if not runs:
                 raise
         ctx.report.event(
-            Event.INGEST_ENQUEUED, {"run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]}
+            Event.INGEST_ENQUEUED,
+            {"source_id": source_id, "run_id": run_id, "ingest_run_ids": [r.ingest_run_id for r in runs]},
         )
     return IngestResult(
         run_id=run_id,
@@ -115,6 +118,21 @@ async def poll_ingest_runs(
         await ctx.clock.sleep(guard.pause_after(plan.delay(guard.elapsed())))
 
 
+def failure_payload(run_id: int, failed: dict[str, models.IngestRun]) -> tuple[dict[str, Any], str]:
+    """The splendor.ingest.failed payload for these failed ingest runs, and the reasons as one line.
+
+    One shape wherever ingestion is found failed (after a sync, after a repair): the notification
+    automation reads `error_message`, and `errors` keeps each run's code and message apart.
+    """
+    reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in sorted(failed.items()))
+    errors = [
+        {"ingest_run_id": k, "status": v.status, "error_code": v.error_code, "error_message": v.error_message}
+        for k, v in sorted(failed.items())
+    ]
+    # `error_message` repeats the reasons as one line, for notification templates.
+    return {"run_id": run_id, "failed": sorted(failed), "errors": errors, "error_message": reasons}, reasons
+
+
 def _report_ingest(
     ctx: SourceContext, run_id: int, ingest_run_ids: list[str], final: dict[str, models.IngestRun]
 ) -> IngestResult:
@@ -126,22 +144,13 @@ def _report_ingest(
     )
     failed = {k: v for k, v in final.items() if v.status in INGEST_TERMINAL_BAD}
     if failed:
-        reasons = "; ".join(
-            " ".join(p for p in (f"{k}: {v.status}", v.error_code, v.error_message) if p)
-            for k, v in sorted(failed.items())
-        )
-        ctx.report.event(
-            Event.INGEST_FAILED,
-            {
-                "run_id": run_id,
-                "failed": sorted(failed),
-                "error_codes": sorted({v.error_code for v in failed.values() if v.error_code}),
-            },
-        )
+        payload, reasons = failure_payload(run_id, failed)
+        ctx.report.event(Event.INGEST_FAILED, payload)
+        codes = ", ".join(sorted({v.error_code for v in failed.values() if v.error_code}))
         raise PermanentStepError(
             Step.INGEST,
             ctx.scope.source_key,
-            f"ingestion failed for run {run_id} ({reasons})",
+            f"ingestion failed for run {run_id} ({reasons})" + (f"; error codes: {codes}" if codes else ""),
             repair_hint(ctx.scope.source_key, run_id),
         )
     ctx.report.log("info", f"Ingestion of run {run_id} is ready: {result.documents} documents")

@@ -22,7 +22,7 @@ from splendor_api import BadRequest, Conflict, NotFound, OutcomeUnknown, Validat
 from splendor_api.models import INGEST_ACTIVE, IngestStatus
 from splendor_flows.engine.api import SyncApi
 from splendor_flows.engine.context import SourceContext
-from splendor_flows.engine.ingest import poll_ingest_runs
+from splendor_flows.engine.ingest import failure_payload, poll_ingest_runs
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.scope import Step
@@ -260,14 +260,8 @@ async def repair_run(
         if verdict is not None:
             if enqueued and verdict[0] not in OK_VERDICTS:
                 # This call's repairs failed again: the same news as a failed ingestion after a sync.
-                ctx.report.event(
-                    Event.INGEST_FAILED,
-                    {
-                        "run_id": run_id,
-                        "failed": sorted(f.ingest_run_id for f in failed),
-                        "error_codes": sorted({f.error_code for f in failed if f.error_code}),
-                    },
-                )
+                payload, _ = failure_payload(run_id, {r.ingest_run_id: r for r in state.failed})
+                ctx.report.event(Event.INGEST_FAILED, payload | {"repair_attempts": state.attempts})
             return _outcome(run_id, *verdict, state, enqueued, before)
         try:
             answer = await ctx.api.enqueue_ingest(source_id, run_id)
@@ -290,6 +284,7 @@ async def repair_run(
         ctx.report.event(
             Event.INGEST_ENQUEUED,
             {
+                "source_id": source_id,
                 "run_id": run_id,
                 "ingest_run_ids": [r.ingest_run_id for r in answer],
                 "repair_attempt": state.attempts + 1,

@@ -13,14 +13,35 @@ Level = Literal["info", "warning", "error"]
 
 
 class Event(StrEnum):
-    """Events for automations (design §6); resource id splendor.source.<tenant>.<source_key>."""
+    """Every event the pipelines publish, for automations and the Prefect event feed (design §6).
 
+    The one list of names: tasks, flows, the fleet, the uploads and the automations file use these.
+    Resource id `splendor.source.<tenant>.<source_key>`; payloads carry ids, counts, statuses and
+    error codes and messages with known secrets masked, never a token or a credential.
+    """
+
+    # Onboarding (connect-source).
+    SOURCE_CREATED = "splendor.source.created"
+    # The spec's source_key already named a source of the same connector: it was adopted, not created
+    # (config drift, if any, was written to it). Published so a run that created nothing still says
+    # which source it acts on.
+    SOURCE_REUSED = "splendor.source.reused"
+    # An OAuth source waits for an admin's consent (the consent link is published as an artifact).
+    CREDENTIALS_WAITING = "splendor.credentials.waiting"
+    CREDENTIALS_READY = "splendor.credentials.ready"
+    CONNECTION_CREATED = "splendor.connection.created"
+    CLASSIFICATION_APPLIED = "splendor.classification.applied"
+    # Every sync and ingest (connect-source, sync-source, the fleet, after-upload).
     SYNC_STARTED = "splendor.sync.started"
     SYNC_SUCCEEDED = "splendor.sync.succeeded"
     SYNC_FAILED = "splendor.sync.failed"
     INGEST_ENQUEUED = "splendor.ingest.enqueued"
     INGEST_READY = "splendor.ingest.ready"
     INGEST_FAILED = "splendor.ingest.failed"
+    UPLOAD_COMPLETED = "splendor.upload.completed"
+    # No successful sync within the source's expected window; published by the Prefect server itself
+    # (the freshness automation of deployments/automations.yaml), not by a flow.
+    SOURCE_STALE = "splendor.source.stale"
 
 
 class Reporter(Protocol):

@@ -311,7 +311,7 @@ def finish_run(ctx: SourceContext, run: models.ConnectorRun, polls: int) -> Fini
     succeeded = run.status == RunStatus.SUCCEEDED
     ctx.report.event(
         Event.SYNC_SUCCEEDED if succeeded else Event.SYNC_FAILED,
-        finished.model_dump(exclude={"polls", "completed_at", "detected_at"}),
+        {"source_id": run.source_id, **finished.model_dump(exclude={"polls", "completed_at", "detected_at"})},
     )
     if not succeeded:
         reason = run.error_message or "no error message"

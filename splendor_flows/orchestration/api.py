@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 from splendor_api import ConfigError, SplendorClient, SplendorConfig, SplendorError
 from splendor_api.config import tuning_from_env
 from splendor_flows.engine.errors import label_failure
+from splendor_flows.orchestration.events import remember_secrets
 from splendor_flows.orchestration.runtime import current_runtime, shared_gate
 
 
@@ -35,7 +36,17 @@ class SplendorCredentials(Block):
 
 
 async def load_config(credentials_block: str | None) -> SplendorConfig:
-    """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN."""
+    """The named block when given, else SPLENDOR_API_BASE / SPLENDOR_TENANT_ID / SPLENDOR_TOKEN.
+
+    Every client's configuration passes here, so this is where the token joins the secrets that the
+    events of this context are masked against.
+    """
+    config = await _read_config(credentials_block)
+    remember_secrets([config.token.get_secret_value()])
+    return config
+
+
+async def _read_config(credentials_block: str | None) -> SplendorConfig:
     if credentials_block:
         try:
             # aload's return type is Prefect's generic Block; this class is what it loads.

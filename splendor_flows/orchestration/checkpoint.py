@@ -17,8 +17,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
-from splendor_api import SplendorError
-from splendor_flows.engine.errors import StepError
+from splendor_flows.engine.errors import is_transient
 from splendor_flows.engine.store import CACHE_VERSION, checkpoint_key
 
 __all__ = [
@@ -85,16 +84,8 @@ async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: S
     """
     try:
         await state.aresult()
-    except StepError:
-        return False
-    except SplendorError as exc:
-        return not exc.permanent
-    except ValueError:
-        # A request or response model refused a value (pydantic's ValidationError is a ValueError):
-        # the same input fails the same way on every try.
-        return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return is_transient(exc)
     return False
 
 

@@ -12,6 +12,7 @@ import jsonschema  # type: ignore[import-untyped]
 from prefect.blocks.system import Secret
 
 from splendor_flows.engine.errors import SpecError
+from splendor_flows.orchestration.events import remember_secrets
 
 
 async def load_connector_credentials(source_key: str, block_name: str | None) -> dict[str, Any]:
@@ -38,6 +39,7 @@ async def load_connector_credentials(source_key: str, block_name: str | None) ->
         raise SpecError(
             source_key, f"credentials_secret: Secret block '{block_name}' must hold a JSON object"
         )
+    remember_secrets(value.values())
     return value
 
 

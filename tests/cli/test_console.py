@@ -13,7 +13,7 @@ from splendor_flows.cli.fleet_commands import fleet_table, plan_table
 from splendor_flows.connectors.plan_apply import Change, Plan
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.flows.fleet import FleetSummary
-from splendor_flows.tasks.fleet_source import SourceOutcome
+from splendor_flows.flows.fleet_source import SourceOutcome
 
 
 def render(renderable: object) -> str:

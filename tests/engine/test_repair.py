@@ -114,7 +114,8 @@ async def test_repairs_stop_at_max_attempts_counted_by_the_api() -> None:
     assert run.verdict == Verdict.EXHAUSTED and run.attempts == 2 and run.enqueued == 2
     assert enqueues(h) == before + 2
     name, payload = h.report.events[-1]
-    assert name == Event.INGEST_FAILED and payload["error_codes"] == ["parse_failed"]
+    assert name == Event.INGEST_FAILED and payload["repair_attempts"] == 2
+    assert [e["error_code"] for e in payload["errors"]] == ["parse_failed"]
     # A later call counts the same attempts from Splendor and queues nothing.
     [later] = await repair(h, max_attempts=2)
     assert later.verdict == Verdict.EXHAUSTED and enqueues(h) == before + 2

@@ -239,3 +239,18 @@ async def test_failures_back_off_and_honour_retry_after() -> None:
     assert h.clock.sleeps[:7] == [1, 2, 4, 8, 16, 30, 30]
     # ...and a Retry-After longer than that is honoured.
     assert h.clock.sleeps[7] == 45
+
+
+def test_only_failures_another_try_could_fix_are_transient() -> None:
+    from splendor_api.errors import Unauthorized, Unavailable
+    from splendor_flows.engine.errors import PermanentStepError, StepError, is_transient
+
+    def answered(error: type[Unauthorized | Unavailable], status: int) -> Unauthorized | Unavailable:
+        return error(status=status, method="POST", path="/v1/admin/x", detail=None)
+
+    assert is_transient(ConnectionResetError("peer went away"))
+    assert is_transient(answered(Unavailable, 503))
+    assert not is_transient(answered(Unauthorized, 401))
+    assert not is_transient(StepError("poll", "k", "2 sync attempt(s) failed"))
+    assert not is_transient(PermanentStepError("sync", "k", "the source has no connection"))
+    assert not is_transient(ValueError("a model refused the value"))

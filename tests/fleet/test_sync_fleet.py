@@ -2,6 +2,7 @@
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import get_client
@@ -55,6 +56,8 @@ async def test_one_failing_source_does_not_stop_the_others(
     assert "2 sync attempt(s) failed" in (by_key[broken].error or "")
     assert all(o.ingest_run_ids for k, o in by_key.items() if k != broken)
     assert "1 of 6 source(s) failed" in str(caught.value)
+    # A failed sync is the pipeline's verdict, not a glitch: the source was not tried again.
+    assert not any("retried after" in w for w in by_key[broken].warnings)
     table = await _artifact("splendor-fleet-sources")
     assert broken in str(table) and "connector exited with code 1" in str(table)
 
@@ -88,6 +91,36 @@ async def test_sync_source_picks_up_a_source_the_fleet_left_unfinished(
     # the second attempt is the only start.
     assert summary.status == "succeeded" and summary.sync_attempts == 2
     assert emulator.counts().get(SYNC, 0) == 1
+
+
+async def test_a_source_failing_on_a_transient_error_is_tried_once_more(
+    emulator: Emulator, tmp_path: Path, source_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process retry of a fleet source: what `retries=1` with `retry_only_transient` gives a step
+    task. The Prefect API drops the connection while the first start is being recorded (before the
+    start is sent); the fleet tries the source again, which records, starts and ingests it once."""
+    import httpx
+
+    import splendor_flows.flows.fleet_source as fleet_source
+    from splendor_flows.orchestration.run_records import PrefectRunRecords
+
+    path = await _fleet_file(tmp_path, source_key, 1)
+    monkeypatch.setattr(fleet_source, "SOURCE_RETRY_DELAY_SECONDS", 0.2)
+    write = PrefectRunRecords.write
+    failures = [httpx.ConnectError("connection reset by the Prefect API")]
+
+    async def flaky_write(self: PrefectRunRecords, *args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await write(self, *args)
+
+    monkeypatch.setattr(PrefectRunRecords, "write", flaky_write)
+    emulator.reset_counters()
+    summary = await sync_fleet(connectors_file=str(path), concurrency_limit=None)
+    [outcome] = summary.outcomes
+    assert outcome.status == "succeeded" and outcome.ingest_run_ids
+    assert emulator.counts().get(SYNC, 0) == 1
+    assert any("retried after" in w and "connection reset" in w for w in outcome.warnings)
 
 
 async def test_api_concurrency_is_bounded(

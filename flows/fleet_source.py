@@ -1,34 +1,37 @@
-"""One source of a fleet: the engine's sync → wait → ingest as a single task run.
+"""One source of a fleet: the engine's sync → wait → ingest, run inside the fleet's flow run.
 
-Why one task per source and not one per step: at 1,000 sources the per-step layout of
-`sync_source` costs 4+ task runs, a progress artifact updated on every poll, two summary artifacts
-and a fresh HTTP client per step, per source. Here the engine runs the same sequence
-(`engine.pipeline.sync_and_ingest`) in-process over the fleet's one HTTP client, and its
-checkpoints go straight to the result store under the *same keys* the per-step tasks use. So the
-resume semantics are unchanged: a fleet re-run with the same sync_id skips what is done (no API
-call), attaches to runs in flight and never starts a second run for an attempt that has one;
-`sync_source(source_key, sync_id=...)` can pick up a source the fleet left unfinished.
+Why not one task per step, as `sync_source` has: at 1,000 sources that layout costs 4+ task runs, a
+progress artifact updated on every poll, two summary artifacts and a fresh HTTP client per step, per
+source. And why not one task run per source either: a task run is three state events the Prefect
+server records (Pending, Running, Completed), which measured as half of the server's CPU per source
+(bench/sharded.py; docs/fleet.md). Here the engine runs the same sequence
+(`engine.pipeline.sync_and_ingest`) in-process over the fleet's one HTTP client, with the same retry
+rule a step task has, and its checkpoints go straight to the result store under the *same keys* the
+per-step tasks use. So the resume semantics are unchanged: a fleet re-run with the same sync_id skips
+what is done (no API call), attaches to runs in flight and never starts a second run for an attempt
+that has one; `sync_source(source_key, sync_id=...)` can pick up a source the fleet left unfinished.
+What a source did is in the fleet's table artifact, its `splendor.*` events and, for warnings and
+errors, the flow run's log (each line names the source).
 """
 
-from contextvars import ContextVar
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from splendor_api import SplendorClient
+from splendor_flows.engine.clock import Clock, SystemClock
 from splendor_flows.engine.context import SourceContext
-from splendor_flows.engine.errors import CONNECT_FIRST
+from splendor_flows.engine.errors import CONNECT_FIRST, is_transient
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.pipeline import StoredSteps, sync_and_ingest
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.report import Event, Level
 from splendor_flows.engine.store import CheckpointStore
-from splendor_flows.orchestration.checkpoint import Scope, retry_only_transient
+from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.run_records import PrefectRunRecords
 
@@ -47,12 +50,9 @@ class FleetContext:
     wait_for_ingest: bool
     history: RunHistory
     store: CheckpointStore
-    # One outcome per source, kept across Prefect retries of its task and read when the task fails.
+    # One outcome per source, kept across retries of the source and read when it fails.
     outcomes: dict[str, "SourceOutcome"] = field(default_factory=dict)
-
-
-# Task parameters are stored and shown in the UI, so the shared context travels out of band.
-FLEET: ContextVar[FleetContext] = ContextVar("splendor_fleet")
+    clock: Clock = field(default_factory=SystemClock)
 
 
 class SourceStatus(StrEnum):
@@ -80,8 +80,8 @@ class SourceOutcome(BaseModel):
 
 
 class FleetReporter:
-    """Reports of one source: its step lands in the fleet's table, warnings and errors in its task's
-    log, events go out as for any pipeline. Info lines are left out: a fleet of 1,000 sources would
+    """Reports of one source: its step lands in the fleet's table, warnings and errors in the fleet's
+    flow-run log, events go out as for any pipeline. Info lines are left out: a fleet of 1,000 sources would
     write thousands, and the summary table already says what each source did."""
 
     def __init__(self, scope: Scope, outcome: SourceOutcome) -> None:
@@ -94,7 +94,8 @@ class FleetReporter:
             self.outcome.run_id = run_id
 
     def log(self, level: Level, message: str) -> None:
-        self.publish.log(level, message)
+        # Every source of the fleet logs into the one flow run: each line says whose it is.
+        self.publish.log(level, f"{self.outcome.source_key}: {message}")
 
     def event(self, name: Event, payload: dict[str, Any]) -> None:
         self.publish.event(name, payload)
@@ -134,22 +135,32 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
         outcome.ingest_status = result.ingest.status_text()
 
 
-@task(
-    name="fleet-source",
-    task_run_name="sync {source_key}",
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=5,
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_only_transient,
-)
-async def fleet_source(source_key: str, source_id: int) -> SourceOutcome:
-    """Sync one source of the running fleet; raises (and the fleet records it) when the source fails."""
-    ctx = FLEET.get()
+# A source whose sync failed on something another try could fix (an outage that outlived the HTTP
+# layer's retries, a dropped connection) is tried once more, after a pause with jitter: the rule and
+# budget a step task gets from Prefect (`retries=1`, `retry_only_transient`), without a task run.
+SOURCE_RETRIES = 1
+SOURCE_RETRY_DELAY_SECONDS = 5.0
+SOURCE_RETRY_JITTER = 0.5
+
+
+async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> SourceOutcome:
+    """Sync one source of the running fleet; raises (and the fleet records it) when the source fails.
+
+    Retried in-process; its checkpoints make the retry skip what the first try finished.
+    """
     outcome = ctx.outcomes.setdefault(
         source_key, SourceOutcome(source_key=source_key, source_id=source_id, status=SourceStatus.FAILED)
     )
-    await sync_one(ctx, source_key, source_id, outcome)
+    for retry in range(SOURCE_RETRIES + 1):
+        try:
+            await sync_one(ctx, source_key, source_id, outcome)
+            break
+        except Exception as exc:
+            if retry == SOURCE_RETRIES or not is_transient(exc):
+                raise
+            delay = SOURCE_RETRY_DELAY_SECONDS * (1 + SOURCE_RETRY_JITTER * (2 * random.random() - 1))
+            outcome.warnings.append(f"retried after: {exc}")
+            await ctx.clock.sleep(delay)
     outcome.status = SourceStatus.SUCCEEDED
     return outcome
 
