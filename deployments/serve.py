@@ -76,6 +76,9 @@ def build(spec: dict[str, Any]) -> RunnerDeployment:
         description=spec.get("description"),
         tags=spec.get("tags"),
         parameters=spec.get("parameters") or {},
+        # sync-source has no `schedules` key: re-serving it sends none, and the server keeps the
+        # per-source schedules `splendor-flows apply` made (they all have slugs; checked by
+        # tests/fleet/test_plan_apply_schedules.py).
         schedules=[to_schedule(s) for s in spec.get("schedules") or []],
         triggers=[to_trigger(t) for t in spec.get("triggers") or []],
         concurrency_limit=to_concurrency(spec.get("concurrency_limit")),

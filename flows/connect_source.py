@@ -69,6 +69,15 @@ async def connect_source(
     """
     logger = get_run_logger()
     scope = await resolve_scope(spec.source_key, sync_id, credentials_block)
+    if spec.prefect_schedule is not None:
+        # Onboarding leaves the source manual in Splendor; its schedule lives on the sync-source
+        # deployment, which connectors-as-code manages (one place creates, updates and removes it).
+        logger.warning(
+            "connect-source schedules nothing: the spec's schedule ('%s' %s) is added to the sync-source "
+            "deployment by `splendor-flows apply` (which does so after this onboarding when it started it)",
+            spec.prefect_schedule.cron,
+            spec.prefect_schedule.timezone,
+        )
 
     provider = await refreshed(discover_provider, force)(scope, spec.provider_key, spec.source_definition_id)
     if provider.auth_mode == AuthMode.API_KEY:

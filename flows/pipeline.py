@@ -47,8 +47,13 @@ class PipelineSummary(BaseModel):
     steps: list[dict[str, Any]] = []
 
 
-async def resolve_scope(source_key: str, sync_id: str | None, credentials_block: str | None) -> Scope:
-    """Fix the checkpoint scope and check the token before anything else happens."""
+async def resolve_scope(
+    source_key: str, sync_id: str | None, credentials_block: str | None, *, pipeline: bool = True
+) -> Scope:
+    """Fix the checkpoint scope and check the token before anything else happens.
+
+    `pipeline=False` (a flow that resumes nothing, e.g. repair-ingest) skips the log line that offers the
+    sync_id for a resume."""
     try:
         config = await load_config(credentials_block)
     except SplendorError as exc:
@@ -64,6 +69,8 @@ async def resolve_scope(source_key: str, sync_id: str | None, credentials_block:
     )
     async with open_client(credentials_block, step="preflight", source_key=source_key) as client:
         await client.preflight()
+    if not pipeline:
+        return scope
     get_run_logger().info(
         "Pipeline for %s/%s with sync_id=%s (pass it to resume in a new run)",
         scope.tenant,

@@ -268,7 +268,12 @@ class SplendorClient:
     # --- ingest runs and sources ---------------------------------------------------------------------
 
     async def list_ingest_runs(
-        self, *, source_id: int | None = None, dataset_id: str | None = None, status: str | None = None
+        self,
+        *,
+        source_id: int | None = None,
+        dataset_id: str | None = None,
+        status: str | None = None,
+        include_non_current: bool = False,
     ) -> list[models.IngestRun]:
         params: dict[str, str | int] = {}
         if source_id is not None:
@@ -277,6 +282,9 @@ class SplendorClient:
             params["dataset_id"] = dataset_id
         if status is not None:
             params["status"] = status
+        if include_non_current:
+            # Also the runs a later one replaced for the same object, e.g. failures since repaired.
+            params["include_non_current"] = "true"
         return await self._call("list_ingest_runs", list[models.IngestRun], params=params or None)
 
     async def get_ingest_run(self, ingest_run_id: str) -> models.IngestRun:

@@ -180,10 +180,22 @@ _ALL = [
         DOC,
         ASSUMED,
         envelope="ingest_runs",
-        note='optional body {"run_id"} and the response are assumed',
+        note='optional body {"run_id"} and the response are assumed; so is the repair rule: enqueueing '
+        "a run again queues afresh each object whose ingest run failed with lifecycle.repairable=true "
+        "and marks that run superseded (engine/repair.py)",
     ),
     # --- ingest runs and sources ---
-    Route("list_ingest_runs", "GET", "/v1/ingest/runs", R, DOC, DOC, envelope="runs"),
+    Route(
+        "list_ingest_runs",
+        "GET",
+        "/v1/ingest/runs",
+        R,
+        DOC,
+        ASSUMED,
+        envelope="runs",
+        note="include_non_current is documented; that it adds the superseded runs (repaired failures) "
+        "is assumed",
+    ),
     Route(
         "get_ingest_run",
         "GET",

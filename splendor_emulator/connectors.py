@@ -15,6 +15,7 @@ from jsonschema.exceptions import ValidationError as SchemaError  # type: ignore
 
 from splendor_emulator.config import ProviderConfig
 from splendor_emulator.errors import ApiError, conflict, invalid, not_found
+from splendor_emulator.ingest import INGEST_ERRORS, view_ingest
 from splendor_emulator.models import (
     AirbyteSourceEnvelope,
     AirbyteSourceResult,
@@ -423,6 +424,50 @@ def cancel_run(rt: Runtime, tenant: str, run_id: int) -> RunEnvelope:
         return RunEnvelope(run=run_item(run, now))
 
 
+def _queue_object(
+    rt: Runtime, src: SourceRec, run_id: int, bucket: str, key: str, etag: str | None, documents: int
+) -> IngestRec:
+    now = rt.now()
+    rec = IngestRec(
+        ingest_run_id=new_id("ing"),
+        tenant_id=src.tenant_id,
+        dataset_id=src.dataset_id,
+        source_id=src.source_id,
+        connector_run_id=run_id,
+        input_kind="connector_output",
+        bucket=bucket,
+        key=key,
+        etag=etag,
+        documents=documents,
+        created_at=now,
+        queued_at=now,
+        step_s=rt.config.ingest_seconds,
+        error_code=rt.faults.take_ingest_error(src.tenant_id, src.source_key),
+    )
+    rt.store.put(rec)
+    return rec
+
+
+def _requeue_repairable(rt: Runtime, src: SourceRec, run: RunRec, now: float) -> None:
+    """The contract's repair rule: enqueueing a run again queues afresh each object whose ingest run
+    failed with a repairable error, and marks the failed run superseded. Runs that are ready, in flight
+    or failed for good are returned as they are, so a second enqueue never duplicates anything."""
+    changed = False
+    for index, ingest_id in enumerate(run.ingest_run_ids):
+        old = rt.store.get(IngestRec, ingest_id)
+        if old is None or view_ingest(old, now).status != "failed":
+            continue
+        if old.error_code is None or not INGEST_ERRORS[old.error_code][1]:
+            continue
+        rec = _queue_object(rt, src, run.run_id, old.bucket, old.key, old.etag, old.documents)
+        old.superseded_at = now
+        rt.store.put(old)
+        run.ingest_run_ids[index] = rec.ingest_run_id
+        changed = True
+    if changed:
+        rt.store.put(run)
+
+
 def enqueue_ingest(rt: Runtime, tenant: str, source_id: int, run_id: int | None) -> EnqueueIngestResult:
     with rt.store.lock:
         src = rt.airbyte_source(tenant, source_id)
@@ -443,25 +488,18 @@ def enqueue_ingest(rt: Runtime, tenant: str, source_id: int, run_id: int | None)
             run = max(landed, key=lambda r: r.run_id)
         if not run.ingest_run_ids:
             for landed_file in run.files:
-                fault = rt.faults.take_run("ingest_fail", tenant, src.source_key)
-                rec = IngestRec(
-                    ingest_run_id=new_id("ing"),
-                    tenant_id=tenant,
-                    dataset_id=src.dataset_id,
-                    source_id=src.source_id,
-                    connector_run_id=run.run_id,
-                    input_kind="connector_output",
-                    bucket=landed_file.bucket,
-                    key=landed_file.key,
-                    etag=landed_file.etag,
-                    documents=landed_file.records,
-                    created_at=now,
-                    queued_at=now,
-                    step_s=rt.config.ingest_seconds,
-                    fail=fault is not None,
+                rec = _queue_object(
+                    rt,
+                    src,
+                    run.run_id,
+                    landed_file.bucket,
+                    landed_file.key,
+                    landed_file.etag,
+                    landed_file.records,
                 )
-                rt.store.put(rec)
                 run.ingest_run_ids.append(rec.ingest_run_id)
             rt.store.put(run)
+        else:
+            _requeue_repairable(rt, src, run, now)
         items = [rt.store.get(IngestRec, i) for i in run.ingest_run_ids]
         return EnqueueIngestResult(ingest_runs=[ingest_item(i, now) for i in items if i is not None])

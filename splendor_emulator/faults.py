@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 HttpFaultKind = Literal["unavailable", "bad_gateway", "server_error", "latency", "hang", "drop_after"]
 RunFaultKind = Literal["run_fail", "run_incomplete", "run_zero_records", "ingest_fail"]
 FaultKind = Literal[HttpFaultKind, RunFaultKind]
+IngestErrorCode = Literal["parse_failed", "unsupported_format"]
 
 HTTP_KINDS: frozenset[str] = frozenset(
     ("unavailable", "bad_gateway", "server_error", "latency", "hang", "drop_after")
@@ -45,6 +46,10 @@ class FaultSpec(BaseModel):
     source_key: str | None = Field(default=None, description="Run faults: only runs of this source.")
     times: int = Field(default=1, ge=1, le=50, description="run_incomplete: how many incomplete attempts.")
     error_message: str | None = None
+    ingest_error: IngestErrorCode = Field(
+        default="parse_failed",
+        description="ingest_fail: the error code; parse_failed can be repaired, unsupported_format cannot.",
+    )
 
     @field_validator("retry_after")
     @classmethod
@@ -153,6 +158,11 @@ class FaultRegistry:
                 and s.matches_route(route_key)
             )
         )
+
+    def take_ingest_error(self, tenant: str, source_key: str) -> str | None:
+        """The error code the next ingest run of this source fails with, or None when it succeeds."""
+        fault = self.take_run("ingest_fail", tenant, source_key)
+        return fault.ingest_error if fault is not None else None
 
     def take_run(self, kind: str, tenant: str, source_key: str) -> FaultSpec | None:
         return self._take(

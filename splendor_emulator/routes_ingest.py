@@ -54,6 +54,9 @@ async def list_ingest_runs(
         ):
             continue
         item = ingest_item(rec, now)
+        # A run replaced by a later one for the same object (a repaired failure) is not current.
+        if item.status == "superseded" and not include_non_current and status != "superseded":
+            continue
         if status is not None and item.status != status:
             continue
         items.append(item)
@@ -171,7 +174,7 @@ async def stream_logs(
                     created_at=now,
                     queued_at=now,
                     step_s=rt.config.ingest_seconds,
-                    fail=rt.faults.take_run("ingest_fail", src.tenant_id, src.source_key) is not None,
+                    error_code=rt.faults.take_ingest_error(src.tenant_id, src.source_key),
                 )
             )
         if caller.kind == "ingest_token":

@@ -153,8 +153,11 @@ class IngestRec(Record):
     # None while the bytes are still being uploaded (status `uploading`).
     queued_at: float | None = None
     step_s: float = 1.0
-    fail: bool = False
+    # Set when an injected fault makes this run fail (a key of `ingest.INGEST_ERRORS`).
+    error_code: str | None = None
     aborted_at: float | None = None
+    # Set when enqueue-ingest queued the object again after this run failed (a repair).
+    superseded_at: float | None = None
 
 
 class PartRec(BaseModel):

@@ -308,7 +308,7 @@ def complete(rt: Runtime, tenant: str, source_key: str, body: CompleteUploadRequ
             ingest.etag = etag
             ingest.documents = _count_documents(target, up.format)
             ingest.queued_at = now
-            ingest.fail = rt.faults.take_run("ingest_fail", tenant, source_key) is not None
+            ingest.error_code = rt.faults.take_ingest_error(tenant, source_key)
             rt.store.put(ingest)
         done.etag = etag
         return done

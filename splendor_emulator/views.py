@@ -4,7 +4,7 @@ hashes) never pass through here."""
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from splendor_emulator.ingest import view_ingest
+from splendor_emulator.ingest import INGEST_ERRORS, view_ingest
 from splendor_emulator.models import (
     AirbyteSourceState,
     ConnectorItem,
@@ -122,6 +122,9 @@ def ingest_item(rec: IngestRec, now: float) -> IngestRunItem:
     view = view_ingest(rec, now)
     docs, step = rec.documents, view.step
     failed = view.status == "failed"
+    # A superseded run keeps the error it failed with; only a failed one is still repairable.
+    code = rec.error_code if view.status in ("failed", "superseded") else None
+    message, repairable = INGEST_ERRORS[code] if code is not None else (None, False)
     return IngestRunItem(
         ingest_run_id=rec.ingest_run_id,
         tenant_id=rec.tenant_id,
@@ -136,25 +139,25 @@ def ingest_item(rec: IngestRec, now: float) -> IngestRunItem:
         status=view.status,
         lifecycle=Lifecycle(
             state=view.status,
-            reasons=["parse_failed"] if failed else [],
-            repairable=failed,
+            reasons=[code] if code is not None else [],
+            repairable=failed and repairable,
         ),
         ready_for=ReadyFor(
-            text_search=step >= 2 and not failed,
-            sql_search=step >= 2 and not failed,
+            text_search=step >= 2 and code is None,
+            sql_search=step >= 2 and code is None,
             semantic_search=step >= 4,
         ),
         documents=DocumentCounts(
             expected=docs,
             parsed=docs if step >= 2 else (docs // 2 if step == 1 else 0),
             schema_observed=docs if step >= 2 else 0,
-            index_committed=docs if step >= 2 and not failed else 0,
+            index_committed=docs if step >= 2 and code is None else 0,
             semantic_embedded=docs if step >= 4 else (docs // 2 if step == 3 else 0),
-            semantic_total=docs if step >= 2 and not failed else 0,
+            semantic_total=docs if step >= 2 and code is None else 0,
         ),
-        error_code="parse_failed" if failed else None,
-        error_message="Ingestion failed while parsing the object (injected fault)" if failed else None,
-        ingest_failure_id=f"dlq_{rec.ingest_run_id[4:]}" if failed else None,
+        error_code=code,
+        error_message=message,
+        ingest_failure_id=f"dlq_{rec.ingest_run_id[4:]}" if code is not None else None,
         reindex_job_id=None,
         created_at=ts(rec.created_at),
         queued_at=ts(view.queued_at),

@@ -36,8 +36,10 @@ def create_request(spec: SourceSpec, provider: ProviderDetails) -> models.Create
         # once credentials are ready, and given to the connection (which sets what syncs). Sending an
         # unchecked name here would fail in Splendor instead of with the list of real streams.
         streams=provider.default_streams or None,
+        # Splendor's scheduler only when the spec asks for it; otherwise the sync-source deployment's
+        # schedule (made by `splendor-flows apply`) starts the syncs, never both.
         schedule_type=spec.schedule_type,
-        cron_expression=spec.schedule.cron if spec.schedule else None,
+        cron_expression=spec.splendor_cron,
         retention_days=spec.retention_days,
         search_config=spec.search_config.model_dump(),
         semantic_config=spec.semantic_config.model_dump(),

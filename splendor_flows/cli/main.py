@@ -23,6 +23,7 @@ from rich.table import Table
 
 from splendor_flows.cli import discover_commands, fleet_commands
 from splendor_flows.cli.console import CredentialsOption, cell, console, fail, run, show, warn
+from splendor_flows.engine.repair import MAX_ATTEMPTS_LIMIT, MAX_RUNS_LIMIT
 
 app = typer.Typer(
     name="splendor-flows",
@@ -128,6 +129,104 @@ def sync(
         resume_hint=f"resume with: splendor-flows sync {source_key} --sync-id {sync_id}",
     )
     show(f"sync-source {source_key}", summary)
+
+
+@app.command()
+def repair(
+    source_key: Annotated[str, typer.Argument(help="Key of the source whose failed ingestion to repair.")],
+    run_id: Annotated[
+        int | None,
+        typer.Option("--run", min=1, help="Repair this sync run only (default: every failed one)."),
+    ] = None,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            min=1, max=MAX_ATTEMPTS_LIMIT, help="Repairs one run may have in all, counted by Splendor."
+        ),
+    ] = 3,
+    max_runs: Annotated[
+        int, typer.Option(min=1, max=MAX_RUNS_LIMIT, help="Runs this call repairs, newest first.")
+    ] = 10,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list the failed ingest runs and their error codes.")
+    ] = False,
+    credentials_block: CredentialsOption = None,
+) -> None:
+    """Hand failed ingest runs of the source's syncs to ingestion again and wait until they are ready."""
+    from splendor_flows.flows.repair_ingest import repair_ingest
+
+    if list_only:
+        list_failed_ingest(source_key, credentials_block)
+        return
+
+    report = run(
+        repair_ingest(
+            source_key=source_key,
+            run_id=run_id,
+            max_attempts=max_attempts,
+            max_runs=max_runs,
+            credentials_block=credentials_block,
+        )
+    )
+    if not report.runs:
+        console.print(f"{cell(source_key)}: no failed ingest run to repair")
+        return
+    table = Table(title=cell(report.headline()))
+    for column in ("run", "verdict", "error codes", "attempts", "queued now", "reason"):
+        table.add_column(column)
+    for item in report.runs:
+        table.add_row(
+            str(item.run_id),
+            item.verdict.value,
+            cell(", ".join(item.error_codes())),
+            str(item.attempts),
+            str(item.enqueued),
+            cell(item.reason),
+        )
+    console.print(table)
+    left = report.not_repaired()
+    if left:
+        fail(
+            f"{len(left)} run(s) of {source_key} not repaired: "
+            + "; ".join(f"run {r.run_id} {r.verdict.value}" for r in left)
+        )
+
+
+def list_failed_ingest(source_key: str, credentials_block: str | None) -> None:
+    """One row per failed ingest run of the source's syncs; reads only."""
+    from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
+    from splendor_flows.engine.repair import FailedRun, failed_runs, read_ingest
+    from splendor_flows.orchestration.api import open_client
+
+    async def look() -> list[FailedRun]:
+        async with open_client(credentials_block, step="repair", source_key=source_key) as client:
+            source = await client.find_source(source_key)
+            if source is None:
+                raise PermanentStepError("repair", source_key, "no such source in the tenant", CONNECT_FIRST)
+            return failed_runs(await read_ingest(client, source.source_id))
+
+    runs = run(look())
+    if not runs:
+        console.print(f"{cell(source_key)}: no failed ingest run")
+        return
+    table = Table(title=cell(f"Failed ingestion of {source_key}"))
+    for column in ("run", "ingest run", "object", "error code", "repairable", "repairs so far"):
+        table.add_column(column)
+    for item in runs:
+        for failure in item.failures:
+            table.add_row(
+                str(item.run_id),
+                cell(failure.ingest_run_id),
+                cell(failure.key or "-"),
+                cell(failure.error_code or failure.status),
+                "yes" if failure.repairable else "no",
+                str(item.attempts),
+            )
+        if item.in_flight:
+            table.add_row(
+                str(item.run_id), "-", "-", "-", "-", f"{item.attempts} ({item.in_flight} under way)"
+            )
+    console.print(table)
 
 
 @app.command()

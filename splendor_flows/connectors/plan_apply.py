@@ -9,14 +9,20 @@ module adds what only a human-driven rollout needs. What the API lets us change 
   → recorded: written into the file as explicit config (see record.py);
 - credentials → re-provisioned when the Secret block's content no longer matches the fingerprint
   of what was submitted last (see fingerprints.py), or when the API says they are not ready;
-- provider, dataset, bucket, role, prefix, streams, schedule cannot change in place: reported as
-  blocked (delete and re-create the source by hand), never applied silently;
+- a spec's `schedule` (runner prefect, the default) → one schedule of the sync-source deployment, slug
+  `source-<source_key>`, with the cron, the time zone and the run's parameters: created, updated or removed
+  (engine/schedules.py); Splendor keeps such a source `manual`. With runner splendor, Splendor holds the
+  cron and no Prefect schedule exists. A Prefect schedule change waits while Splendor's own cron differs
+  from the spec (that is blocked below), so the two schedulers never run one source together;
+- provider, dataset, bucket, role, prefix, streams and Splendor's own cron cannot change in place:
+  reported as blocked (delete and re-create the source by hand), never applied silently;
 - sources of the tenant that the file does not list are reported, never deleted.
 """
 
 import asyncio
 import json
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect.blocks.system import Secret
 from pydantic import BaseModel
@@ -24,8 +30,22 @@ from pydantic import BaseModel
 from splendor_api import SplendorClient, models
 from splendor_api.models import AuthMode
 from splendor_flows.connectors.record import record_classifications, unrecorded_classification
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.engine.schedules import (
+    CronSchedule,
+    ScheduleChange,
+    schedule_change,
+    schedule_parameters,
+    schedule_slug,
+)
 from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import load_config, open_client
+from splendor_flows.orchestration.deployment_schedules import (
+    SYNC_DEPLOYMENT,
+    DeploymentSchedules,
+    apply_change,
+    read_schedules,
+)
 from splendor_flows.orchestration.fingerprints import Fingerprint
 from splendor_flows.specs.connectors_file import ConnectorsFile, load_connectors
 from splendor_flows.specs.source import SourceSpec
@@ -45,7 +65,10 @@ class Change(BaseModel):
     connect: bool = False
     blocked: list[str] = []  # fields that differ but cannot change in place
     record: dict[str, Any] = {}  # config classified on Splendor, to write into the file
+    schedule: ScheduleChange | None = None  # the source's schedule on the sync-source deployment
     unmanaged: bool = False
+    # A source no longer in the file keeps the schedule an earlier apply gave it: its slug, to say so.
+    kept_schedule: str | None = None
 
     @property
     def action(self) -> Action:
@@ -53,7 +76,7 @@ class Change(BaseModel):
             return "not-in-file"
         if self.create:
             return "create"
-        if self.updates or self.reprovision or self.connect or self.record:
+        if self.updates or self.reprovision or self.connect or self.record or self.schedule:
             return "update"
         if self.blocked:
             return "blocked"
@@ -72,8 +95,15 @@ class Change(BaseModel):
                 "classification approved on Splendor → recorded in the file: "
                 + "; ".join(f"{name}: {_short(value)}" for name, value in self.record.items())
             )
+        if self.schedule:
+            parts.append(self.schedule.describe())
         if self.blocked:
             parts.append("cannot change in place: " + ", ".join(self.blocked) + " (re-create the source)")
+        if self.kept_schedule:
+            parts.append(
+                f"prefect schedule {self.kept_schedule} stays "
+                "(list the source without a schedule to remove it)"
+            )
         return "; ".join(parts)
 
 
@@ -81,6 +111,9 @@ class Plan(BaseModel):
     tenant: str
     file: str
     changes: list[Change]
+    # The deployment the per-source schedules live on, and its id (None: not deployed).
+    deployment: str = SYNC_DEPLOYMENT
+    deployment_id: str | None = None
 
     def count(self, action: Action) -> int:
         return sum(c.action == action for c in self.changes)
@@ -123,8 +156,7 @@ def immutable_drift(spec: SourceSpec, source: models.Source, state: models.Airby
             differs.append(name)
     if spec.streams is not None and state.streams and sorted(state.streams) != sorted(spec.streams):
         differs.append("streams")
-    wanted_cron = spec.schedule.cron if spec.schedule else None
-    if (state.cron_expression or None) != wanted_cron:
+    if (state.cron_expression or None) != spec.splendor_cron:
         differs.append("schedule")
     return differs
 
@@ -159,7 +191,43 @@ async def _credential_check(
     return None
 
 
-async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) -> Plan:
+def wanted_schedule(spec: SourceSpec, credentials_block: str | None) -> CronSchedule | None:
+    schedule = spec.prefect_schedule
+    if schedule is None:
+        return None
+    return CronSchedule(
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        parameters=schedule_parameters(spec.source_key, credentials_block),
+    )
+
+
+def _schedule_plan(
+    spec: SourceSpec, blocked: list[str], schedules: DeploymentSchedules, credentials_block: str | None
+) -> ScheduleChange | None:
+    if "schedule" in blocked:
+        # Splendor's own cron differs from the spec: a Prefect schedule now could double the syncs
+        # (or leave none), so it waits until the source is re-created to match.
+        return None
+    wanted = wanted_schedule(spec, credentials_block)
+    if wanted is not None and schedules.deployment_id is None:
+        raise PermanentStepError(
+            "schedule",
+            spec.source_key,
+            f"the spec's schedule needs the {schedules.name} deployment, which this Prefect server lacks",
+            "deploy it first (`make deploy` or `make serve`), then plan again; nothing was changed",
+        )
+    slug = schedule_slug(spec.source_key)
+    return schedule_change(slug, wanted, schedules.current(slug))
+
+
+async def build_plan(
+    file: ConnectorsFile,
+    client: SplendorClient,
+    tenant: str,
+    schedules: DeploymentSchedules,
+    credentials_block: str | None = None,
+) -> Plan:
     providers = {p.provider_key: p for p in await client.list_providers()}
     remote = {s.source_key: s for s in await client.list_sources()}
     known = await fingerprints.read_all(tenant, [s.source_key for s in file.sources])
@@ -169,6 +237,7 @@ async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) 
         source = remote.get(spec.source_key)
         if source is None:
             change.create = True
+            change.schedule = _schedule_plan(spec, [], schedules, credentials_block)
             changes.append(change)
             continue
         change.source_id = source.source_id
@@ -181,12 +250,19 @@ async def build_plan(file: ConnectorsFile, client: SplendorClient, tenant: str) 
             change.reprovision = await _credential_check(spec, state, auth_mode, known.get(spec.source_key))
             change.connect = not state.has_connection
             change.record = unrecorded_classification(spec, source)
+        change.schedule = _schedule_plan(spec, change.blocked, schedules, credentials_block)
         changes.append(change)
     listed = {s.source_key for s in file.sources}
     for key, source in sorted(remote.items()):
         if key not in listed:
-            changes.append(Change(source_key=key, source_id=source.source_id, unmanaged=True))
-    return Plan(tenant=tenant, file=file.path, changes=changes)
+            kept = schedule_slug(key) if schedules.current(schedule_slug(key)) else None
+            changes.append(
+                Change(source_key=key, source_id=source.source_id, unmanaged=True, kept_schedule=kept)
+            )
+    deployment_id = str(schedules.deployment_id) if schedules.deployment_id else None
+    return Plan(
+        tenant=tenant, file=file.path, changes=changes, deployment=schedules.name, deployment_id=deployment_id
+    )
 
 
 async def plan(path: str, credentials_block: str | None = None) -> Plan:
@@ -194,7 +270,7 @@ async def plan(path: str, credentials_block: str | None = None) -> Plan:
     config = await load_config(credentials_block)
     async with open_client(credentials_block) as client:
         await client.preflight()
-        return await build_plan(file, client, config.tenant)
+        return await build_plan(file, client, config.tenant, await read_schedules(), credentials_block)
 
 
 class ApplyResult(BaseModel):
@@ -216,7 +292,12 @@ async def _record_fingerprint(tenant: str, spec: SourceSpec) -> None:
 
 
 async def _apply_one(
-    change: Change, spec: SourceSpec, client: SplendorClient, tenant: str, credentials_block: str | None
+    change: Change,
+    spec: SourceSpec,
+    client: SplendorClient,
+    tenant: str,
+    credentials_block: str | None,
+    deployment_id: str | None,
 ) -> None:
     from splendor_flows.flows.connect_source import connect_source
 
@@ -232,6 +313,9 @@ async def _apply_one(
             credentials_block=credentials_block,
         )
         await _record_fingerprint(tenant, spec)
+    if change.schedule is not None and deployment_id is not None:
+        # Last: a new source is scheduled only once it exists and is connected.
+        await apply_change(UUID(deployment_id), change.schedule)
 
 
 async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
@@ -241,14 +325,21 @@ async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
     tenant = config.tenant
     async with open_client(credentials_block) as client:
         await client.preflight()
-        current = await build_plan(file, client, tenant)
+        current = await build_plan(file, client, tenant, await read_schedules(), credentials_block)
         result = ApplyResult(plan=current)
         slots = asyncio.Semaphore(APPLY_CONCURRENCY)
 
         async def run(change: Change) -> None:
             async with slots:
                 try:
-                    await _apply_one(change, specs[change.source_key], client, tenant, credentials_block)
+                    await _apply_one(
+                        change,
+                        specs[change.source_key],
+                        client,
+                        tenant,
+                        credentials_block,
+                        current.deployment_id,
+                    )
                 except Exception as exc:
                     result.failed[change.source_key] = str(exc) or type(exc).__name__
                 else:

@@ -27,7 +27,12 @@ class SyncApi(Protocol):
     async def enqueue_ingest(self, source_id: int, run_id: int | None = None) -> list[models.IngestRun]: ...
 
     async def list_ingest_runs(
-        self, *, source_id: int | None = None, dataset_id: str | None = None, status: str | None = None
+        self,
+        *,
+        source_id: int | None = None,
+        dataset_id: str | None = None,
+        status: str | None = None,
+        include_non_current: bool = False,
     ) -> list[models.IngestRun]: ...
 
     async def get_ingest_run(self, ingest_run_id: str) -> models.IngestRun: ...

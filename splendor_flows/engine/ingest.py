@@ -1,5 +1,7 @@
 """Ingestion: hand a succeeded run to ingestion once, then wait until its data is searchable."""
 
+from typing import Any
+
 from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
 from splendor_flows.engine.api import ConflictCode
@@ -11,6 +13,14 @@ from splendor_flows.engine.results import IngestResult
 from splendor_flows.engine.scope import Step
 
 NO_LANDED_DATA = "no landed data"
+
+
+def repair_hint(source_key: str, run_id: int) -> str:
+    """What to do about a failed ingestion, wherever it is reported."""
+    return (
+        f"`splendor-flows repair {source_key} --run {run_id}` (or the repair-ingest deployment) hands it "
+        "to ingestion again when the error is repairable"
+    )
 
 
 async def _enqueued(ctx: SourceContext, source_id: int, run_id: int) -> list[models.IngestRun]:
@@ -68,6 +78,14 @@ async def wait_for_ingest(
     ctx: SourceContext, run_id: int, ingest_run_ids: list[str], options: PollOptions
 ) -> IngestResult:
     """Poll the ingest runs of `run_id` until each is ready; raises when one ends badly."""
+    final = await poll_ingest_runs(ctx, ingest_run_ids, options)
+    return _report_ingest(ctx, run_id, ingest_run_ids, final)
+
+
+async def poll_ingest_runs(
+    ctx: SourceContext, ingest_run_ids: list[str], options: PollOptions
+) -> dict[str, models.IngestRun]:
+    """Poll ingest runs until each is terminal (ready or not); returns them by id."""
     plan = PollPlan(options)
     guard = PollGuard(ctx.clock, options, step=Step.INGEST, scope=ctx.scope)
     pending = set(ingest_run_ids)
@@ -93,12 +111,26 @@ async def wait_for_ingest(
                     "the API may have changed; the pipeline stops rather than guess",
                 )
         if not pending:
-            break
+            return final
         if last_status:
             plan.observe(last_status)
         guard.check_deadline("ingestion not ready")
         await ctx.clock.sleep(guard.pause_after(plan.delay(guard.elapsed())))
-    return _report_ingest(ctx, run_id, ingest_run_ids, final)
+
+
+def failure_payload(run_id: int, failed: dict[str, models.IngestRun]) -> tuple[dict[str, Any], str]:
+    """The splendor.ingest.failed payload for these failed ingest runs, and the reasons as one line.
+
+    One shape wherever ingestion is found failed (after a sync, after a repair): the notification
+    automation reads `error_message`, and `errors` keeps each run's code and message apart.
+    """
+    reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in sorted(failed.items()))
+    errors = [
+        {"ingest_run_id": k, "status": v.status, "error_code": v.error_code, "error_message": v.error_message}
+        for k, v in sorted(failed.items())
+    ]
+    # `error_message` repeats the reasons as one line, for notification templates.
+    return {"run_id": run_id, "failed": sorted(failed), "errors": errors, "error_message": reasons}, reasons
 
 
 def _report_ingest(
@@ -112,22 +144,15 @@ def _report_ingest(
     )
     failed = {k: v for k, v in final.items() if v.status in INGEST_TERMINAL_BAD}
     if failed:
-        reasons = "; ".join(f"{k}: {v.status} {v.error_message or ''}".strip() for k, v in failed.items())
-        errors = [
-            {
-                "ingest_run_id": k,
-                "status": v.status,
-                "error_code": v.error_code,
-                "error_message": v.error_message,
-            }
-            for k, v in sorted(failed.items())
-        ]
-        # `error_message` repeats the reasons as one line, for notification templates.
-        ctx.report.event(
-            Event.INGEST_FAILED,
-            {"run_id": run_id, "failed": sorted(failed), "errors": errors, "error_message": reasons},
+        payload, reasons = failure_payload(run_id, failed)
+        ctx.report.event(Event.INGEST_FAILED, payload)
+        codes = ", ".join(sorted({v.error_code for v in failed.values() if v.error_code}))
+        raise PermanentStepError(
+            Step.INGEST,
+            ctx.scope.source_key,
+            f"ingestion failed for run {run_id} ({reasons})" + (f"; error codes: {codes}" if codes else ""),
+            repair_hint(ctx.scope.source_key, run_id),
         )
-        raise PermanentStepError(Step.INGEST, ctx.scope.source_key, f"ingestion failed ({reasons})")
     ctx.report.log("info", f"Ingestion of run {run_id} is ready: {result.documents} documents")
     ctx.report.event(
         Event.INGEST_READY,

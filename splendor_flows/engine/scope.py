@@ -36,3 +36,5 @@ class Step(StrEnum):
     INGEST_READY = "ingest-ready"
     # Failures of either ingest task read "[ingest] ..." (operators and the soak's checks know that name).
     INGEST = "ingest"
+    # Handing the failed ingest runs of a sync to ingestion again (engine.repair).
+    REPAIR = "repair"

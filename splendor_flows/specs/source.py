@@ -70,13 +70,25 @@ class SemanticConfig(BaseModel):
 
 
 class Schedule(BaseModel):
-    """The connector's own schedule as Splendor stores it (Prefect deployments carry theirs)."""
+    """When the source syncs, and which scheduler starts the syncs: never both.
+
+    `runner: prefect` (the default) makes it a schedule of the `sync-source` deployment, with the time zone,
+    managed by `splendor-flows apply`; Splendor then keeps the source manual. `runner: splendor` hands the
+    cron to Splendor's own scheduler instead (its API takes no time zone, so only UTC is accepted) and no
+    Prefect schedule is made.
+    """
 
     model_config = ConfigDict(extra="forbid")
     cron: str = Field(
         min_length=9, max_length=255, description="Five-field cron expression, e.g. '0 3 * * *'."
     )
-    timezone: str = Field(default="UTC", max_length=64)
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA time zone the cron is read in, e.g. 'Europe/Paris'."
+    )
+    runner: Literal["prefect", "splendor"] = Field(
+        default="prefect",
+        description="prefect: a schedule of the sync-source deployment; splendor: Splendor's own scheduler.",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -90,6 +102,28 @@ class Schedule(BaseModel):
         except ValueError as exc:
             raise ValueError(f"is not a valid cron expression: {value!r}") from exc
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        # Prefect's own list, so a name accepted here is one the deployment schedule accepts too.
+        from prefect.client.schemas.schedules import is_valid_timezone
+
+        if not is_valid_timezone(value):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone name; use one like 'UTC', 'Europe/Paris' or "
+                "'America/New_York'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _splendor_runs_utc(self) -> "Schedule":
+        if self.runner == "splendor" and self.timezone != "UTC":
+            raise ValueError(
+                f"timezone {self.timezone!r} needs runner 'prefect': Splendor's scheduler takes a cron "
+                "expression only (no time zone), so with runner 'splendor' the timezone must be 'UTC'"
+            )
+        return self
 
 
 class OAuthOptions(BaseModel):
@@ -143,7 +177,11 @@ class SourceSpec(BaseModel):
         default=None,
         description="Streams to sync, as the connector's discovery names them; empty means its defaults.",
     )
-    schedule: Schedule | None = None
+    schedule: Schedule | None = Field(
+        default=None,
+        description="When to sync: a schedule of the sync-source deployment made by `splendor-flows apply` "
+        "(runner prefect), or Splendor's own scheduler (runner splendor). Never both.",
+    )
     retention_days: int | None = Field(default=None, ge=1, le=36500)
     search_config: SearchConfig = Field(default_factory=SearchConfig)
     semantic_config: SemanticConfig = Field(default_factory=SemanticConfig)
@@ -240,8 +278,21 @@ class SourceSpec(BaseModel):
         return self.classification != "off" and not self.has_index_config
 
     @property
+    def splendor_cron(self) -> str | None:
+        """The cron Splendor's scheduler gets: only when the spec asks for that scheduler."""
+        if self.schedule is not None and self.schedule.runner == "splendor":
+            return self.schedule.cron
+        return None
+
+    @property
     def schedule_type(self) -> Literal["manual", "cron"]:
-        return "cron" if self.schedule else "manual"
+        """Splendor's schedule_type: `manual` unless Splendor's own scheduler runs the syncs."""
+        return "cron" if self.splendor_cron else "manual"
+
+    @property
+    def prefect_schedule(self) -> Schedule | None:
+        """The schedule the sync-source deployment carries for this source, if any."""
+        return self.schedule if self.schedule is not None and self.schedule.runner == "prefect" else None
 
 
 def describe_validation_error(exc: Exception) -> str:

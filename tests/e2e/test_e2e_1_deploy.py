@@ -6,7 +6,7 @@ from .conftest import PREFECT, Stack, api, deployment_id
 
 pytestmark = pytest.mark.e2e
 
-NAMES = {"connect-source", "sync-source", "after-upload", "sync-fleet", "sync-fleet-shard"}
+NAMES = {"connect-source", "sync-source", "repair-ingest", "after-upload", "sync-fleet", "sync-fleet-shard"}
 
 
 def _state(stack: Stack) -> tuple[dict[str, int], list[dict]]:
@@ -22,21 +22,32 @@ def test_deploy_all_registers_once_and_redeploy_does_not_duplicate(deployed: Sta
     first_counts, first_automations = _state(deployed)
     assert first_counts == dict.fromkeys(NAMES, 1)
     assert [a["name"] for a in first_automations] == ["splendor-upload-completed"]
+    sync_id = deployment_id(deployed, "sync-source")
+    # Per-source schedules come from `splendor-flows apply` (tests/fleet/test_plan_apply_schedules.py),
+    # not from prefect.yaml: a fresh deploy makes none, and a redeploy keeps the ones apply made.
+    assert api(deployed, "GET", f"/deployments/{sync_id}")["schedules"] == []
+    [managed] = api(
+        deployed,
+        "POST",
+        f"/deployments/{sync_id}/schedules",
+        json=[
+            {
+                "schedule": {"cron": "0 0 1 1 *", "timezone": "Europe/Paris"},
+                "active": False,
+                "parameters": {"source_key": "e2e-kept", "trigger": "scheduled"},
+                "slug": "source-e2e-kept",
+            }
+        ],
+    )
 
     deployed.run(PREFECT, "--no-prompt", "deploy", "--all", timeout=120)
     counts, automations = _state(deployed)
     assert counts == first_counts
     assert len(automations) == 1
 
-    sync = api(deployed, "GET", f"/deployments/{deployment_id(deployed, 'sync-source')}")
-    schedules = {s["slug"]: s for s in sync["schedules"]}
-    assert set(schedules) == {"stripe-demo-nightly", "hubspot-crm-hourly", "zendesk-support-6h"}
-    assert [slug for slug, s in schedules.items() if s["active"]] == ["stripe-demo-nightly"]
-    assert schedules["stripe-demo-nightly"]["parameters"] == {
-        "source_key": "stripe-demo",
-        "trigger": "scheduled",
-    }
-    assert schedules["stripe-demo-nightly"]["schedule"]["cron"] == "0 3 * * *"
+    sync = api(deployed, "GET", f"/deployments/{sync_id}")
+    assert [(s["id"], s["slug"]) for s in sync["schedules"]] == [(managed["id"], "source-e2e-kept")]
+    api(deployed, "DELETE", f"/deployments/{sync_id}/schedules/{managed['id']}")
     assert sync["global_concurrency_limit"]["limit"] == 1
     assert sync["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     assert sync["work_pool_name"] == "splendor-local"

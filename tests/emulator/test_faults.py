@@ -120,6 +120,63 @@ def test_ingest_fail(admin: httpx.Client, emu: Emulator) -> None:
     assert failed["error_code"] == "parse_failed" and failed["failed_at"] is not None
 
 
+def _enqueue(admin: httpx.Client, source_id: int, run_id: int) -> dict[str, dict[str, object]]:
+    response = admin.post(f"/v1/admin/airbyte-sources/{source_id}/enqueue-ingest", json={"run_id": run_id})
+    assert response.status_code == 200, response.text
+    return {str(i["key"]): i for i in response.json()["ingest_runs"]}
+
+
+def _failed_run(admin: httpx.Client, emu: Emulator, ingest_error: str) -> tuple[int, int, str]:
+    """A synced run whose first object's ingestion failed with `ingest_error`: (source, run, key)."""
+    emu.add_fault(kind="ingest_fail", count=1, ingest_error=ingest_error)
+    source_id = connected_source(admin)
+    run_id = admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync").json()["run"]["run_id"]
+    wait_run(admin, run_id)
+    first = _enqueue(admin, source_id, run_id)
+    time.sleep(0.4)
+    failed = [
+        k
+        for k, i in first.items()
+        if admin.get(f"/v1/ingest/runs/{i['ingest_run_id']}").json()["status"] == "failed"
+    ]
+    assert len(failed) == 1
+    return source_id, run_id, failed[0]
+
+
+def test_enqueue_again_requeues_a_repairable_failure_once(admin: httpx.Client, emu: Emulator) -> None:
+    source_id, run_id, key = _failed_run(admin, emu, "parse_failed")
+    failed = admin.get("/v1/ingest/runs", params={"status": "failed"}).json()["runs"][0]
+    assert failed["lifecycle"]["repairable"] is True and failed["error_code"] == "parse_failed"
+
+    second = _enqueue(admin, source_id, run_id)
+    assert second[key]["ingest_run_id"] != failed["ingest_run_id"]
+    assert second[key]["status"] != "failed" and second[key]["connector_run_id"] == run_id
+    # Enqueueing once more returns the same runs: nothing is queued twice.
+    third = _enqueue(admin, source_id, run_id)
+    assert {k: i["ingest_run_id"] for k, i in third.items()} == {
+        k: i["ingest_run_id"] for k, i in second.items()
+    }
+
+    current = admin.get("/v1/ingest/runs", params={"source_id": source_id}).json()["runs"]
+    assert failed["ingest_run_id"] not in {i["ingest_run_id"] for i in current}
+    everything = admin.get(
+        "/v1/ingest/runs", params={"source_id": source_id, "include_non_current": "true"}
+    ).json()["runs"]
+    old = next(i for i in everything if i["ingest_run_id"] == failed["ingest_run_id"])
+    assert old["status"] == "superseded" and old["error_code"] == "parse_failed"
+    assert old["lifecycle"]["repairable"] is False
+    time.sleep(0.4)
+    assert admin.get(f"/v1/ingest/runs/{second[key]['ingest_run_id']}").json()["status"] == "ready"
+
+
+def test_enqueue_again_leaves_a_permanent_failure(admin: httpx.Client, emu: Emulator) -> None:
+    source_id, run_id, key = _failed_run(admin, emu, "unsupported_format")
+    failed = admin.get("/v1/ingest/runs", params={"status": "failed"}).json()["runs"][0]
+    assert failed["lifecycle"]["repairable"] is False and failed["error_code"] == "unsupported_format"
+    again = _enqueue(admin, source_id, run_id)
+    assert again[key]["ingest_run_id"] == failed["ingest_run_id"] and again[key]["status"] == "failed"
+
+
 def test_control_endpoints_over_http(emu: Emulator, admin: httpx.Client) -> None:
     control = httpx.Client(base_url=emu.base_url)
     assert control.get("/_emulator/health").json()["status"] == "ok"
@@ -149,6 +206,15 @@ def test_cli_fault_syntax() -> None:
     assert (spec.route, spec.source_key, spec.times) == ("*", "stripe", 2)
     spec = parse_fault_spec("unavailable:retry_after=http-date:retry_after_seconds=5:tenant=acme")
     assert (spec.route, spec.retry_after, spec.tenant) == ("*", "http-date", "acme")
-    for bad in ("nope", "unavailable:*:count", "unavailable:*:count=0", "unavailable:*:retry_after=soon"):
+    spec = parse_fault_spec("ingest_fail::count=1:ingest_error=unsupported_format")
+    assert (spec.kind, spec.count, spec.ingest_error) == ("ingest_fail", 1, "unsupported_format")
+    assert parse_fault_spec("ingest_fail").ingest_error == "parse_failed"
+    for bad in (
+        "nope",
+        "unavailable:*:count",
+        "unavailable:*:count=0",
+        "unavailable:*:retry_after=soon",
+        "ingest_fail::ingest_error=disk_full",
+    ):
         with pytest.raises(ValueError):
             parse_fault_spec(bad)

@@ -29,6 +29,8 @@ from splendor_flows.engine.report import RecordingReporter
 from splendor_flows.engine.run_records import MemoryRunRecords
 
 EPOCH = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+# Ingest error codes the fake API knows, and whether it marks each repairable.
+REPAIRABLE_CODES = {"parse_failed": True, "unsupported_format": False}
 
 
 class FakeClock:
@@ -109,6 +111,15 @@ class FakeApi:
     connected: bool = True
     landed_data: bool = True
     ingest_script: list[str] = field(default_factory=lambda: [IngestStatus.QUEUED, IngestStatus.READY])
+    # Objects a run lands (one ingest run each), and the error code each new ingest run fails with,
+    # in order of creation (None: it follows `ingest_script`). Codes in REPAIRABLE_CODES say whether
+    # the API marks them repairable.
+    ingest_keys: list[str] = field(default_factory=lambda: ["run.jsonl"])
+    ingest_errors: list[str | None] = field(default_factory=list)
+    # False: enqueueing a run again returns its failed ingest runs unchanged (an API that will not repair).
+    requeues: bool = True
+    # False: ingest runs carry no `lifecycle` (an API that does not say what is repairable).
+    reports_repairable: bool = True
     # Method name → exceptions to raise, in order, before answering normally (None: answer this time).
     failures: dict[str, list[BaseException | None]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
@@ -117,6 +128,7 @@ class FakeApi:
     runs: dict[int, models.ConnectorRun] = field(default_factory=dict)
     ingest_runs: dict[str, models.IngestRun] = field(default_factory=dict)
     _scripts: dict[int | str, list[str]] = field(default_factory=dict)
+    repairs: int = 0
 
     def _fail(self, method: str) -> None:
         self.calls[method] += 1
@@ -191,7 +203,30 @@ class FakeApi:
         return self._advance(run_id)
 
     def _ingest_for(self, run_id: int) -> list[models.IngestRun]:
-        return [r for r in self.ingest_runs.values() if r.connector_run_id == run_id]
+        return [
+            r
+            for r in self.ingest_runs.values()
+            if r.connector_run_id == run_id and r.status != IngestStatus.SUPERSEDED
+        ]
+
+    def _new_ingest(self, source_id: int, run_id: int, ingest_id: str, key: str) -> None:
+        code = self.ingest_errors.pop(0) if self.ingest_errors else None
+        self._scripts[ingest_id] = (
+            [IngestStatus.QUEUED, IngestStatus.FAILED] if code else list(self.ingest_script)
+        )
+        self.ingest_runs[ingest_id] = models.IngestRun(
+            ingest_run_id=ingest_id,
+            tenant_id="acme",
+            dataset_id="payments",
+            source_id=source_id,
+            status=self._scripts[ingest_id][0],
+            connector_run_id=run_id,
+            key=key,
+            error_code=code,
+            lifecycle=models.IngestLifecycle(repairable=REPAIRABLE_CODES.get(code or "", False))
+            if self.reports_repairable
+            else None,
+        )
 
     async def enqueue_ingest(self, source_id: int, run_id: int | None = None) -> list[models.IngestRun]:
         lost = self._next_is_lost("enqueue_ingest")
@@ -201,26 +236,36 @@ class FakeApi:
         assert run_id is not None
         existing = self._ingest_for(run_id)
         if not existing:
-            ingest_id = f"ing_{run_id}"
-            self._scripts[ingest_id] = list(self.ingest_script)
-            self.ingest_runs[ingest_id] = models.IngestRun(
-                ingest_run_id=ingest_id,
-                tenant_id="acme",
-                dataset_id="payments",
-                source_id=source_id,
-                status=self._scripts[ingest_id][0],
-                connector_run_id=run_id,
-            )
-            existing = self._ingest_for(run_id)
+            for n, key in enumerate(self.ingest_keys):
+                self._new_ingest(source_id, run_id, f"ing_{run_id}" + (f"_{n}" if n else ""), key)
+        elif self.requeues:
+            # The contract's repair rule: a repairable failure is queued afresh, the failed run superseded.
+            for old in existing:
+                if old.status == IngestStatus.FAILED and old.lifecycle and old.lifecycle.repairable:
+                    self.ingest_runs[old.ingest_run_id] = old.model_copy(
+                        update={"status": IngestStatus.SUPERSEDED}
+                    )
+                    self.repairs += 1
+                    self._new_ingest(source_id, run_id, f"{old.ingest_run_id}_r{self.repairs}", old.key or "")
+        existing = self._ingest_for(run_id)
         if lost:
             raise outcome_unknown("enqueue_ingest")
         return existing
 
     async def list_ingest_runs(
-        self, *, source_id: int | None = None, dataset_id: str | None = None, status: str | None = None
+        self,
+        *,
+        source_id: int | None = None,
+        dataset_id: str | None = None,
+        status: str | None = None,
+        include_non_current: bool = False,
     ) -> list[models.IngestRun]:
         self._fail("list_ingest_runs")
-        return [r for r in self.ingest_runs.values() if r.source_id == source_id]
+        return [
+            r
+            for r in self.ingest_runs.values()
+            if r.source_id == source_id and (include_non_current or r.status != IngestStatus.SUPERSEDED)
+        ]
 
     async def get_ingest_run(self, ingest_run_id: str) -> models.IngestRun:
         self._fail("get_ingest_run")

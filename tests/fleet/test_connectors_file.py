@@ -23,6 +23,12 @@ def test_the_example_file_is_valid() -> None:
     assert "stripe-demo" in keys and len(keys) == len(set(keys))
 
 
+def test_the_scheduled_example_is_a_prefect_schedule_in_paris_time() -> None:
+    [spec] = load_connectors(REPO / "deployments" / "examples" / "stripe-demo-connectors.yaml").sources
+    assert spec.prefect_schedule is not None and spec.schedule_type == "manual"
+    assert (spec.prefect_schedule.cron, spec.prefect_schedule.timezone) == ("0 3 * * *", "Europe/Paris")
+
+
 def test_defaults_apply_and_entries_override_them() -> None:
     file = parse_connectors(
         {

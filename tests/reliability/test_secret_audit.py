@@ -21,6 +21,7 @@ from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_UR
 from splendor_emulator import EmulatorConfig, UserTokenConfig, running_emulator
 from splendor_emulator.config import _default_tokens
 from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.flows.repair_ingest import repair_ingest
 from splendor_flows.flows.sync_source import sync_source
 from splendor_flows.orchestration.api import SplendorCredentials
 from tests.flows.conftest import stripe_spec
@@ -134,6 +135,10 @@ async def test_no_secret_reaches_any_output(
         bad = await sync_source(source_key=key, credentials_block=CREDS_BLOCK, return_state=True)
         assert bad.is_failed()
         errors += [bad.message or "", repr(await bad.aresult(raise_on_failure=False))]
+        # ... and its repair: a report, an artifact and events of its own to audit.
+        repaired = await repair_ingest(source_key=key, credentials_block=CREDS_BLOCK)
+        assert [r.verdict for r in repaired.runs] == ["repaired"]
+        errors += [repaired.model_dump_json()]
 
         # 4. A bad credential shape is refused locally: the message names the field, not the value.
         await Secret(value={"api_key": credential, "account_id": "acct_audit"}).save(

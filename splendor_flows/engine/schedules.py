@@ -1,0 +1,76 @@
+"""One scheduler per source: the Prefect schedule a source asks for, against the one its deployment holds.
+
+A source whose spec has `schedule.runner: prefect` gets exactly one schedule on the `sync-source`
+deployment, found by its slug (`source-<source_key>`), carrying the cron, the time zone and the run's
+parameters. Connectors-as-code computes the change here and applies it through Prefect's client; hand-made
+schedules (any other slug) are never touched. No Prefect import: the orchestration layer translates.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+SLUG_PREFIX = "source-"
+
+
+def schedule_slug(source_key: str) -> str:
+    """The slug of a source's schedule on the sync-source deployment."""
+    return f"{SLUG_PREFIX}{source_key}"
+
+
+def schedule_parameters(source_key: str, credentials_block: str | None) -> dict[str, Any]:
+    """What each scheduled run of the source is started with (never a secret: a block's name at most)."""
+    parameters: dict[str, Any] = {"source_key": source_key, "trigger": "scheduled"}
+    if credentials_block:
+        parameters["credentials_block"] = credentials_block
+    return parameters
+
+
+class CronSchedule(BaseModel):
+    """A cron schedule as the deployment holds it; None fields stand for what is not a cron at all."""
+
+    cron: str | None
+    timezone: str | None
+    parameters: dict[str, Any]
+
+    def describe(self) -> str:
+        if self.cron is None:
+            return "a schedule that is not a cron"
+        return f"'{self.cron}' {self.timezone or 'UTC'} {self.parameters}"
+
+
+class ScheduleChange(BaseModel):
+    slug: str
+    action: Literal["create", "update", "remove"]
+    # The schedule's id on the deployment (update, remove).
+    schedule_id: str | None = None
+    current: CronSchedule | None = None
+    wanted: CronSchedule | None = None
+
+    def describe(self) -> str:
+        before = self.current.describe() if self.current else "none"
+        after = self.wanted.describe() if self.wanted else "none"
+        return f"prefect schedule {self.slug}: {before} → {after}"
+
+
+def schedule_change(
+    slug: str, wanted: CronSchedule | None, current: tuple[str, CronSchedule] | None
+) -> ScheduleChange | None:
+    """What to do so the deployment holds `wanted` under `slug` (`current`: its id and schedule now).
+
+    Whether a schedule is paused is not compared: pausing it in the UI is an operator's call that a
+    later apply respects.
+    """
+    if current is None:
+        return ScheduleChange(slug=slug, action="create", wanted=wanted) if wanted else None
+    schedule_id, now = current
+    if wanted is None:
+        return ScheduleChange(slug=slug, action="remove", schedule_id=schedule_id, current=now)
+    if _normal(now) == _normal(wanted):
+        return None
+    return ScheduleChange(slug=slug, action="update", schedule_id=schedule_id, current=now, wanted=wanted)
+
+
+def _normal(schedule: CronSchedule) -> tuple[str | None, str, dict[str, Any]]:
+    # Prefect stores no time zone as UTC: the two mean the same schedule.
+    return schedule.cron, schedule.timezone or "UTC", schedule.parameters

@@ -1,0 +1,172 @@
+"""One scheduler per source, through plan / apply against a real Prefect server and the emulator: a spec's
+schedule becomes the sync-source deployment's schedule (cron, time zone, parameters), changes update it,
+dropping it removes it, and a runner=splendor spec gets Splendor's cron and no Prefect schedule."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect import get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectNotFound
+
+from splendor_emulator import Emulator
+from splendor_flows.connectors.plan_apply import Change, apply, plan
+from splendor_flows.deployments.serve import build, load_specs
+from splendor_flows.engine.errors import PermanentStepError
+from splendor_flows.orchestration.deployment_schedules import SYNC_DEPLOYMENT
+from tests.fleet.test_plan_apply import CREDENTIALS
+
+
+async def deploy_sync_source() -> None:
+    """Register sync-source exactly as prefect.yaml declares it (what `make serve` builds)."""
+    [spec] = [s for s in load_specs() if s["name"] == "sync-source"]
+    # build() wants no running event loop: it returns the deployment itself there.
+    deployment = await asyncio.to_thread(build, spec)
+    await deployment.aapply()
+
+
+async def delete_sync_source() -> None:
+    async with get_client() as client:
+        try:
+            deployment = await client.read_deployment_by_name(SYNC_DEPLOYMENT)
+        except ObjectNotFound:
+            return
+        await client.delete_deployment(deployment.id)
+
+
+async def schedules() -> dict[str, Any]:
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(SYNC_DEPLOYMENT)
+        return {s.slug: s for s in await client.read_deployment_schedules(deployment.id)}
+
+
+def write(path: Path, secret: str, sources: dict[str, dict[str, Any] | None]) -> None:
+    """A connectors file with one Stripe source per key, each with the given schedule (None: none)."""
+    entries = []
+    for key, schedule in sources.items():
+        entry: dict[str, Any] = {
+            "provider_key": "stripe",
+            "source_key": key,
+            "dataset_id": "payments",
+            "streams": ["charges"],
+            "credentials_secret": secret,
+        }
+        if schedule is not None:
+            entry["schedule"] = schedule
+        entries.append(entry)
+    defaults = {"bucket": "acme-connectors", "iam_role_arn": "arn:aws:iam::123456789012:role/acme-splendor"}
+    path.write_text(yaml.safe_dump({"version": 1, "defaults": defaults, "sources": entries}))
+
+
+def change_of(changes: list[Change], key: str) -> Change:
+    return next(c for c in changes if c.source_key == key)
+
+
+def splendor_schedule(emulator: Emulator, key: str) -> tuple[str, str | None]:
+    [source] = [s for s in emulator.sources("acme") if s["source_key"] == key]
+    return source["airbyte"]["schedule_type"], source["airbyte"]["cron_expression"]
+
+
+async def test_the_spec_schedule_is_the_deployment_schedule(
+    emulator: Emulator, tmp_path: Path, source_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prefect.blocks.system import Secret
+
+    secret = f"creds-{source_key}"[:60].lower()
+    await Secret(value=CREDENTIALS).save(secret, overwrite=True)
+    paris, splendor = f"{source_key}-p", f"{source_key}-s"
+    path = tmp_path / "connectors.yaml"
+    write(
+        path,
+        secret,
+        {
+            paris: {"cron": "0 3 * * *", "timezone": "Europe/Paris"},
+            splendor: {"cron": "30 1 * * *", "runner": "splendor"},
+        },
+    )
+
+    # Without the deployment, a plan that needs it stops before anything is created.
+    await delete_sync_source()
+    with pytest.raises(PermanentStepError, match="needs the sync-source/sync-source deployment"):
+        await plan(str(path))
+    assert not [s for s in emulator.sources("acme") if s["source_key"] in (paris, splendor)]
+
+    await deploy_sync_source()
+    async with get_client() as client:  # a hand-made schedule beside the managed ones: never touched
+        deployment = await client.read_deployment_by_name(SYNC_DEPLOYMENT)
+        await client.create_deployment_schedules(
+            deployment.id,
+            [
+                DeploymentScheduleCreate(
+                    schedule=CronSchedule(cron="0 0 1 1 *"), slug="hand-made", active=False
+                )
+            ],
+        )
+
+    first = await plan(str(path))
+    created = change_of(first.changes, paris)
+    assert created.action == "create" and created.schedule is not None
+    assert created.schedule.action == "create" and "source-" + paris in created.describe()
+    assert change_of(first.changes, splendor).schedule is None
+
+    result = await apply(str(path))
+    assert result.ok, result.failed
+    # The onboarding itself schedules nothing, and says where the schedule comes from.
+    assert "connect-source schedules nothing: the spec's schedule ('0 3 * * *' Europe/Paris)" in caplog.text
+    held = await schedules()
+    assert set(held) == {"hand-made", f"source-{paris}"}
+    mine = held[f"source-{paris}"]
+    assert isinstance(mine.schedule, CronSchedule)
+    assert (mine.schedule.cron, mine.schedule.timezone, mine.active) == ("0 3 * * *", "Europe/Paris", True)
+    assert mine.parameters == {"source_key": paris, "trigger": "scheduled"}
+    # Never both: Splendor keeps the Prefect-scheduled source manual, and holds the other's cron.
+    assert splendor_schedule(emulator, paris) == ("manual", None)
+    assert splendor_schedule(emulator, splendor) == ("cron", "30 1 * * *")
+    assert not (await plan(str(path))).has_changes
+
+    # A changed cron and time zone update the same schedule.
+    write(
+        path,
+        secret,
+        {
+            paris: {"cron": "15 4 * * 1-5", "timezone": "America/New_York"},
+            splendor: {"cron": "30 1 * * *", "runner": "splendor"},
+        },
+    )
+    updated = change_of((await plan(str(path))).changes, paris)
+    assert updated.action == "update" and updated.schedule is not None
+    assert updated.schedule.action == "update" and "America/New_York" in updated.describe()
+    assert (await apply(str(path))).ok
+    again = (await schedules())[f"source-{paris}"]
+    assert again.id == mine.id
+    assert (again.schedule.cron, again.schedule.timezone) == ("15 4 * * 1-5", "America/New_York")
+
+    # Redeploying prefect.yaml (make serve / prefect deploy) keeps the per-source schedules.
+    await deploy_sync_source()
+    assert set(await schedules()) == {"hand-made", f"source-{paris}"}
+
+    # Switching a Splendor-scheduled source to Prefect cannot change Splendor's cron in place: blocked,
+    # and no Prefect schedule is made while Splendor's still runs.
+    write(path, secret, {paris: None, splendor: {"cron": "30 1 * * *"}})
+    switched = await plan(str(path))
+    blocked = change_of(switched.changes, splendor)
+    assert blocked.action == "blocked" and blocked.blocked == ["schedule"] and blocked.schedule is None
+
+    # Dropping a source from the file leaves it, and its schedule, alone; the plan says so.
+    write(path, secret, {splendor: {"cron": "30 1 * * *", "runner": "splendor"}})
+    dropped = change_of((await plan(str(path))).changes, paris)
+    assert dropped.action == "not-in-file" and f"prefect schedule source-{paris} stays" in dropped.describe()
+    assert (await apply(str(path))).ok
+    assert set(await schedules()) == {"hand-made", f"source-{paris}"}
+
+    # Dropping the schedule from the spec removes it; the hand-made one stays.
+    write(path, secret, {paris: None, splendor: {"cron": "30 1 * * *"}})
+    removed = change_of((await plan(str(path))).changes, paris)
+    assert removed.schedule is not None and removed.schedule.action == "remove"
+    await apply(str(path))
+    assert set(await schedules()) == {"hand-made"}
+    assert splendor_schedule(emulator, splendor) == ("cron", "30 1 * * *")
