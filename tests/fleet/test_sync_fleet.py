@@ -137,14 +137,15 @@ async def test_a_503_pauses_the_whole_fleet(
     emulator: Emulator, tmp_path: Path, source_key: str, recorder: RecordingTransport
 ) -> None:
     path = await _fleet_file(tmp_path, source_key, 8)
-    emulator.add_fault(kind="unavailable", route=REFRESH, count=1, retry_after="1")
+    emulator.add_fault(kind="unavailable", route=REFRESH, count=1, retry_after="2")
     summary = await sync_fleet(connectors_file=str(path), concurrency_limit=None)
     assert summary.failed == 0
     shed = [entry for entry in recorder.log if entry[3] == 503]
     assert len(shed) == 1
     answered = shed[0][1]
-    # Nothing else left while the gate was closed (allow for scheduling jitter at the edges).
-    during = [e for e in recorder.log if answered + 0.05 < e[0] < answered + 0.95]
+    # Nothing else left while the gate was closed. The margins allow for scheduling lag at the edges:
+    # a request let through just before the 503 was read can reach the transport late on a busy machine.
+    during = [e for e in recorder.log if answered + 0.5 < e[0] < answered + 1.9]
     assert during == []
 
 
