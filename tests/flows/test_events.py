@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from prefect.events.worker import EventsWorker
-from prefect.flow_runs import aresume_flow_run
 from prefect.settings import PREFECT_API_URL
 
 from bench.seed import connectors_yaml
@@ -23,7 +22,7 @@ from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_fleet import sync_fleet
 from splendor_flows.flows.sync_source import sync_source
 from tests.flows.conftest import TEST_ENV, stripe_spec
-from tests.flows.test_oauth import _now, approve, oauth_spec, wait_for_consent_link
+from tests.flows.test_oauth import _now, approve, oauth_spec, resume_when_paused, wait_for_consent_link
 from tests.prefect_events import wait_for_events
 
 CREDENTIAL = "sk_test_canary-cred-4f1b9e"  # the stripe_secret fixture's api_key
@@ -166,7 +165,7 @@ async def test_an_oauth_run_publishes_that_it_waits_for_consent(emulator: Emulat
     waiting = await events_of(source_key, [Event.CREDENTIALS_WAITING])
     assert names(waiting) == [Event.SOURCE_CREATED, Event.CREDENTIALS_WAITING]
     secret_id = await approve(consent_url)
-    await aresume_flow_run(flow_run_id, run_input={"secret_id": secret_id})
+    await resume_when_paused(flow_run_id, {"secret_id": secret_id})
     summary = await asyncio.wait_for(pipeline, timeout=90)
     events = await events_of(source_key, [Event.CREDENTIALS_WAITING, *SYNC_STEPS])
 

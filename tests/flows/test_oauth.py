@@ -45,6 +45,20 @@ async def wait_for_consent_link(after: Any) -> tuple[str, UUID]:
     raise AssertionError("no consent link was published")
 
 
+async def resume_when_paused(flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+    """What the admin's resume form does, once the run is actually paused: the consent link is published
+    just before the pause, and resuming a run that is not paused yet is refused (NotPausedError)."""
+    async with get_client() as client:
+        for _ in range(300):
+            run = await client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_paused():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"flow run {flow_run_id} never paused for the consent")
+    await aresume_flow_run(flow_run_id, run_input=run_input)
+
+
 async def approve(consent_url: str) -> str:
     """What an admin does in the browser: open the consent page, approve, read the secret_id."""
     async with httpx.AsyncClient(follow_redirects=True) as http:
@@ -67,7 +81,7 @@ async def test_airbyte_oauth_pauses_until_an_admin_approves(emulator: Emulator, 
     pipeline = asyncio.create_task(connect_source(spec=oauth_spec(source_key, "salesforce")))
     consent_url, flow_run_id = await wait_for_consent_link(started)
     secret_id = await approve(consent_url)
-    await aresume_flow_run(flow_run_id, run_input={"secret_id": secret_id})
+    await resume_when_paused(flow_run_id, {"secret_id": secret_id})
     summary = await asyncio.wait_for(pipeline, timeout=90)
     assert summary.status == "succeeded" and summary.ingest_status == "ready"
     assert mutating_counts(emulator)["oauth"] >= 1
