@@ -141,7 +141,7 @@ def write_spec(path: Path, **values: Any) -> Path:
 
 
 def test_each_automation_notifies_with_source_run_and_error_and_no_secret(
-    stack: Stack, worker: Proc, receiver: Receiver, notifying: automations.Applied, tmp_path: Path
+    stack: Stack, live_worker: Proc, receiver: Receiver, notifying: automations.Applied, tmp_path: Path
 ) -> None:
     assert sorted(notifying.ids) == sorted(NOTIFIERS) and not notifying.skipped
     # Applying again updates in place: no second copy of any automation.
