@@ -23,7 +23,7 @@ from splendor_flows.engine.errors import PermanentStepError, label_failure
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.pipeline import resolve_scope
 from splendor_flows.orchestration.api import load_config, open_client
-from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.orchestration.events import artifact_slug, masks_failures
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import wait_for_ingest
 from splendor_flows.tasks.uploads import (
@@ -48,6 +48,7 @@ class AfterUploadSummary(BaseModel):
 
 
 @flow(name="after-upload", log_prints=False)
+@masks_failures
 async def after_upload(
     source_key: str,
     upload_session_id: str | None = None,

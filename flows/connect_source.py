@@ -23,6 +23,7 @@ from splendor_flows.flows.pipeline import (
     sync_and_ingest,
 )
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
+from splendor_flows.orchestration.events import masks_failures
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.connection import ensure_connection
@@ -40,6 +41,7 @@ def refreshed(task: Task[P, R], force: bool) -> Task[P, R]:
 
 
 @flow(name="connect-source", log_prints=False)
+@masks_failures
 async def connect_source(
     spec: SourceSpec,
     sync_id: str | None = None,

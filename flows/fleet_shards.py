@@ -71,6 +71,12 @@ def idempotency_key(options: FleetOptions, tenant: str, sync_id: str, shard: int
     return f"splendor-sync-fleet/{sync_id}/shard-{shard}-of-{options.shards}/{digest}"
 
 
+def shard_run_name(sync_id: str, shard: int, shards: int) -> str:
+    """The child run's name. splendor-notify-flow-run-failed (deployments/automations.yaml) leaves runs
+    named this way out, since their parent reports them: change both together."""
+    return f"fleet-{sync_id[:8]}-shard-{shard}-of-{shards}"
+
+
 def child_parameters(options: FleetOptions, sync_id: str, shard: int) -> dict[str, Any]:
     parameters = options.model_dump(mode="json")
     parameters.update(shard=shard, sync_id=shard_sync_id(sync_id, shard))
@@ -84,7 +90,7 @@ async def start_child(options: FleetOptions, tenant: str, sync_id: str, shard: i
     run = await arun_deployment(
         options.shard_deployment,
         parameters=child_parameters(options, sync_id, shard),
-        flow_run_name=f"fleet-{sync_id[:8]}-shard-{shard}-of-{options.shards}",
+        flow_run_name=shard_run_name(sync_id, shard, options.shards),
         idempotency_key=idempotency_key(options, tenant, sync_id, shard),
         timeout=0,
     )

@@ -24,9 +24,11 @@ from splendor_flows.flows.fleet import (
     run_fleet,
 )
 from splendor_flows.flows.fleet_shards import run_sharded
+from splendor_flows.orchestration.events import masks_failures
 
 
 @flow(name="sync-fleet", log_prints=False)
+@masks_failures
 async def sync_fleet(
     connectors_file: str = "deployments/connectors.yaml",
     only: list[str] | None = None,

@@ -20,9 +20,11 @@ from splendor_flows.flows.pipeline import (
     sync_and_ingest,
 )
 from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.events import masks_failures
 
 
 @flow(name="sync-source", log_prints=False)
+@masks_failures
 async def sync_source(
     source_key: str,
     sync_id: str | None = None,

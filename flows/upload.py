@@ -15,7 +15,7 @@ from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.engine.uploads import DEFAULT_PART_SIZE
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.checkpoint import Scope
-from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.orchestration.events import artifact_slug, masks_failures
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.uploads import (
     UploadedFile,
@@ -49,6 +49,7 @@ async def upload_scope(source_key: str, upload_id: str | None, credentials_block
 
 
 @flow(name="upload-files", log_prints=False)
+@masks_failures
 async def upload_files(
     source_key: str,
     paths: list[str],

@@ -18,7 +18,7 @@ from splendor_flows.engine.history import RunHistory, history_path
 from splendor_flows.engine.report import Event, Level
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope
-from splendor_flows.orchestration.events import emit
+from splendor_flows.orchestration.events import emit, masked
 from splendor_flows.orchestration.run_records import PrefectRunRecords
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -45,7 +45,8 @@ class PrefectReporter:
 
     def log(self, level: Level, message: str) -> None:
         if _LEVELS[level] >= self._min_level:
-            self.logger.log(_LEVELS[level], "%s", message)
+            # Messages may quote a Splendor run's error, which may quote a secret.
+            self.logger.log(_LEVELS[level], "%s", masked(message))
 
     def event(self, name: Event, payload: dict[str, Any]) -> None:
         emit(name, self.scope, payload)

@@ -11,10 +11,11 @@ secret_id) before it leaves the process. They are remembered in a context variab
 global: what one flow run loaded is masked in its own events and in the tasks it starts.
 """
 
+import functools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -24,6 +25,9 @@ from splendor_flows.engine.report import Event
 from splendor_flows.orchestration.checkpoint import Scope
 
 _SECRETS: ContextVar[frozenset[str]] = ContextVar("splendor_secrets_in_use", default=frozenset())
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def remember_secrets(values: Iterable[Any]) -> None:
@@ -56,6 +60,38 @@ def event_payload(scope: Scope, payload: dict[str, Any] | None = None) -> dict[s
     }
     masked: dict[str, Any] = mask_secrets(body, _SECRETS.get())
     return masked
+
+
+def masked(text: str) -> str:
+    """`text` with the secrets this context handled masked (for logs that quote Splendor's errors)."""
+    result: str = mask_secrets(text, _SECRETS.get())
+    return result
+
+
+def mask_failure(exc: BaseException) -> None:
+    """Mask, in place, the secrets this context handled in the exception's text (its `args`, which is
+    what every error of this project prints)."""
+    exc.args = tuple(mask_secrets(list(exc.args), _SECRETS.get()))
+
+
+def masks_failures(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A flow function whose failure never quotes a secret the run handled.
+
+    Prefect turns the exception leaving a flow into the run's state message ("Flow run encountered an
+    exception: StepError: [sync] ..."), which the UI and the run's logs show and the flow-run failure
+    notification sends on; a Splendor run's error may quote the credential or the token it was given.
+    Put it under `@flow` (the signature and docstring Prefect reads are the wrapped function's).
+    """
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            mask_failure(exc)
+            raise
+
+    return run
 
 
 def emit(

@@ -187,16 +187,33 @@ def deployed(stack: Stack) -> Stack:
     return stack
 
 
-@pytest.fixture(scope="package")
-def worker(deployed: Stack) -> Iterator[Proc]:
-    proc = deployed.procs.start(
-        "worker", [PREFECT, "worker", "start", "--pool", "splendor-local", "--limit", "4"], deployed.env
+def start_worker(stack: Stack, name: str = "worker") -> Proc:
+    """A process worker on the `splendor-local` pool, once it says it started."""
+    proc = stack.procs.start(
+        name, [PREFECT, "worker", "start", "--pool", "splendor-local", "--limit", "4"], stack.env
     )
     deadline = time.monotonic() + 60
     while "started" not in proc.tail() and time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise RuntimeError(f"worker exited:\n{proc.tail()}")
         time.sleep(0.3)
+    return proc
+
+
+@pytest.fixture(scope="package")
+def worker(deployed: Stack) -> Iterator[Proc]:
+    proc = start_worker(deployed)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def live_worker(deployed: Stack, worker: Proc) -> Iterator[Proc]:
+    """The package's worker, or a new one when an earlier test stopped it (test_e2e_3_serve does)."""
+    if worker.popen.poll() is None:
+        yield worker
+        return
+    proc = start_worker(deployed, f"worker-{time.monotonic_ns()}")
     yield proc
     proc.stop()
 

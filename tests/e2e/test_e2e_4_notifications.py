@@ -4,9 +4,13 @@ The automations are applied the way `make stack` applies them (stack/automations
 notification webhook pointed at a receiver this test runs on loopback), with their windows shortened.
 Two pipelines run as an admin runs them, with the `splendor-flows` CLI: a Stripe source whose first
 sync run fails (its error quoting the credential and the token) and whose ingestion then fails, and an
-OAuth source nobody approves. The receiver must get one notification per automation (sync failed,
-ingest failed, OAuth unanswered, stale source: the first source's successful sync is not followed by
-another within the freshness window), each naming the source, the run and the error, with no secret.
+OAuth source nobody approves. A third runs as a deployment run on a worker (tagged `splendor`, like
+every deployment): a connect-source allowed one sync attempt, whose run fails quoting the credential
+and the token, so the flow run fails. The receiver must get one notification per automation (sync
+failed, ingest failed, OAuth unanswered, stale source: the first source's successful sync is not
+followed by another within the freshness window, and the failed flow run), each naming the source or
+the flow run, the run and the error, with no secret. The CLI runs carry no tag: no flow-run
+notification for them.
 """
 
 import json
@@ -23,7 +27,7 @@ import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from stack import automations
-from tests.e2e.conftest import BIN, TOKEN, Stack, api
+from tests.e2e.conftest import BIN, TOKEN, Proc, Stack, api, deployment_id
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +37,8 @@ NOTIFIERS = [
     "splendor-notify-oauth-unanswered",
     "splendor-source-freshness",
     "splendor-notify-stale-source",
+    "splendor-notify-flow-run-failed",
+    "splendor-notify-flow-run-not-resumed",
 ]
 # Prefect's shortest window for a proactive trigger.
 OAUTH_WINDOW = 10.0
@@ -135,7 +141,7 @@ def write_spec(path: Path, **values: Any) -> Path:
 
 
 def test_each_automation_notifies_with_source_run_and_error_and_no_secret(
-    stack: Stack, receiver: Receiver, notifying: automations.Applied, tmp_path: Path
+    stack: Stack, live_worker: Proc, receiver: Receiver, notifying: automations.Applied, tmp_path: Path
 ) -> None:
     assert sorted(notifying.ids) == sorted(NOTIFIERS) and not notifying.skipped
     # Applying again updates in place: no second copy of any automation.
@@ -149,14 +155,28 @@ def test_each_automation_notifies_with_source_run_and_error_and_no_secret(
         )
 
     suffix = uuid.uuid4().hex[:6]
-    stripe, oauth = f"notify-stripe-{suffix}", f"notify-oauth-{suffix}"
+    stripe, oauth, deployed = f"notify-stripe-{suffix}", f"notify-oauth-{suffix}", f"notify-deployed-{suffix}"
     emu = stack.emulator
-    emu.add_fault(
-        kind="run_fail",
-        count=1,
-        source_key=stripe,
-        error_message=f"401 from api.stripe.com: key {CREDENTIAL} rejected (caller {TOKEN})",
+    quoting = f"401 from api.stripe.com: key {CREDENTIAL} rejected (caller {TOKEN})"
+    # A deployment run that gives up after one failed sync: the flow run fails (its message quotes the
+    # run's error), started first so that it runs while the CLI pipelines do.
+    emu.add_fault(kind="run_fail", count=1, source_key=deployed, error_message=quoting)
+    deployed_spec = {
+        "provider_key": "stripe",
+        "source_key": deployed,
+        "dataset_id": "notify",
+        "bucket": "acme-connectors",
+        "iam_role_arn": "arn:aws:iam::123456789012:role/acme-splendor",
+        "streams": ["charges"],
+        "credentials_secret": SECRET_BLOCK,
+    }
+    failing_run = api(
+        stack,
+        "POST",
+        f"/deployments/{deployment_id(stack, 'connect-source')}/create_flow_run",
+        json={"parameters": {"spec": deployed_spec, "max_sync_attempts": 1}},
     )
+    emu.add_fault(kind="run_fail", count=1, source_key=stripe, error_message=quoting)
     emu.add_fault(kind="ingest_fail", count=1, source_key=stripe)
     stripe_spec = write_spec(
         tmp_path / "stripe.yaml",
@@ -175,7 +195,8 @@ def test_each_automation_notifies_with_source_run_and_error_and_no_secret(
         failed = stack.run(*cli, str(stripe_spec), timeout=180, check=False)
         assert failed.returncode != 0 and "ingest" in failed.stdout + failed.stderr, failed.stdout
         messages = receiver.wait_for(
-            ["sync failed", "ingest failed", "OAuth consent waiting", "source stale"], timeout=90
+            ["sync failed", "ingest failed", "OAuth consent waiting", "source stale", "flow run failed"],
+            timeout=90,
         )
     finally:
         waiting.stop()
@@ -210,6 +231,26 @@ def test_each_automation_notifies_with_source_run_and_error_and_no_secret(
     assert "Error: no successful sync within the freshness window" in stale_body
     assert stale[0]["payload"]["last_run_id"] == second_run
     assert stale[0]["resource"]["splendor.source_key"] == stripe
+
+    # The deployment run: its Splendor run's failure, then its flow run's, each told apart by subject.
+    run = api(stack, "GET", f"/flow_runs/{failing_run['id']}")
+    assert run["state"]["type"] == "FAILED", run["state"]
+    assert (
+        "Error: 401 from api.stripe.com: key *** rejected (caller ***)"
+        in by_subject[f"Splendor sync failed: {deployed}"]
+    )
+    flow_failed = by_subject[f"Splendor flow run failed: connect-source ({run['name']})"]
+    assert flow_failed.splitlines()[:2] == [
+        f"Flow run {run['name']} of deployment connect-source/connect-source ended Failed (run count 1).",
+        f"Prefect flow run: {run['id']}",
+    ], flow_failed
+    error = flow_failed.splitlines()[2]
+    assert error.startswith(f"Error: StepError: [sync] source '{deployed}': 1 sync attempt(s) failed"), error
+    assert "key *** rejected (caller ***)" in error and f"sync_id={run['id']}" in error, error
+    # Not the CLI runs (the Stripe one failed, the OAuth one was stopped): they carry no `splendor` tag.
+    cli_runs = {flow_run, unanswered.split("Prefect flow run: ")[1].split(" ")[0]}
+    about_runs = [b for m, b in by_subject.items() if m.startswith("Splendor flow run")]
+    assert not [b for b in about_runs if any(r in b for r in cli_runs)], about_runs
 
     # One notification per automation and source: nothing repeated, nothing else.
     assert sorted(by_subject) == sorted(m["subject"] for m in messages)

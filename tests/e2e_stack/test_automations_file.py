@@ -1,11 +1,14 @@
-"""deployments/automations.yaml is what `prefect automation create --from-file` accepts."""
+"""deployments/automations.yaml is what `prefect automation create --from-file` accepts, and its triggers
+and templates do what their comments say when the server's own matching and rendering read them."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
+from splendor_flows.flows.fleet_shards import shard_run_name
 from stack import automations
 
 
@@ -69,3 +72,113 @@ def test_a_window_is_changed_by_name_and_an_unknown_name_is_refused() -> None:
     ]
     with pytest.raises(ValueError, match="splendor-freshness"):
         automations.with_windows(original, {"splendor-freshness": 1})
+
+
+# --- the flow-run failure notifications -------------------------------------------------------------------
+
+FLOW_RUN_NOTIFIERS = ["splendor-notify-flow-run-failed", "splendor-notify-flow-run-not-resumed"]
+
+
+def server_triggers() -> dict[str, Any]:
+    """Each automation's trigger as the server evaluates it (its own `covers`)."""
+    from prefect.server.events.schemas.automations import EventTrigger as ServerEventTrigger
+
+    return {
+        a["name"]: ServerEventTrigger.model_validate(a["trigger"])
+        for a in automations.load()
+        if a["trigger"]["type"] == "event"
+    }
+
+
+def state_event(
+    state: str,
+    message: str,
+    run_count: int = 1,
+    *,
+    name: str = "amber-fox",
+    tags: tuple[str, ...] = ("splendor",),
+) -> Any:
+    """A flow-run state-change event shaped as the server publishes it (server/models/events.py)."""
+    from prefect.server.events.schemas.events import ReceivedEvent
+
+    run_id = uuid.uuid4()
+    related = [
+        {
+            "prefect.resource.id": f"prefect.flow.{uuid.uuid4()}",
+            "prefect.resource.role": "flow",
+            "prefect.resource.name": "sync-source",
+        },
+        {
+            "prefect.resource.id": f"prefect.deployment.{uuid.uuid4()}",
+            "prefect.resource.role": "deployment",
+            "prefect.resource.name": "sync-source",
+        },
+    ] + [{"prefect.resource.id": f"prefect.tag.{t}", "prefect.resource.role": "tag"} for t in tags]
+    return ReceivedEvent(
+        id=uuid.uuid4(),
+        occurred=datetime.now(UTC),
+        event=f"prefect.flow-run.{state}",
+        resource={
+            "prefect.resource.id": f"prefect.flow-run.{run_id}",
+            "prefect.resource.name": name,
+            "prefect.run-count": str(run_count),
+            "prefect.state-message": message,
+            "prefect.state-name": state,
+            "prefect.state-type": "FAILED" if state in ("Failed", "TimedOut") else state.upper(),
+        },
+        related=related,
+    )
+
+
+def firing(event: Any) -> set[str]:
+    watched = ["splendor-resume-crashed-flow-runs", *FLOW_RUN_NOTIFIERS]
+    triggers = server_triggers()
+    return {name for name in watched if triggers[name].covers(event)}
+
+
+def test_a_failed_run_notifies_and_a_crash_notifies_once_nobody_resumes_it() -> None:
+    from splendor_flows.flows.fleet_shards import ZOMBIE_MESSAGE
+
+    failed = "Flow run encountered an exception: PermanentStepError: [sync] source 'x': no such source"
+    assert firing(state_event("Failed", failed)) == {"splendor-notify-flow-run-failed"}
+    assert firing(state_event("TimedOut", "Flow run exceeded timeout of 60.0 second(s)")) == {
+        "splendor-notify-flow-run-failed"
+    }
+    # A run failed by hand, with no message, still notifies.
+    assert firing(state_event("Failed", "")) == {"splendor-notify-flow-run-failed"}
+    assert firing(state_event("Crashed", "Flow run infrastructure exited with non-zero status code 1.")) == {
+        "splendor-notify-flow-run-failed"
+    }
+    # A zombie crash is rescheduled twice without a notification; the third is not, and notifies.
+    for run_count in (1, 2):
+        assert firing(state_event("Crashed", ZOMBIE_MESSAGE, run_count)) == {
+            "splendor-resume-crashed-flow-runs"
+        }
+    for run_count in (3, 9, 10, 123):
+        assert firing(state_event("Crashed", ZOMBIE_MESSAGE, run_count)) == {
+            "splendor-notify-flow-run-not-resumed"
+        }
+    # Runs of other projects, and a sharded fleet's children (their parent reports them), do not.
+    assert firing(state_event("Failed", failed, tags=("other",))) == set()
+    assert firing(state_event("Failed", failed, name=shard_run_name(str(uuid.uuid4()), 2, 4))) == set()
+    assert firing(state_event("Completed", "")) == set()
+
+
+def test_the_flow_run_notification_names_the_run_its_deployment_and_the_error() -> None:
+    from prefect.server.utilities.user_templates import render_user_template_sync
+
+    by_name = {a["name"]: a for a in automations.load()}
+    [action] = by_name[FLOW_RUN_NOTIFIERS[0]]["actions"]
+    # Both send the same notification (one YAML anchor).
+    assert by_name[FLOW_RUN_NOTIFIERS[1]]["actions"] == [action]
+    message = "Flow run encountered an exception: PermanentStepError: [sync] source 'x': no such source"
+    event = state_event("Failed", message, name="amber-fox")
+    run_id = event.resource.id.removeprefix("prefect.flow-run.")
+    subject = render_user_template_sync(action["subject"], {"event": event})
+    body = render_user_template_sync(action["body"], {"event": event})
+    assert subject == "Splendor flow run failed: sync-source (amber-fox)"
+    assert body.splitlines() == [
+        "Flow run amber-fox of deployment sync-source/sync-source ended Failed (run count 1).",
+        f"Prefect flow run: {run_id}",
+        "Error: PermanentStepError: [sync] source 'x': no such source",
+    ]

@@ -215,6 +215,10 @@ async def test_a_failed_sync_publishes_the_error_with_secrets_masked(
     assert failed["error_message"] == "401 from api.stripe.com for key *** (caller ***)"
     assert failed["flow_run_id"] == str(state.state_details.flow_run_id)
     assert_no_secret(events, [token, CREDENTIAL])
+    # The run's state message quotes the same error (the flow-run failure notification sends it on):
+    # masked the same way.
+    assert "401 from api.stripe.com for key *** (caller ***)" in str(state.message), state.message
+    assert token not in str(state.message) and CREDENTIAL not in str(state.message)
 
 
 async def test_a_failed_ingest_publishes_its_error_code_and_message(
