@@ -73,8 +73,10 @@ STACK_GROUPS = {
     "test_stack_sharded_fleet_crash.py": "e2e_stack-2",
     "test_stack_smoke.py": "e2e_stack-2",
 }
-# Packages whose tests share one package-scoped server fixture.
-PACKAGE_GROUPS = {"e2e": "e2e", "browser": "browser"}
+# Packages whose tests share one package-scoped server fixture. The two SQLite-server suites share a
+# process, one after the other: together they last about as long as a stack group, and a process of its
+# own for each would leave none for the short tests at the start.
+PACKAGE_GROUPS = {"e2e": "sqlite-servers", "browser": "sqlite-servers"}
 
 
 def group_of(nodeid: str) -> str | None:
