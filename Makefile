@@ -24,8 +24,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m splendor_flows.demo
 
+# pytest-xdist: PYTEST_WORKERS processes share the tests (tests/conftest.py says how the suites that share a
+# server stay together). Most tests wait on servers, subprocesses and polls, so more processes than cores
+# pays; PYTEST_WORKERS=0 runs everything in this process. PYTEST_ARGS picks a part, e.g.
+# `make test PYTEST_ARGS=tests/flows` or `make test PYTEST_ARGS="--ignore=tests/e2e_stack"`.
+PYTEST_WORKERS ?= 5
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -44,8 +44,9 @@ CHROMIUM_ARGS = [
 # Prefect 3.9 serves two UIs and "/" redirects to the default one, the React UI under /v2
 # (`server.ui.v2_enabled`, true by default). Deep links without /v2 open the older UI.
 UI_PREFIX = "/v2"
-# Playwright's 5 s default for assertions is short for a UI that polls a server sharing two busy cores.
-expect.set_options(timeout=15_000)
+# Playwright's 5 s default for assertions is short for a UI that polls a server sharing two busy cores
+# (with `make test`, also with the other test processes). Only a failing wait pays for the length.
+expect.set_options(timeout=30_000)
 DEPLOYMENT = "connect-source"
 SECRET_BLOCK = "browser-stripe-credentials"
 FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
@@ -123,7 +124,7 @@ def page(browser: Browser, ui: Ui, request: pytest.FixtureRequest) -> Iterator[P
     # The UI also asks third parties for things (analytics config, fonts). Refuse anything that is not
     # on loopback at once, rather than have each request wait for a DNS failure on a closed network.
     context.route(lambda url: not url.startswith("http://127.0.0.1:"), lambda route: route.abort())
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(45_000)
     page = context.new_page()
     # The UI reports a refused request only in a toast that is gone a few seconds later: keep them.
     refused: list[str] = []

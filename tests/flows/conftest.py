@@ -1,20 +1,11 @@
 """Flow tests: one Prefect test harness for the session, the emulator on a loopback port."""
 
 import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-    PREFECT_RESULTS_LOCAL_STORAGE_PATH,
-    PREFECT_SERVER_ANALYTICS_ENABLED,
-    temporary_settings,
-)
-from prefect.testing.utilities import prefect_test_harness
 
 from splendor_emulator import Emulator, EmulatorConfig, running_emulator
 
@@ -40,20 +31,14 @@ TEST_ENV = {
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    results = tmp_path_factory.mktemp("prefect-results")
-    # The harness does not isolate cache records: without the storage override, checkpoints from
-    # earlier runs would make tests pass without executing steps.
-    settings = {
-        PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-        PREFECT_SERVER_ANALYTICS_ENABLED: False,
-    }
-    with temporary_settings(updates=settings), prefect_test_harness(server_startup_timeout=90):
-        # Subprocesses (the crash test) talk to the same API and result storage.
-        os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
-        os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)
-        yield results
+def prefect_harness(prefect_harness: Path) -> Path:
+    """Every test here runs under the Prefect test server of tests/conftest.py.
+
+    This same-named fixture only makes it autouse for the packages that import it (cli, compat, fleet,
+    reliability do): the server itself is defined once, in the root conftest, so one process starts one,
+    however many of these packages its tests come from.
+    """
+    return prefect_harness
 
 
 @pytest.fixture(scope="session")

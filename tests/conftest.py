@@ -1,0 +1,115 @@
+"""How the suite is split across pytest-xdist processes (`make test` runs `pytest -n 5`).
+
+Most tests are independent and go to whichever process is free. The tests that share one expensive
+package-scoped server fixture form a group that one process runs from start to end, so that each server
+starts once, not once in every process that happens to draw one of its tests:
+
+- tests/e2e_stack: the production-shaped stacks (PostgreSQL, a Prefect server, two workers), split in two
+  groups, each on a stack of its own; a test file not named in STACK_GROUPS joins the first;
+- tests/e2e: the SQLite `prefect server start` with its process worker;
+- tests/browser: the Prefect server with its UI, the served deployment and Chromium.
+
+The groups go out first, largest first, so the long stack runs start at once and the short tests fill
+the other processes around them. Without `-n` none of this applies and every package runs in one process,
+in collection order, as before.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Each xdist process gets a PREFECT_HOME of its own, set before anything imports Prefect (which reads it
+# once): flows keep their run history there (splendor_flows.orchestration.engine_adapter), and two
+# processes rewriting one history file would race.
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker:
+    _home = Path(os.environ.get("PREFECT_HOME") or REPO / ".prefect-home") / "xdist" / _worker
+    _home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(_home)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One Prefect test server (`prefect_test_harness`) per process, for every package that uses it.
+
+    Defined here, not in tests/flows/conftest.py whose same-named fixture makes it autouse: a fixture
+    imported into several conftests is a separate fixture in each, and each would start its own server
+    (about 10 s of CPU apiece), once per package in every xdist process.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    results = tmp_path_factory.mktemp("prefect-results")
+    # The harness does not isolate cache records: without the storage override, checkpoints from
+    # earlier runs would make tests pass without executing steps.
+    settings = {
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+    }
+    with temporary_settings(updates=settings), prefect_test_harness(server_startup_timeout=90):
+        # Subprocesses (the crash test) talk to the same API and result storage.
+        os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+        os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)
+        yield results
+
+
+# The second stack of tests/e2e_stack: the fleet scenarios (the CPU-heaviest, and the ones that restart the
+# workers with other limits) and the smoke test; the first keeps the worker kill, the outages and the
+# schedule. Balanced on measured durations: about three minutes of tests each.
+STACK_GROUPS = {
+    "test_stack_sharded_fleet.py": "e2e_stack-2",
+    "test_stack_sharded_fleet_crash.py": "e2e_stack-2",
+    "test_stack_smoke.py": "e2e_stack-2",
+}
+# Packages whose tests share one package-scoped server fixture. The two SQLite-server suites share a
+# process, one after the other: together they last about as long as a stack group, and a process of its
+# own for each would leave none for the short tests at the start.
+PACKAGE_GROUPS = {"e2e": "sqlite-servers", "browser": "sqlite-servers"}
+
+
+def group_of(nodeid: str) -> str | None:
+    """The group a test belongs to (from its node id: the scheduler sees nothing else), or None."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    if len(parts) < 3 or parts[0] != "tests":
+        return None
+    package, filename = parts[1], parts[-1]
+    if package == "e2e_stack":
+        return STACK_GROUPS.get(filename, "e2e_stack-1")
+    return PACKAGE_GROUPS.get(package)
+
+
+def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
+    """xdist's scheduler, with work units that are whole groups (or single tests).
+
+    Not `--dist loadgroup`: xdist 3.8 tags grouped tests by rewriting `item._nodeid`, which pytest 9.2 no
+    longer reads, so its groups silently fall apart. Grouping by node id here needs no marks at all.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServerScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            # LoadScopeScheduling orders units by test count, largest first: the groups lead.
+            return group_of(nodeid) or nodeid
+
+    return SharedServerScheduling(config, log)
+
+
+# Long tests outside any group, moved to the front of the collection: single tests go out in collection
+# order, and one this long that started last would finish last, alone.
+LONG_FIRST = ("tests/reliability/test_short_soak.py::",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: 0 if item.nodeid.startswith(LONG_FIRST) else 1)
