@@ -90,6 +90,7 @@ def group_of(nodeid: str) -> str | None:
     return PACKAGE_GROUPS.get(package)
 
 
+@pytest.hookimpl(optionalhook=True)  # also loads with xdist switched off (`-p no:xdist`)
 def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
     """xdist's scheduler, with work units that are whole groups (or single tests).
 

@@ -151,10 +151,20 @@ def state_badge(page: Page, state: str) -> Locator:
     return page.locator('main [data-slot="badge"]').filter(has_text=re.compile(rf"^{state}$")).first
 
 
-def wait_for_state(page: Page, state: str, timeout_s: float = 90) -> None:
-    """Wait until the open run page shows `state` (the UI polls the run), failing early on another
-    final state so a broken run does not cost the whole timeout."""
-    wanted = "|".join({state, *FINAL})
+def wait_for_state(page: Page, state: str, ui: "Ui", run_id: str, timeout_s: float = 90) -> None:
+    """Wait until the run is in `state` and the open run page shows it (the UI polls the run), failing
+    early on another final state so a broken run does not cost the whole timeout.
+
+    The server's answer comes first: other runs' badges can sit on the same page (a list of the
+    deployment's recent runs), so a badge alone may name another run's state.
+    """
+    names = {state, *FINAL}
+    deadline = time.monotonic() + timeout_s
+    while (current := read_run(ui, run_id)["state"]["name"]) not in names:
+        assert time.monotonic() < deadline, f"run {run_id} still {current!r} after {timeout_s:.0f} s"
+        time.sleep(0.5)
+    assert current == state, f"run {run_id} ended {current!r}, not {state!r}"
+    wanted = "|".join(names)
     badge = page.locator('main [data-slot="badge"]').filter(has_text=re.compile(rf"^({wanted})$")).first
     expect(badge).to_be_visible(timeout=timeout_s * 1000)
     assert badge.inner_text().strip() == state, f"the run page shows {badge.inner_text()!r}, not {state!r}"

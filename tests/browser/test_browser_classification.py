@@ -31,7 +31,7 @@ def test_classification_is_reviewed_in_the_resume_form_and_applied(page: Page, u
         ui, {"spec": spec(KEY, streams=["charges"], classification="review"), "poll": FAST_POLL}
     )
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-    wait_for_state(page, "Suspended", timeout_s=60)
+    wait_for_state(page, "Suspended", ui, run_id, timeout_s=60)
     updates_before = emu.count(UPDATE)
 
     page.get_by_role("tab", name="Artifacts").click()
@@ -43,7 +43,7 @@ def test_classification_is_reviewed_in_the_resume_form_and_applied(page: Page, u
     expect(row).to_contain_text("a free-text name")
     shot(page, "classification-artifact", docs=True)
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-    wait_for_state(page, "Suspended")
+    wait_for_state(page, "Suspended", ui, run_id)
     run_menu(page, "Resume")
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("Vocabulary Fields (Optional)", exact=True)).to_be_visible()
@@ -60,7 +60,7 @@ def test_classification_is_reviewed_in_the_resume_form_and_applied(page: Page, u
     expect(dialog.get_by_role("button", name="Remove currency tag")).to_be_hidden()
     resume = dialog.get_by_role("button", name="Resume", exact=True)
     assert answered(page, f"/flow_runs/{run_id}/resume", resume.click).ok
-    wait_for_state(page, "Completed")
+    wait_for_state(page, "Completed", ui, run_id)
 
     run = read_run(ui, run_id)
     assert run["state"]["type"] == "COMPLETED", run["state"]

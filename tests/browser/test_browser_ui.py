@@ -176,7 +176,7 @@ def test_custom_run_form_starts_a_run_that_completes(page: Page, ui: Ui) -> None
     expect(page).to_have_url(RUN_URL)
     run_id = new["id"]
     assert run_id in page.url
-    wait_for_state(page, "Completed")
+    wait_for_state(page, "Completed", ui, run_id)
     shot(page, "custom-run-completed")
 
     run = read_run(ui, run_id)
@@ -195,7 +195,7 @@ def test_oauth_run_suspends_and_the_resume_form_takes_the_secret_id(
     run_id = oauth_run
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
     # A deployment run suspends while it waits for a person: its worker (here, serve) is released.
-    wait_for_state(page, "Suspended", timeout_s=60)
+    wait_for_state(page, "Suspended", ui, run_id, timeout_s=60)
     assert source(ui, "browser-oauth")["airbyte"]["credential_status"] == "pending_oauth"
     completes_before = emu.count(OAUTH_COMPLETE)
 
@@ -220,7 +220,7 @@ def test_oauth_run_suspends_and_the_resume_form_takes_the_secret_id(
     assert emu.count(OAUTH_COMPLETE) == completes_before
 
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-    wait_for_state(page, "Suspended")
+    wait_for_state(page, "Suspended", ui, run_id)
     run_menu(page, "Resume")
     dialog = page.get_by_role("dialog")
     # The form comes from the flow's RunInput: its field and description, not a generic JSON box.
@@ -231,7 +231,7 @@ def test_oauth_run_suspends_and_the_resume_form_takes_the_secret_id(
     secret_field.fill(secret_id)
     resume = dialog.get_by_role("button", name="Resume", exact=True)
     assert answered(page, f"/flow_runs/{run_id}/resume", resume.click).ok
-    wait_for_state(page, "Completed")
+    wait_for_state(page, "Completed", ui, run_id)
     shot(page, "oauth-completed")
 
     run = read_run(ui, run_id)
@@ -249,7 +249,7 @@ def test_retry_of_a_failed_run_resumes_at_the_failed_step(page: Page, ui: Ui, fa
     emu = ui.stack.emulator
     run_id = failed_run
     page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-    wait_for_state(page, "Failed", timeout_s=60)
+    wait_for_state(page, "Failed", ui, run_id, timeout_s=60)
     assert "[sync]" in (read_run(ui, run_id)["state"]["message"] or "")
     before = {route: emu.count(route) for route in (CREATE, PROVISION, CONNECT, SYNC)}
 
@@ -265,7 +265,7 @@ def test_retry_of_a_failed_run_resumes_at_the_failed_step(page: Page, ui: Ui, fa
     assert answered(page, f"/flow_runs/{run_id}/set_state", retry).ok
     # Leaves Failed first (AwaitingRetry, Running), so the wait below cannot stop at the old state.
     expect(state_badge(page, "Failed")).to_be_hidden()
-    wait_for_state(page, "Completed")
+    wait_for_state(page, "Completed", ui, run_id)
     shot(page, "retry-completed")
 
     run = read_run(ui, run_id)
@@ -290,7 +290,7 @@ def test_pipeline_summary_artifact_renders_its_table(page: Page, ui: Ui) -> None
         source_key = "browser-summary"
         run_id = create_run(ui, {"spec": spec(source_key), "poll": FAST_POLL})
         page.goto(ui.url(f"/runs/flow-run/{run_id}"))
-        wait_for_state(page, "Completed")
+        wait_for_state(page, "Completed", ui, run_id)
     created = source(ui, source_key)
     sync_run = [r for r in emu.runs("acme", created["source_id"]) if r["status"] == "succeeded"][-1]
     ingests = [i for i in emu.ingest_runs("acme") if i["connector_run_id"] == sync_run["run_id"]]
