@@ -228,15 +228,7 @@ async def _sync_all(
         source = remote.get(source_key)
         if source is None:
             return not_onboarded(source_key)
-        try:
-            return await fleet_source(ctx, source_key, source.source_id)
-        except Exception as exc:
-            outcome = ctx.outcomes.get(source_key) or SourceOutcome(
-                source_key=source_key, source_id=source.source_id, status=SourceStatus.FAILED
-            )
-            outcome.status = SourceStatus.FAILED
-            outcome.error = str(exc) or type(exc).__name__
-            return outcome
+        return await fleet_source(ctx, source_key, source.source_id)
 
     async def one(source_key: str) -> SourceOutcome:
         try:

@@ -144,7 +144,8 @@ SOURCE_RETRY_JITTER = 0.5
 
 
 async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> SourceOutcome:
-    """Sync one source of the running fleet; raises (and the fleet records it) when the source fails.
+    """Sync one source of the running fleet: its outcome, failed with the error when it could not finish
+    (the other sources go on regardless).
 
     Retried in-process; its checkpoints make the retry skip what the first try finished.
     """
@@ -157,7 +158,9 @@ async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> So
             break
         except Exception as exc:
             if retry == SOURCE_RETRIES or not is_transient(exc):
-                raise
+                outcome.status = SourceStatus.FAILED
+                outcome.error = str(exc) or type(exc).__name__
+                return outcome
             delay = SOURCE_RETRY_DELAY_SECONDS * (1 + SOURCE_RETRY_JITTER * (2 * random.random() - 1))
             outcome.warnings.append(f"retried after: {exc}")
             await ctx.clock.sleep(delay)
