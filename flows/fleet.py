@@ -50,6 +50,7 @@ from splendor_flows.orchestration.api import load_config
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
 from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
+from splendor_flows.orchestration.run_records import records_place, run_records
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.shared_pause import SharedPause
 from splendor_flows.specs.connectors_file import load_connectors
@@ -303,6 +304,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
     if options.shard is not None:
         keys = [key for key in keys if shard_of(key, options.shards) == options.shard]
     config = await load_config(options.credentials_block)
+    records_place()  # a bad setting stops the fleet here, before any source is touched
     tenant = config.tenant
     sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
     where = "" if options.shard is None else f" (shard {options.shard} of {options.shards})"
@@ -328,6 +330,7 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
             await client.preflight()
             # One listing for the whole fleet: per-source lookups would list every source N times.
             remote = {s.source_key: s for s in await client.list_sources()}
+            store = await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL)
             ctx = FleetContext(
                 client=client,
                 tenant=tenant,
@@ -338,7 +341,8 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
                 poll=options.poll,
                 wait_for_ingest=options.wait_for_ingest,
                 history=history,
-                store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
+                store=store,
+                records=run_records(store),
             )
             try:
                 outcomes = await _sync_all(ctx, keys, remote)

@@ -30,10 +30,10 @@ from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.pipeline import StoredSteps, sync_and_ingest
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.report import Event, Level
+from splendor_flows.engine.run_records import RunRecords
 from splendor_flows.engine.store import CheckpointStore
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
-from splendor_flows.orchestration.run_records import PrefectRunRecords
 
 
 @dataclass
@@ -50,6 +50,8 @@ class FleetContext:
     wait_for_ingest: bool
     history: RunHistory
     store: CheckpointStore
+    # Start records of every source (Prefect Variables, or beside the checkpoints in `store`).
+    records: RunRecords
     # One outcome per source, kept across retries of the source and read when it fails.
     outcomes: dict[str, "SourceOutcome"] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
@@ -114,7 +116,7 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
     )
     report = FleetReporter(scope, outcome)
     source = SourceContext(
-        api=ctx.client, scope=scope, report=report, history=ctx.history, records=PrefectRunRecords()
+        api=ctx.client, scope=scope, report=report, history=ctx.history, records=ctx.records
     )
     steps = StoredSteps(source, ctx.store, source_id=source_id, trigger=ctx.trigger, poll=ctx.poll)
     result = await sync_and_ingest(

@@ -23,6 +23,7 @@ from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.events import artifact_slug
 from splendor_flows.orchestration.prefect_compat import call_task
+from splendor_flows.orchestration.run_records import records_place
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
@@ -56,6 +57,7 @@ async def resolve_scope(
     sync_id for a resume."""
     try:
         config = await load_config(credentials_block)
+        records_place()  # where start records go: a bad setting stops here, before any call
     except SplendorError as exc:
         label_failure(exc, "preflight", source_key)
         raise

@@ -1,9 +1,10 @@
 """Which Splendor runs a pipeline started, kept where every worker can read it.
 
 Splendor cannot say which run a given pipeline started, and one worker's result files are not seen
-by the next worker. So the pipeline records each start in a shared place (the Prefect API; see
-`splendor_flows.orchestration.run_records`): first the intent, before the start call is sent, then
-the run id once the answer arrives. A resume on any worker reads the record before it would start:
+by the next worker. So the pipeline records each start in a shared place (Prefect Variables, or the
+result storage when every worker shares it; see `splendor_flows.orchestration.run_records`): first
+the intent, before the start call is sent, then the run id once the answer arrives. A resume on any
+worker reads the record before it would start:
 
 - the record names a run: attach to it (poll it; if it already finished, take its outcome);
 - the record holds an intent without a run id: the answer was lost (a crash, a dropped connection),
@@ -21,10 +22,16 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from splendor_flows.engine.scope import ScopeLike
+from splendor_flows.engine.store import CheckpointStore
 
 # Starts kept per source: enough for the attempts of the few pipelines of one source that may still
 # be resumed (a start older than this many others is for a sync nobody will resume).
 KEEP = 24
+
+
+def source_digest(scope: ScopeLike) -> str:
+    """Names a source's record wherever it is kept: (API base, tenant, source key), digested."""
+    return hashlib.sha256(f"{scope.api_base}|{scope.tenant}|{scope.source_key}".encode()).hexdigest()[:32]
 
 
 def pipeline_of(scope: ScopeLike) -> str:
@@ -85,3 +92,27 @@ class MemoryRunRecords:
 
     def forget_hint(self, scope: ScopeLike) -> str:
         return "clear the run records of this source"
+
+
+class StoredRunRecords:
+    """Records kept beside the checkpoints, in a store every worker shares (result storage on S3 or a
+    network path): reading and writing them costs the Prefect server nothing, where Variables cost it
+    two or three API calls and an event per start. Worth it only when that store really is shared:
+    a worker-local store would hide one worker's starts from the next."""
+
+    PREFIX = "splendor-run-records"
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self._store = store
+
+    def key(self, scope: ScopeLike) -> str:
+        return f"{self.PREFIX}/{source_digest(scope)}"
+
+    async def read(self, scope: ScopeLike) -> SourceRuns:
+        return await self._store.get(self.key(scope), SourceRuns) or SourceRuns()
+
+    async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
+        await self._store.put(self.key(scope), runs)
+
+    def forget_hint(self, scope: ScopeLike) -> str:
+        return f"delete '{self.key(scope)}' from the result storage"

@@ -19,7 +19,7 @@ from splendor_flows.engine.report import Event, Level
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.events import emit, masked
-from splendor_flows.orchestration.run_records import PrefectRunRecords
+from splendor_flows.orchestration.run_records import run_records
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -80,6 +80,4 @@ async def step_context(
     '<key>':` like the engine's own failures (`step` is that label, e.g. "ingest" for both ingest tasks)."""
     async with open_client(scope.credentials_block, step=step, source_key=scope.source_key) as client:
         report = PrefectReporter(scope, progress=progress)
-        yield SourceContext(
-            api=client, scope=scope, report=report, history=history, records=PrefectRunRecords()
-        )
+        yield SourceContext(api=client, scope=scope, report=report, history=history, records=run_records())

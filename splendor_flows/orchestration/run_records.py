@@ -1,25 +1,60 @@
-"""Start records kept as Prefect Variables: the one store every worker of a Prefect server shares.
+"""Where the start records are kept (`engine.run_records`): Prefect Variables unless told otherwise.
 
-Result storage may be local to a worker; the Prefect API never is. One variable per source, named
-from a digest of (API base, tenant, source key) and tagged so they can be listed. Values hold run ids,
-attempt numbers, digests of sync_ids and timestamps: nothing secret.
+Result storage may be local to a worker; the Prefect API never is. So by default each source's record
+is a Prefect Variable, named from a digest of (API base, tenant, source key) and tagged so they can be
+listed. That costs the server two or three calls and a `prefect.variable.updated` event per start,
+which at fleet scale is most of its work per source (docs/fleet.md). A deployment whose result
+storage every worker shares (a bucket, a network path: the production topology) sets
+SPLENDOR_RUN_RECORDS=result-storage and the records sit beside the checkpoints instead. Values hold
+run ids, attempt numbers, digests of sync_ids and timestamps: nothing secret.
 """
 
 import asyncio
 import contextlib
-import hashlib
+import os
 import weakref
 from collections.abc import AsyncIterator
+from enum import StrEnum
 
 import httpx
 from prefect import get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.results import get_result_store
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from splendor_flows.engine.run_records import SourceRuns
+from splendor_api import ConfigError
+from splendor_flows.engine.run_records import RunRecords, SourceRuns, StoredRunRecords, source_digest
 from splendor_flows.engine.scope import ScopeLike
-from splendor_flows.orchestration.prefect_compat import read_variables_tagged
+from splendor_flows.engine.store import CheckpointStore
+from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
+from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints, read_variables_tagged
+
+RECORDS_ENV = "SPLENDOR_RUN_RECORDS"
+
+
+class RecordsPlace(StrEnum):
+    PREFECT_VARIABLES = "prefect-variables"
+    RESULT_STORAGE = "result-storage"
+
+
+def records_place() -> RecordsPlace:
+    """Where this process keeps start records; a bad value fails before any call is made."""
+    raw = os.environ.get(RECORDS_ENV, "").strip() or RecordsPlace.PREFECT_VARIABLES
+    try:
+        return RecordsPlace(raw)
+    except ValueError:
+        allowed = " or ".join(repr(p.value) for p in RecordsPlace)
+        raise ConfigError(f"{RECORDS_ENV} must be {allowed}, got {raw!r}") from None
+
+
+def run_records(store: CheckpointStore | None = None) -> RunRecords:
+    """The start records of this process. `store` is the checkpoint store the caller already holds;
+    without one, the current task run's result store (the step tasks' checkpoints) is used."""
+    if records_place() is RecordsPlace.RESULT_STORAGE:
+        return StoredRunRecords(store or TaskResultCheckpoints(get_result_store(), CHECKPOINT_TTL))
+    return PrefectRunRecords()
+
 
 TAG = "splendor-run-record"
 PREFIX = "splendor-runs-"
@@ -44,8 +79,7 @@ async def _slot() -> AsyncIterator[None]:
 
 
 def variable_name(scope: ScopeLike) -> str:
-    digest = hashlib.sha256(f"{scope.api_base}|{scope.tenant}|{scope.source_key}".encode()).hexdigest()
-    return f"{PREFIX}{digest[:32]}"
+    return f"{PREFIX}{source_digest(scope)}"
 
 
 class PrefectRunRecords:

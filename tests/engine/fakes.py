@@ -26,7 +26,7 @@ from splendor_api.models import RUN_TERMINAL, IngestStatus, RunStatus
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.report import RecordingReporter
-from splendor_flows.engine.run_records import MemoryRunRecords
+from splendor_flows.engine.run_records import RunRecords
 
 EPOCH = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 # Ingest error codes the fake API knows, and whether it marks each repairable.
@@ -287,7 +287,7 @@ class Harness:
 
 
 def harness(
-    history: RunHistory | None = None, run_records: MemoryRunRecords | None = None, **api_options: object
+    history: RunHistory | None = None, run_records: RunRecords | None = None, **api_options: object
 ) -> Harness:
     clock = FakeClock()
     api = FakeApi(clock, **api_options)  # type: ignore[arg-type]

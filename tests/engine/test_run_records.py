@@ -1,6 +1,7 @@
 """Start records shared by every worker: a resume anywhere never starts a second run for an attempt
 that has one, and stops (starting nothing) when it cannot tell."""
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -8,13 +9,32 @@ import pytest
 from splendor_api import RetriesExhausted
 from splendor_api.models import RunStatus
 from splendor_flows.engine.errors import PermanentStepError
-from splendor_flows.engine.run_records import KEEP, MemoryRunRecords, SourceRuns, StartRecord, pipeline_of
+from splendor_flows.engine.run_records import (
+    KEEP,
+    MemoryRunRecords,
+    RunRecords,
+    SourceRuns,
+    StartRecord,
+    StoredRunRecords,
+    pipeline_of,
+)
+from splendor_flows.engine.store import MemoryStore
 from splendor_flows.engine.sync import start_or_attach
 from tests.engine.fakes import LOST, FakeScope, exhausted, harness, outcome_unknown, shed
 
+NewRecords = Callable[[], RunRecords]
 
-async def test_a_start_is_recorded_before_it_is_sent_and_again_with_its_run() -> None:
-    records = MemoryRunRecords()
+
+@pytest.fixture(params=["memory", "beside-checkpoints"])
+def new_records(request: pytest.FixtureRequest) -> NewRecords:
+    """Every rule holds wherever the records are kept: in memory, or in a (shared) checkpoint store."""
+    if request.param == "memory":
+        return MemoryRunRecords
+    return lambda: StoredRunRecords(MemoryStore())
+
+
+async def test_a_start_is_recorded_before_it_is_sent_and_again_with_its_run(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records)
     seen: list[SourceRuns] = []
     real_start = h.api.start_sync
@@ -31,9 +51,11 @@ async def test_a_start_is_recorded_before_it_is_sent_and_again_with_its_run() ->
     assert final.run_id == started.run_id and final.requested_at == intent.requested_at
 
 
-async def test_resume_on_another_worker_attaches_to_the_recorded_run_even_when_finished() -> None:
+async def test_resume_on_another_worker_attaches_to_the_recorded_run_even_when_finished(
+    new_records: NewRecords,
+) -> None:
     """The case local checkpoints cannot cover: the first worker's files are gone, its run succeeded."""
-    records = MemoryRunRecords()
+    records = new_records()
     first = harness(run_records=records)
     started, _ = await start_or_attach(first.ctx, 12, 1, "manual")
     first.api.runs[started.run_id] = first.api.runs[started.run_id].model_copy(
@@ -45,8 +67,8 @@ async def test_resume_on_another_worker_attaches_to_the_recorded_run_even_when_f
     assert first.api.calls["start_sync"] == 1
 
 
-async def test_a_lost_start_answer_finds_its_run_by_listing_the_source_runs() -> None:
-    records = MemoryRunRecords()
+async def test_a_lost_start_answer_finds_its_run_by_listing_the_source_runs(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records, failures={"start_sync": [LOST]})
     started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
     assert started.attached and h.api.calls["start_sync"] == 1 and len(h.api.runs) == 1
@@ -54,11 +76,9 @@ async def test_a_lost_start_answer_finds_its_run_by_listing_the_source_runs() ->
     assert record.run_id == started.run_id
 
 
-async def test_a_lost_start_whose_run_already_finished_is_not_started_twice() -> None:
+async def test_a_lost_start_whose_run_already_finished_is_not_started_twice(new_records: NewRecords) -> None:
     # Without the list, the re-ask would get no 409 (the run is over) and start a second sync.
-    h = harness(
-        records=MemoryRunRecords(), failures={"start_sync": [LOST]}, run_scripts=[[RunStatus.SUCCEEDED]]
-    )
+    h = harness(records=new_records(), failures={"start_sync": [LOST]}, run_scripts=[[RunStatus.SUCCEEDED]])
     real_list = h.api.list_runs
 
     async def after_it_finished(source_id: int, limit: int = 20):  # type: ignore[no-untyped-def]
@@ -71,8 +91,8 @@ async def test_a_lost_start_whose_run_already_finished_is_not_started_twice() ->
     assert run.status == RunStatus.SUCCEEDED and len(h.api.runs) == 1 and h.api.calls["start_sync"] == 1
 
 
-async def test_an_unanswered_recorded_start_with_no_run_since_starts_one() -> None:
-    records = MemoryRunRecords()
+async def test_an_unanswered_recorded_start_with_no_run_since_starts_one(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records)
     await records.write(
         h.ctx.scope,
@@ -84,8 +104,8 @@ async def test_an_unanswered_recorded_start_with_no_run_since_starts_one() -> No
     assert not started.attached and h.api.calls["start_sync"] == 1
 
 
-async def test_an_unanswered_recorded_start_adopts_the_run_created_since() -> None:
-    records = MemoryRunRecords()
+async def test_an_unanswered_recorded_start_adopts_the_run_created_since(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records)
     requested = h.clock.now()
     await records.write(
@@ -99,8 +119,8 @@ async def test_an_unanswered_recorded_start_adopts_the_run_created_since() -> No
     assert started.run_id == lost.run_id and started.attached and h.api.calls["start_sync"] == 0
 
 
-async def test_an_unanswered_start_stops_when_the_api_cannot_list_runs() -> None:
-    records = MemoryRunRecords()
+async def test_an_unanswered_start_stops_when_the_api_cannot_list_runs(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records, can_list_runs=False)
     await records.write(
         h.ctx.scope,
@@ -116,8 +136,8 @@ async def test_an_unanswered_start_stops_when_the_api_cannot_list_runs() -> None
     assert h.api.calls["start_sync"] == 0
 
 
-async def test_several_runs_since_an_unanswered_start_stop_with_their_ids() -> None:
-    records = MemoryRunRecords()
+async def test_several_runs_since_an_unanswered_start_stop_with_their_ids(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records)
     await records.write(
         h.ctx.scope,
@@ -132,8 +152,8 @@ async def test_several_runs_since_an_unanswered_start_stop_with_their_ids() -> N
     assert f"runs {b.run_id}, {a.run_id}" in str(caught.value) and h.api.calls["start_sync"] == 0
 
 
-async def test_records_of_other_pipelines_and_apis_are_not_mixed_up() -> None:
-    records = MemoryRunRecords()
+async def test_records_of_other_pipelines_and_apis_are_not_mixed_up(new_records: NewRecords) -> None:
+    records = new_records()
     h = harness(run_records=records)
     started, _ = await start_or_attach(h.ctx, 12, 1, "manual")
     h.api.runs[started.run_id] = h.api.runs[started.run_id].model_copy(update={"status": RunStatus.SUCCEEDED})
@@ -153,10 +173,10 @@ def test_a_source_keeps_a_bounded_number_of_starts() -> None:
     assert len(runs.starts) == KEEP and runs.find("p", KEEP + 9) is not None and runs.find("p", 0) is None
 
 
-async def test_a_start_the_api_refused_leaves_no_record_to_stop_a_resume() -> None:
+async def test_a_start_the_api_refused_leaves_no_record_to_stop_a_resume(new_records: NewRecords) -> None:
     """Load shed past the retry budget: the start never ran, so a resume on an API that cannot list
     runs starts one instead of stopping on a start that never happened."""
-    records = MemoryRunRecords()
+    records = new_records()
     h = harness(run_records=records, can_list_runs=False, failures={"start_sync": [exhausted(shed(1.0))]})
     with pytest.raises(RetriesExhausted):
         await start_or_attach(h.ctx, 12, 1, "manual")
@@ -166,8 +186,8 @@ async def test_a_start_the_api_refused_leaves_no_record_to_stop_a_resume() -> No
     assert not started.attached and h.api.calls["start_sync"] == 2 and len(h.api.runs) == 1
 
 
-async def test_a_refusal_after_an_unknown_outcome_keeps_the_intent() -> None:
-    records = MemoryRunRecords()
+async def test_a_refusal_after_an_unknown_outcome_keeps_the_intent(new_records: NewRecords) -> None:
+    records = new_records()
     failures: dict[str, list[BaseException | None]] = {
         "start_sync": [outcome_unknown(), exhausted(shed(1.0))]
     }
@@ -178,10 +198,10 @@ async def test_a_refusal_after_an_unknown_outcome_keeps_the_intent() -> None:
     assert intent.attempt == 1 and intent.run_id is None
 
 
-async def test_a_lost_start_does_not_take_the_run_of_an_earlier_attempt() -> None:
+async def test_a_lost_start_does_not_take_the_run_of_an_earlier_attempt(new_records: NewRecords) -> None:
     """A short run of attempt 1 falls inside the clock-skew allowance of attempt 2's lost start: the
     records say it is attempt 1's, so attempt 2 asks again instead of adopting it."""
-    records = MemoryRunRecords()
+    records = new_records()
     failures: dict[str, list[BaseException | None]] = {"start_sync": [None, outcome_unknown()]}
     h = harness(
         run_records=records, failures=failures, run_scripts=[[RunStatus.FAILED], [RunStatus.SUCCEEDED]]

@@ -15,11 +15,12 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect import get_client
 from prefect.blocks.system import Secret
 
 from splendor_emulator import Emulator, EmulatorConfig, running_emulator
@@ -27,6 +28,8 @@ from splendor_emulator.store import CredentialRec
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.run_records import variable_name
 from tests.flows.conftest import MUTATING, mutating_counts, stripe_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,18 +52,23 @@ def message_of(state: Any) -> str:
 
 @dataclass
 class Worker:
-    """A worker machine: its own Prefect home and result storage, the shared Prefect API."""
+    """A worker machine: its own Prefect home and result storage (unless given a shared one), the shared
+    Prefect API."""
 
     home: Path
     results: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, base: Path, name: str) -> "Worker":
+    def make(
+        cls, base: Path, name: str, *, results: Path | None = None, env: dict[str, str] | None = None
+    ) -> "Worker":
         home = base / name / "prefect-home"
-        results = base / name / "results"
         home.mkdir(parents=True)
-        results.mkdir()
-        return cls(home, results)
+        if results is None:
+            results = base / name / "results"
+        results.mkdir(exist_ok=True)
+        return cls(home, results, env or {})
 
     def checkpoints(self) -> list[Path]:
         return [p for p in self.results.rglob("*") if p.is_file()]
@@ -73,6 +81,7 @@ class Worker:
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.results),
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "SPLENDOR_API_BASE": api_base,
+            **self.env,
         }
         job = json.dumps({"flow": flow, "source_key": source_key, "sync_id": sync_id})
         done = subprocess.run(
@@ -154,6 +163,44 @@ async def test_without_the_list_runs_route_a_lost_start_attaches_or_stops(
         # One run for the unanswered starts, none for the try that found their record.
         assert len(emu.runs("acme", source_id=source["source_id"])) == 2
         assert emu.count(MUTATING["sync"]) == 2 + 3
+
+
+async def test_records_beside_shared_checkpoints_stop_another_worker_from_starting_again(
+    tmp_path: Path, source_key: str, stripe_secret: str
+) -> None:
+    """SPLENDOR_RUN_RECORDS=result-storage: the start records live in the result storage the workers
+    share, not in Prefect Variables, and still steer a resume elsewhere. Worker one's start is sent but
+    every answer is lost, on an API that cannot list runs, so no checkpoint names the run; worker two
+    (its own home, the shared results) finds the unanswered start in the records and starts nothing."""
+    config = emulator_config(tmp_path / "buckets").model_copy(update={"list_runs_route": False})
+    shared = {"SPLENDOR_RUN_RECORDS": "result-storage"}
+    with running_emulator(config) as emu:
+        results = tmp_path / "shared-results"
+        one = Worker.make(tmp_path, "one", results=results, env=shared)
+        two = Worker.make(tmp_path, "two", results=results, env=shared)
+        sync_id = str(uuid.uuid4())
+        emu.add_fault(route=MUTATING["sync"], kind="drop_after", count=None)
+        first = await asyncio.to_thread(one.run, "connect", source_key, sync_id, emu.base_url)
+        assert first["state"] == "FAILED", first
+        [source] = [s for s in emu.sources("acme") if s["source_key"] == source_key]
+        assert len(emu.runs("acme", source_id=source["source_id"])) == 1
+        starts = emu.count(MUTATING["sync"])
+
+        emu.clear_faults()
+        second = await asyncio.to_thread(two.run, "sync", source_key, sync_id, emu.base_url)
+        assert second["state"] == "FAILED", second
+        assert "cannot list the source's runs" in second["message"], second["message"]
+        assert "nothing new was started" in second["message"]
+        assert "from the result storage" in second["message"]  # the hint names where the record is
+        assert (
+            emu.count(MUTATING["sync"]) == starts
+            and len(emu.runs("acme", source_id=source["source_id"])) == 1
+        )
+        # The record is a file of the shared results, and no Prefect Variable was written for it.
+        assert list(results.rglob("splendor-run-records/*"))
+        scope = Scope(api_base=emu.base_url, tenant="acme", source_key=source_key, sync_id=sync_id)
+        async with get_client() as client:
+            assert await client.read_variable_by_name(variable_name(scope)) is None
 
 
 # --- (b) a resume against another API with the same tenant -----------------------------------------------
