@@ -196,6 +196,9 @@ class Stack:
                 # a bucket: PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/... (docs/deployments.md).
                 "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.results),
                 "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+                # That storage is shared, so the start records live there too: no Prefect API calls
+                # for them (engine.run_records; docs/fleet.md has what it saves).
+                "SPLENDOR_RUN_RECORDS": "result-storage",
                 "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(cfg.heartbeat_seconds),
                 "PREFECT_WORKER_QUERY_SECONDS": str(cfg.worker_poll_seconds),
                 "PREFECT_WORKER_PREFETCH_SECONDS": str(cfg.worker_poll_seconds),

@@ -377,3 +377,13 @@ async def test_bad_source_key_fails_before_any_call(bad: str, no_calls: None) ->
     assert state.is_failed()
     message = message_of(state)
     assert "source_key" in message and "is not allowed" in message, message
+
+
+async def test_a_bad_run_records_setting_fails_before_any_call(
+    monkeypatch: pytest.MonkeyPatch, no_calls: None
+) -> None:
+    monkeypatch.setenv("SPLENDOR_RUN_RECORDS", "redis")
+    state = await sync_source(source_key="billing", sync_id=str(uuid.uuid4()), return_state=True)
+    assert state.is_failed()
+    message = message_of(state)
+    assert "SPLENDOR_RUN_RECORDS must be 'prefect-variables' or 'result-storage', got 'redis'" in message
