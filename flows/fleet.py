@@ -330,7 +330,6 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
             await client.preflight()
             # One listing for the whole fleet: per-source lookups would list every source N times.
             remote = {s.source_key: s for s in await client.list_sources()}
-            store = await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL)
             ctx = FleetContext(
                 client=client,
                 tenant=tenant,
@@ -341,8 +340,8 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
                 poll=options.poll,
                 wait_for_ingest=options.wait_for_ingest,
                 history=history,
-                store=store,
-                records=run_records(store),
+                store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
+                records=await run_records(),
             )
             try:
                 outcomes = await _sync_all(ctx, keys, remote)

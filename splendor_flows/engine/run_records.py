@@ -22,7 +22,6 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from splendor_flows.engine.scope import ScopeLike
-from splendor_flows.engine.store import CheckpointStore
 
 # Starts kept per source: enough for the attempts of the few pipelines of one source that may still
 # be resumed (a start older than this many others is for a sync nobody will resume).
@@ -94,25 +93,52 @@ class MemoryRunRecords:
         return "clear the run records of this source"
 
 
+class RecordFiles(Protocol):
+    """Files in a store every worker shares (a network path, a bucket)."""
+
+    async def read(self, name: str) -> bytes | None:
+        """The file's bytes; None only when it certainly does not exist (any other failure raises: a
+        record read as missing because the store hiccupped would let a resume start a second run)."""
+        ...
+
+    async def write(self, name: str, content: bytes) -> None:
+        """Replace the file whole: a reader sees the old bytes or the new, never a part."""
+        ...
+
+
 class StoredRunRecords:
-    """Records kept beside the checkpoints, in a store every worker shares (result storage on S3 or a
-    network path): reading and writing them costs the Prefect server nothing, where Variables cost it
-    two or three API calls and an event per start. Worth it only when that store really is shared:
-    a worker-local store would hide one worker's starts from the next."""
+    """Records kept as files beside the checkpoints, in the result storage every worker shares:
+    reading and writing them costs the Prefect server nothing, where Variables cost it two or three
+    API calls and an event per start. Worth it only when that storage really is shared: a
+    worker-local one would hide one worker's starts from the next."""
 
     PREFIX = "splendor-run-records"
 
-    def __init__(self, store: CheckpointStore) -> None:
-        self._store = store
+    def __init__(self, files: RecordFiles) -> None:
+        self._files = files
 
-    def key(self, scope: ScopeLike) -> str:
-        return f"{self.PREFIX}/{source_digest(scope)}"
+    def name(self, scope: ScopeLike) -> str:
+        return f"{self.PREFIX}/{source_digest(scope)}.json"
 
     async def read(self, scope: ScopeLike) -> SourceRuns:
-        return await self._store.get(self.key(scope), SourceRuns) or SourceRuns()
+        content = await self._files.read(self.name(scope))
+        return SourceRuns() if content is None else SourceRuns.model_validate_json(content)
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
-        await self._store.put(self.key(scope), runs)
+        await self._files.write(self.name(scope), runs.model_dump_json().encode())
 
     def forget_hint(self, scope: ScopeLike) -> str:
-        return f"delete '{self.key(scope)}' from the result storage"
+        return f"delete '{self.name(scope)}' from the result storage"
+
+
+class MemoryFiles:
+    """Record files in a dict: engine tests."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, bytes] = {}
+
+    async def read(self, name: str) -> bytes | None:
+        return self.saved.get(name)
+
+    async def write(self, name: str, content: bytes) -> None:
+        self.saved[name] = content

@@ -80,4 +80,6 @@ async def step_context(
     '<key>':` like the engine's own failures (`step` is that label, e.g. "ingest" for both ingest tasks)."""
     async with open_client(scope.credentials_block, step=step, source_key=scope.source_key) as client:
         report = PrefectReporter(scope, progress=progress)
-        yield SourceContext(api=client, scope=scope, report=report, history=history, records=run_records())
+        yield SourceContext(
+            api=client, scope=scope, report=report, history=history, records=await run_records()
+        )

@@ -110,6 +110,9 @@ class TaskResultCheckpoints:
     def __init__(self, store: ResultStore, ttl: timedelta) -> None:
         self._store = store
         self._ttl = ttl
+        # Who reads and writes, for record locks (unused here): given once, or the store works it out
+        # (a hostname lookup among others) on every call, thousands of times in a fleet.
+        self._holder = ResultStore.generate_default_holder()
 
     @classmethod
     async def for_task(cls, task: Task[..., Any], ttl: timedelta) -> "TaskResultCheckpoints":
@@ -117,9 +120,16 @@ class TaskResultCheckpoints:
         return cls(await get_result_store().aupdate_for_task(task), ttl)
 
     async def get(self, key: str, model: type[M]) -> M | None:
-        if not await self._store.aexists(key):  # also False once the record has expired
+        # One read, where aexists() + aread() read and decode the file twice. A failed read means
+        # missing, as aexists() has it: a checkpoint is a speed-up, every step re-reads Splendor.
+        try:
+            record = await self._store.aread(key, holder=self._holder)
+        except Exception:
             return None
-        value = (await self._store.aread(key)).result
+        expiration = record.metadata.expiration
+        if expiration is not None and expiration <= prefect_now("UTC"):
+            return None
+        value = record.result
         if isinstance(value, model):
             return value
         try:
@@ -130,7 +140,7 @@ class TaskResultCheckpoints:
     async def put(self, key: str, value: BaseModel) -> None:
         # The model itself, not a dict: a task that later finds this record returns it as its result.
         expiration = cast(DateTime, prefect_now("UTC") + self._ttl)
-        await self._store.awrite(obj=value, key=key, expiration=expiration)
+        await self._store.awrite(obj=value, key=key, expiration=expiration, holder=self._holder)
 
 
 # ==================================================================================================

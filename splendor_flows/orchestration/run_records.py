@@ -12,23 +12,24 @@ run ids, attempt numbers, digests of sync_ids and timestamps: nothing secret.
 import asyncio
 import contextlib
 import os
+import uuid
 import weakref
 from collections.abc import AsyncIterator
 from enum import StrEnum
+from pathlib import Path
 
 import httpx
 from prefect import get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists
-from prefect.results import get_result_store
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.results import aget_default_result_storage, get_result_store
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from splendor_api import ConfigError
 from splendor_flows.engine.run_records import RunRecords, SourceRuns, StoredRunRecords, source_digest
 from splendor_flows.engine.scope import ScopeLike
-from splendor_flows.engine.store import CheckpointStore
-from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
-from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints, read_variables_tagged
+from splendor_flows.orchestration.prefect_compat import read_variables_tagged
 
 RECORDS_ENV = "SPLENDOR_RUN_RECORDS"
 
@@ -48,12 +49,69 @@ def records_place() -> RecordsPlace:
         raise ConfigError(f"{RECORDS_ENV} must be {allowed}, got {raw!r}") from None
 
 
-def run_records(store: CheckpointStore | None = None) -> RunRecords:
-    """The start records of this process. `store` is the checkpoint store the caller already holds;
-    without one, the current task run's result store (the step tasks' checkpoints) is used."""
+async def run_records() -> RunRecords:
+    """The start records of this process, from SPLENDOR_RUN_RECORDS (in a flow or task run)."""
     if records_place() is RecordsPlace.RESULT_STORAGE:
-        return StoredRunRecords(store or TaskResultCheckpoints(get_result_store(), CHECKPOINT_TTL))
+        return StoredRunRecords(await ResultStorageFiles.current())
     return PrefectRunRecords()
+
+
+class ResultStorageFiles:
+    """Record files in the result storage block (`RecordFiles`)."""
+
+    def __init__(self, storage: WritableFileSystem) -> None:
+        self._storage = storage
+
+    @classmethod
+    async def current(cls) -> "ResultStorageFiles":
+        """The storage the current run's results (and the steps' checkpoints) go to."""
+        return cls(get_result_store().result_storage or await aget_default_result_storage())
+
+    async def read(self, name: str) -> bytes | None:
+        if isinstance(self._storage, LocalFileSystem):
+            return await asyncio.to_thread(_read_if_there, self._local_path(name))
+        try:
+            return await self._storage.read_path(name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    async def write(self, name: str, content: bytes) -> None:
+        if isinstance(self._storage, LocalFileSystem):
+            await asyncio.to_thread(_replace_file, self._local_path(name), content)
+        else:
+            # Object stores (S3, GCS, Azure) replace an object whole on every put.
+            await self._storage.write_path(name, content)
+
+    def _local_path(self, name: str) -> Path:
+        assert isinstance(self._storage, LocalFileSystem)
+        return Path(self._storage.basepath or ".").expanduser() / name
+
+
+def _read_if_there(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _replace_file(path: Path, content: bytes) -> None:
+    # Written aside, then renamed over: a reader on another machine never sees half a record.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    aside.write_bytes(content)
+    os.replace(aside, path)
+
+
+def _is_missing(exc: Exception) -> bool:
+    """A read that failed because the file is not there: fsspec file systems raise FileNotFoundError,
+    boto3 (prefect-aws) a ClientError whose code is NoSuchKey or 404. Anything else is a failure."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code in ("NoSuchKey", "404", "NotFound")
 
 
 TAG = "splendor-run-record"

@@ -11,6 +11,7 @@ from splendor_api.models import RunStatus
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.run_records import (
     KEEP,
+    MemoryFiles,
     MemoryRunRecords,
     RunRecords,
     SourceRuns,
@@ -18,7 +19,6 @@ from splendor_flows.engine.run_records import (
     StoredRunRecords,
     pipeline_of,
 )
-from splendor_flows.engine.store import MemoryStore
 from splendor_flows.engine.sync import start_or_attach
 from tests.engine.fakes import LOST, FakeScope, exhausted, harness, outcome_unknown, shed
 
@@ -27,10 +27,10 @@ NewRecords = Callable[[], RunRecords]
 
 @pytest.fixture(params=["memory", "beside-checkpoints"])
 def new_records(request: pytest.FixtureRequest) -> NewRecords:
-    """Every rule holds wherever the records are kept: in memory, or in a (shared) checkpoint store."""
+    """Every rule holds wherever the records are kept: in memory, or as files of a shared store."""
     if request.param == "memory":
         return MemoryRunRecords
-    return lambda: StoredRunRecords(MemoryStore())
+    return lambda: StoredRunRecords(MemoryFiles())
 
 
 async def test_a_start_is_recorded_before_it_is_sent_and_again_with_its_run(new_records: NewRecords) -> None:
