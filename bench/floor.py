@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from splendor_api import ROUTES, TENANT_HEADER
+from splendor_api.client import KEEPALIVE_CONNECTIONS
 from splendor_flows.engine.polling import Expectation, PollOptions, PollPlan, next_delay
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -43,7 +44,11 @@ class Api:
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self.token}", TENANT_HEADER: self.tenant},
-            limits=httpx.Limits(max_connections=self.concurrency),
+            # The client's pool limits: what differs from the fleet is then the orchestration only.
+            limits=httpx.Limits(
+                max_connections=self.concurrency,
+                max_keepalive_connections=min(KEEPALIVE_CONNECTIONS, self.concurrency),
+            ),
             timeout=30,
         )
         self.slots = asyncio.Semaphore(self.concurrency)

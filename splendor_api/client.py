@@ -64,6 +64,14 @@ def _loc(parts: tuple[int | str, ...], prefix: str | None) -> str:
     return dotted or "(body)"
 
 
+# Idle connections kept open. httpcore checks every pooled connection (a socket poll each) on every
+# request and every response, so a pool of 20-50 mostly idle connections (httpx's default keeps 20)
+# cost a fleet more CPU than its requests did: 9 of 30 ms per source on one worker (bench/sharded.py,
+# N = 1,000). A fleet has a few requests in flight on average; a burst above this opens connections
+# and closes them after.
+KEEPALIVE_CONNECTIONS = 8
+
+
 class SplendorClient:
     """Typed access to the Splendor admin API for one tenant.
 
@@ -95,7 +103,10 @@ class SplendorClient:
                 write=config.read_timeout,
                 pool=config.read_timeout,
             ),
-            limits=httpx.Limits(max_connections=config.max_concurrency),
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency,
+                max_keepalive_connections=min(KEEPALIVE_CONNECTIONS, config.max_concurrency),
+            ),
             follow_redirects=False,
         )
 
