@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from splendor_api import SplendorClient
 from splendor_flows.engine.clock import Clock, SystemClock
-from splendor_flows.engine.context import SourceContext
+from splendor_flows.engine.context import Deferred, SourceContext
 from splendor_flows.engine.errors import CONNECT_FIRST, is_transient
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.pipeline import StoredSteps, sync_and_ingest
@@ -115,13 +115,23 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
         credentials_block=ctx.credentials_block,
     )
     report = FleetReporter(scope, outcome)
+    # The run-id record of a start is written while the run is already polled (engine.context.Deferred).
+    deferred = Deferred()
     source = SourceContext(
-        api=ctx.client, scope=scope, report=report, history=ctx.history, records=ctx.records
+        api=ctx.client,
+        scope=scope,
+        report=report,
+        history=ctx.history,
+        records=ctx.records,
+        deferred=deferred,
     )
     steps = StoredSteps(source, ctx.store, source_id=source_id, trigger=ctx.trigger, poll=ctx.poll)
-    result = await sync_and_ingest(
-        scope, report, steps, max_sync_attempts=ctx.max_sync_attempts, wait_ready=ctx.wait_for_ingest
-    )
+    try:
+        result = await sync_and_ingest(
+            scope, report, steps, max_sync_attempts=ctx.max_sync_attempts, wait_ready=ctx.wait_for_ingest
+        )
+    finally:
+        await deferred.settle(report)
     run = result.run
     outcome.step = None
     outcome.sync_attempts = len(result.attempts)

@@ -38,6 +38,9 @@ async def start_or_attach(
     when the API refused it.
     """
     known: SourceRuns | None = None
+    if ctx.deferred is not None:
+        # An earlier attempt's run-id record may still be in flight: it would write over this intent.
+        await ctx.deferred.settle(ctx.report)
     if ctx.records is not None:
         known = await ctx.records.read(ctx.scope)
         recorded = await _recorded_start(ctx, source_id, attempt, known)
@@ -104,7 +107,12 @@ async def _start(
                 raise
             ctx.report.log("warning", "Start-sync outcome unknown; asking again (a 409 means it did start)")
             continue
-        await _record(ctx, attempt, requested_at, run_id=run.run_id)
+        if ctx.deferred is not None and ctx.records is not None:
+            ctx.deferred.add(
+                f"attempt {attempt}'s run-id record", _record(ctx, attempt, requested_at, run_id=run.run_id)
+            )
+        else:
+            await _record(ctx, attempt, requested_at, run_id=run.run_id)
         ctx.report.log("info", f"Started sync run {run.run_id} (attempt {attempt})")
         ctx.report.event(
             Event.SYNC_STARTED, {"source_id": source_id, "run_id": run.run_id, "attempt": attempt}

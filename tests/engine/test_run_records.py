@@ -1,6 +1,7 @@
 """Start records shared by every worker: a resume anywhere never starts a second run for an attempt
 that has one, and stops (starting nothing) when it cannot tell."""
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -8,6 +9,7 @@ import pytest
 
 from splendor_api import RetriesExhausted
 from splendor_api.models import RunStatus
+from splendor_flows.engine.context import Deferred
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.run_records import (
     KEEP,
@@ -19,6 +21,7 @@ from splendor_flows.engine.run_records import (
     StoredRunRecords,
     pipeline_of,
 )
+from splendor_flows.engine.scope import ScopeLike
 from splendor_flows.engine.sync import start_or_attach
 from tests.engine.fakes import LOST, FakeScope, exhausted, harness, outcome_unknown, shed
 
@@ -214,3 +217,76 @@ async def test_a_lost_start_does_not_take_the_run_of_an_earlier_attempt(new_reco
 
     assert second.run_id != first.run_id and not second.attached
     assert h.api.calls["start_sync"] == 3 and len(h.api.runs) == 2
+
+
+# --- a fleet writes the run id while it already waits for the run (engine.context.Deferred) -----------
+
+
+class HeldRunIdWrites:
+    """Records whose run-id writes wait until released; intents go through at once."""
+
+    def __init__(self, inner: RunRecords) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def read(self, scope: ScopeLike) -> SourceRuns:
+        return await self.inner.read(scope)
+
+    async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
+        if any(s.run_id is not None for s in runs.starts):
+            await self.release.wait()
+            if self.fail is not None:
+                raise self.fail
+        await self.inner.write(scope, runs)
+
+    def forget_hint(self, scope: ScopeLike) -> str:
+        return self.inner.forget_hint(scope)
+
+
+async def test_a_deferred_run_id_record_does_not_hold_the_start_back_and_lands_when_settled(
+    new_records: NewRecords,
+) -> None:
+    records = HeldRunIdWrites(new_records())
+    h = harness(run_records=records)
+    ctx = replace(h.ctx, deferred=Deferred())
+    # Returns while the run-id write is held (a start that waited for it would time out here).
+    started, _ = await asyncio.wait_for(start_or_attach(ctx, 12, 1, "manual"), timeout=5)
+    [intent] = (await records.read(ctx.scope)).starts
+    assert intent.run_id is None
+    records.release.set()
+    await ctx.deferred.settle(h.report)  # type: ignore[union-attr]
+    [final] = (await records.read(ctx.scope)).starts
+    assert final.run_id == started.run_id
+
+
+async def test_a_failed_deferred_record_is_a_warning_and_leaves_the_intent(new_records: NewRecords) -> None:
+    records = HeldRunIdWrites(new_records())
+    records.fail, _ = OSError("bucket unreachable"), records.release.set()
+    h = harness(run_records=records)
+    ctx = replace(h.ctx, deferred=Deferred())
+    await asyncio.wait_for(start_or_attach(ctx, 12, 1, "manual"), timeout=5)
+    await ctx.deferred.settle(h.report)  # type: ignore[union-attr]
+    assert any("run-id record" in m and "bucket unreachable" in m for _, m in h.report.logs)
+    [intent] = (await records.read(ctx.scope)).starts
+    assert intent.run_id is None
+
+
+async def test_the_next_attempt_waits_for_the_last_deferred_record_so_neither_is_lost(
+    new_records: NewRecords,
+) -> None:
+    """Attempt 1's run-id write read the records before attempt 2 recorded its intent: were attempt 2 to
+    go ahead, that write would put back records without attempt 2's start."""
+    records = HeldRunIdWrites(new_records())
+    h = harness(run_records=records)
+    ctx = replace(h.ctx, deferred=Deferred())
+    first, _ = await asyncio.wait_for(start_or_attach(ctx, 12, 1, "manual"), timeout=5)
+    second_attempt = asyncio.ensure_future(start_or_attach(ctx, 12, 2, "manual"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert h.api.calls["start_sync"] == 1  # attempt 2 waits for attempt 1's record
+    records.release.set()
+    second, _ = await second_attempt
+    await ctx.deferred.settle(h.report)  # type: ignore[union-attr]
+    starts = {s.attempt: s.run_id for s in (await records.read(ctx.scope)).starts}
+    assert starts == {1: first.run_id, 2: second.run_id}
