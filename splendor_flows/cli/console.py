@@ -129,6 +129,21 @@ def _expected_failures_off_console(expected: tuple[type[BaseException], ...]) ->
             handler.removeFilter(quiet)
 
 
+class _DrainNoticesOffConsole(logging.Filter):
+    """Drops Prefect's "Still processing items: N items remaining..." from the terminal.
+
+    Prefect's event and log services say so when the process exits with items still queued, which is
+    routine when a run ends at once (an expected failure, a short run on a busy machine): the items are
+    sent all the same. Their other warnings (a full queue dropping items) stay on the terminal.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items:")
+
+
+_DRAIN_NOTICES = _DrainNoticesOffConsole()
+
+
 def run(
     coro: Coroutine[Any, Any, T],
     resume_hint: str | None = None,
@@ -140,6 +155,11 @@ def run(
     terminal as tracebacks). Anything else is a bug and keeps its traceback.
     """
     expected = expected_failures()
+    from splendor_flows.orchestration.prefect_compat import console_handlers
+
+    # For the process's life: the services drain their queues at exit, after this function returned.
+    for handler in console_handlers():
+        handler.addFilter(_DRAIN_NOTICES)
     try:
         with _expected_failures_off_console(expected + reraise):
             return asyncio.run(coro)
