@@ -17,7 +17,7 @@ from splendor_flows.orchestration.engine_adapter import run_history, step_contex
 
 @task(name=Step.SYNC, **step_options(Step.SYNC, ordinals=("source_id", "attempt")))
 async def start_sync(scope: Scope, source_id: int, attempt: int, trigger: str = "manual") -> StartedRun:
-    async with step_context(scope, Step.SYNC) as ctx:
+    async with step_context(scope, Step.SYNC, records=True) as ctx:
         started, _ = await sync.start_or_attach(ctx, source_id, attempt, trigger)
     return started
 

@@ -75,11 +75,14 @@ async def step_context(
     *,
     history: RunHistory | None = None,
     progress: tuple[str, str] | None = None,
+    records: bool = False,
 ) -> AsyncIterator[SourceContext]:
     """What one step task runs the engine with; API errors escaping it are labelled `[step] source
-    '<key>':` like the engine's own failures (`step` is that label, e.g. "ingest" for both ingest tasks)."""
+    '<key>':` like the engine's own failures (`step` is that label, e.g. "ingest" for both ingest tasks).
+
+    `records`: the step reads and writes start records (only the start of a sync does). Finding them
+    may cost a Prefect API call (the server's default result storage), so other steps go without."""
     async with open_client(scope.credentials_block, step=step, source_key=scope.source_key) as client:
         report = PrefectReporter(scope, progress=progress)
-        yield SourceContext(
-            api=client, scope=scope, report=report, history=history, records=await run_records()
-        )
+        shared = await run_records() if records else None
+        yield SourceContext(api=client, scope=scope, report=report, history=history, records=shared)
