@@ -9,7 +9,11 @@ enqueue call, and enqueueing again never duplicates a ready or in-flight ingest 
 Splendor is the only record of what was tried: the attempts a run has had are the superseded ingest runs
 of its objects (read with `include_non_current`). A second call, a resumed one or one on another worker
 counts the same attempts, waits for a repair in flight instead of queueing another, and leaves a run that
-is ready alone.
+is ready alone. Each run is read again when its turn comes, not taken from the listing that chose it: a
+call repairing several runs reaches the later ones minutes after that listing, and a repair another call
+made meanwhile must be seen as that call's (waited for, not queued, counted or announced again). Two calls
+that read the same failed run within one round trip of each other both see their enqueue answered with
+the fresh ingest run; the API's answer does not say which of them queued it, so that window stays.
 """
 
 from collections import Counter, defaultdict
@@ -22,8 +26,9 @@ from splendor_api import BadRequest, Conflict, NotFound, OutcomeUnknown, Validat
 from splendor_api.models import INGEST_ACTIVE, IngestStatus
 from splendor_flows.engine.api import SyncApi
 from splendor_flows.engine.context import SourceContext
+from splendor_flows.engine.errors import DeadlineExceeded
 from splendor_flows.engine.ingest import failure_payload, poll_ingest_runs
-from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.polling import PollOptions, backoff
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.scope import Step
 
@@ -205,11 +210,47 @@ def failed_runs(states: dict[int, RunIngest]) -> list[FailedRun]:
     ]
 
 
+async def wait_in_flight(
+    ctx: SourceContext, source_id: int, run_id: int, state: RunIngest | None, poll: PollOptions
+) -> RunIngest | None:
+    """Wait until nothing of the run is in flight, as Splendor lists it, and return it as listed then.
+
+    One poll deadline bounds the whole wait, not each poll: the listing can show new ingest runs after
+    a poll (another call queued a repair) or keep showing ones that polling saw end (a listing that lags
+    behind), and either could otherwise keep the wait going for ever.
+    """
+    began = ctx.clock.monotonic()
+    lagged = 0
+    while state is not None and state.active:
+        waiting = sorted(r.ingest_run_id for r in state.active)
+        late = DeadlineExceeded(
+            Step.REPAIR,
+            ctx.scope.source_key,
+            f"run {run_id}: ingest runs {', '.join(waiting)} still in flight "
+            f"after {poll.deadline_seconds:.0f} s",
+            "they go on in Splendor; repair the run again later to wait for them (a repair in flight is "
+            "waited for, never queued twice)",
+        )
+        left = poll.deadline_seconds - (ctx.clock.monotonic() - began)
+        if left <= 0:
+            raise late
+        try:
+            # The poll gets what is left of the wait's deadline, not a fresh one of its own.
+            ended = await poll_ingest_runs(ctx, waiting, poll.model_copy(update={"deadline_seconds": left}))
+        except DeadlineExceeded as exc:
+            raise late from exc
+        state = await _read_run(ctx, source_id, run_id)
+        if state is not None and {r.ingest_run_id for r in state.active} <= ended.keys():
+            # The listing still shows in flight what polling saw end: ask it again after a pause.
+            await ctx.clock.sleep(backoff(poll, lagged))
+            lagged += 1
+    return state
+
+
 async def repair_run(
     ctx: SourceContext,
     source_id: int,
     run_id: int,
-    state: RunIngest | None,
     *,
     max_attempts: int,
     poll: PollOptions,
@@ -222,12 +263,12 @@ async def repair_run(
     """
     before: list[IngestFailure] | None = None
     enqueued = 0
+    # Read now, not taken from the listing that chose the run (see the module's docstring).
+    state = await _read_run(ctx, source_id, run_id)
     for _ in range(max_attempts + 2):
-        # What is in flight (this call's repair, or one an earlier call queued) is waited for, never
-        # queued again; each wait ends at the poll deadline.
-        while state is not None and state.active:
-            await poll_ingest_runs(ctx, [r.ingest_run_id for r in state.active], poll)
-            state = await _read_run(ctx, source_id, run_id)
+        # What is in flight (this call's repair, or one another call queued) is waited for, never
+        # queued again.
+        state = await wait_in_flight(ctx, source_id, run_id, state, poll)
         if state is None:
             return RunRepair(
                 run_id=run_id,
@@ -332,9 +373,7 @@ async def repair_source(
             )
             continue
         ctx.report.step(Step.REPAIR, target)
-        results.append(
-            await repair_run(ctx, source_id, target, states.get(target), max_attempts=max_attempts, poll=poll)
-        )
+        results.append(await repair_run(ctx, source_id, target, max_attempts=max_attempts, poll=poll))
     report = RepairReport(
         source_key=ctx.scope.source_key,
         source_id=source_id,

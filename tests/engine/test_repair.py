@@ -1,15 +1,20 @@
 """Ingest repair: which runs are queued again, how often, and what is reported as not repairable
 (fake clock, fake API that follows the contract's repair rule)."""
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
 import pytest
 
-from splendor_api import Conflict
+from splendor_api import Conflict, models
 from splendor_api.models import IngestStatus
+from splendor_flows.engine.context import SourceContext
+from splendor_flows.engine.errors import DeadlineExceeded
 from splendor_flows.engine.ingest import poll_ingest_runs
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.repair import RunRepair, Verdict, failed_runs, read_ingest, repair_source
-from splendor_flows.engine.report import Event
-from tests.engine.fakes import LOST, Harness, harness
+from splendor_flows.engine.report import Event, RecordingReporter
+from tests.engine.fakes import LOST, FakeApi, FakeClock, FakeScope, Harness, harness
 
 OPTIONS = PollOptions(initial_seconds=1, cap_seconds=30, factor=2, deadline_seconds=3600)
 SOURCE = 12
@@ -188,3 +193,94 @@ async def test_bounds_out_of_range_are_refused(option: str, value: int) -> None:
     h = harness()
     with pytest.raises(ValueError, match=option):
         await repair(h, **{option: value})
+
+
+@dataclass
+class InterleavedApi(FakeApi):
+    """The fake API, with another caller's work done while this call waits on its first ingest run."""
+
+    meanwhile: Callable[[], Awaitable[object]] | None = None
+
+    async def get_ingest_run(self, ingest_run_id: str) -> models.IngestRun:
+        other, self.meanwhile = self.meanwhile, None
+        if other is not None:
+            await other()
+        return await super().get_ingest_run(ingest_run_id)
+
+
+@dataclass
+class LaggingListing(FakeApi):
+    """A listing that keeps showing ingest runs in flight which, read one by one, have ended."""
+
+    stale: dict[str, models.IngestRun] = field(default_factory=dict)
+    listed: int = 0
+
+    async def list_ingest_runs(
+        self,
+        *,
+        source_id: int | None = None,
+        dataset_id: str | None = None,
+        status: str | None = None,
+        include_non_current: bool = False,
+    ) -> list[models.IngestRun]:
+        self.listed += 1
+        # A wait without an end would list forever; this turns it into a failure instead of a hang.
+        assert self.listed < 1000, "the repair kept listing the same in-flight run without an end"
+        runs = await super().list_ingest_runs(source_id=source_id, include_non_current=include_non_current)
+        return [self.stale.get(r.ingest_run_id, r) for r in runs]
+
+
+def harness_of(api: FakeApi) -> Harness:
+    report = RecordingReporter()
+    ctx = SourceContext(api=api, scope=FakeScope(), report=report, clock=api.clock)
+    return Harness(api.clock, api, report, ctx)
+
+
+def announced(h: Harness, run_id: int) -> list[dict[str, object]]:
+    return [p for name, p in h.report.events if name == Event.INGEST_ENQUEUED and p["run_id"] == run_id]
+
+
+@pytest.mark.parametrize("other_call", ["finished", "in_flight"])
+async def test_a_repair_made_by_another_call_is_counted_and_announced_once(other_call: str) -> None:
+    # This call lists runs 7 and 5 as failed and repairs 7 first; while it waits on that repair,
+    # another call repairs run 5 (to the end, or only queued and still in flight).
+    api = InterleavedApi(FakeClock())
+    h = harness_of(api)
+    await failed_ingest(h, 5, "parse_failed")
+    await failed_ingest(h, 7, "parse_failed")
+    other = harness_of(api)
+
+    async def repair_five() -> None:
+        if other_call == "finished":
+            await repair_source(other.ctx, SOURCE, run_id=5, poll=OPTIONS)
+        else:
+            await api.enqueue_ingest(SOURCE, 5)
+
+    api.meanwhile = repair_five
+    runs = {r.run_id: r for r in await repair(h)}
+
+    assert api.repairs == 2  # Splendor queued each run again once
+    assert (runs[7].verdict, runs[7].enqueued) == (Verdict.REPAIRED, 1)
+    assert (runs[5].verdict, runs[5].enqueued, runs[5].attempts) == (Verdict.READY, 0, 1)
+    assert announced(h, 5) == [] and len(announced(h, 7)) == 1
+    if other_call == "finished":
+        assert len(announced(other, 5)) == 1
+
+
+async def test_a_wait_on_a_repair_in_flight_ends_at_the_deadline() -> None:
+    api = LaggingListing(FakeClock())
+    h = harness_of(api)
+    await failed_ingest(h, 5, "parse_failed")
+    # Splendor's listing shows the run's ingest run queued for good, while reading it says it failed.
+    api.stale["ing_5"] = api.ingest_runs["ing_5"].model_copy(update={"status": IngestStatus.QUEUED})
+    started = h.clock.t
+
+    with pytest.raises(DeadlineExceeded) as caught:
+        await repair(h, run_id=5)
+
+    message = str(caught.value)
+    assert message.startswith("[repair] source 'stripe-prod': run 5:") and "ing_5" in message
+    assert f"after {OPTIONS.deadline_seconds:.0f} s" in message
+    waited = h.clock.t - started
+    assert OPTIONS.deadline_seconds <= waited <= OPTIONS.deadline_seconds + OPTIONS.cap_seconds
+    assert enqueues(h) == 1  # the first ingestion only: nothing in flight is queued again
