@@ -76,8 +76,8 @@ def build(spec: dict[str, Any]) -> RunnerDeployment:
         description=spec.get("description"),
         tags=spec.get("tags"),
         parameters=spec.get("parameters") or {},
-        # sync-source has no `schedules` key: re-serving it sends none, and the server keeps the
-        # per-source schedules `splendor-flows apply` made (they all have slugs; checked by
+        # sync-scheduled has no `schedules` key: re-serving it sends none, and the server keeps the
+        # schedule groups `splendor-flows apply` made (they all have slugs; checked by
         # tests/fleet/test_plan_apply_schedules.py).
         schedules=[to_schedule(s) for s in spec.get("schedules") or []],
         triggers=[to_trigger(t) for t in spec.get("triggers") or []],

@@ -70,7 +70,7 @@ async def connect_source(
         wait_for_ingest: wait until ingestion is `ready`.
     """
     logger = get_run_logger()
-    scope = await resolve_scope(spec.source_key, sync_id, credentials_block)
+    scope = await resolve_scope(spec.source_key, sync_id, credentials_block, force=force)
     if spec.prefect_schedule is not None:
         # Onboarding leaves the source manual in Splendor; its schedule lives on the sync-source
         # deployment, which connectors-as-code manages (one place creates, updates and removes it).
@@ -140,7 +140,6 @@ async def connect_source(
             trigger="manual",
             max_sync_attempts=max_sync_attempts,
             poll=poll,
-            force=force,
             wait_ready=wait_for_ingest,
         )
         steps.extend(outcome_steps(outcome))

@@ -76,12 +76,6 @@ def shard_of(source_key: str, shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % shards
 
 
-def shard_sync_id(sync_id: str, shard: int) -> str:
-    """A child's sync_id: its checkpoints and start records are keyed on it, so a re-run of the parent
-    (same sync_id) finds them again."""
-    return f"{sync_id}-shard{shard}"
-
-
 def limit_name(template: str | None, tenant: str) -> str | None:
     return template.replace("{tenant}", tenant) if template else None
 
@@ -133,6 +127,8 @@ class FleetSummary(BaseModel):
     sources: int
     succeeded: int
     failed: int
+    # Held by another pipeline for the whole wait (ticks only): that pipeline syncs them.
+    busy: int = 0
     resumed: int
     refresh_calls: int
     # Slots of the global limit this run held (a sharded parent holds none: its children do).
@@ -146,13 +142,13 @@ class FleetSummary(BaseModel):
         cls, tenant: str, sync_id: str, outcomes: list[SourceOutcome], *, api_slots: int, **extra: Any
     ) -> "FleetSummary":
         """The summary of these outcomes: the counts are derived from them, never passed alongside."""
-        failed = sum(o.status == SourceStatus.FAILED for o in outcomes)
         return cls(
             tenant=tenant,
             sync_id=sync_id,
             sources=len(outcomes),
-            succeeded=len(outcomes) - failed,
-            failed=failed,
+            succeeded=sum(o.status == SourceStatus.SUCCEEDED for o in outcomes),
+            failed=sum(o.status == SourceStatus.FAILED for o in outcomes),
+            busy=sum(o.status == SourceStatus.BUSY for o in outcomes),
             resumed=sum(o.resumed for o in outcomes),
             refresh_calls=sum(o.refresh_calls for o in outcomes),
             api_slots=api_slots,
@@ -298,11 +294,31 @@ async def publish(summary: FleetSummary) -> None:
 
 async def run_fleet(options: FleetOptions) -> FleetSummary:
     """The fleet in this flow run: every selected source, or those of one shard (`options.shard`)."""
-    logger = get_run_logger()
     specs = load_connectors(options.connectors_file).select(options.only)
     keys = [spec.source_key for spec in specs]
     if options.shard is not None:
         keys = [key for key in keys if shard_of(key, options.shards) == options.shard]
+    return await sync_sources(keys, options)
+
+
+# A fleet run someone asked for waits this long for a source another pipeline holds (a sync of a big
+# source may take that long), then reports it failed.
+FLEET_SOURCE_WAIT_SECONDS = 3600.0
+
+
+async def sync_sources(
+    keys: list[str],
+    options: FleetOptions,
+    *,
+    source_wait_seconds: float = FLEET_SOURCE_WAIT_SECONDS,
+    skip_busy: bool = False,
+) -> FleetSummary:
+    """Sync these sources of the tenant concurrently in this flow run (a fleet, a shard, a tick).
+
+    Each source is held (`source_lock`) while it is synced; one held elsewhere for longer than
+    `source_wait_seconds` is failed, or with `skip_busy` left to its holder and reported busy.
+    """
+    logger = get_run_logger()
     config = await load_config(options.credentials_block)
     records_place()  # a bad setting stops the fleet here, before any source is touched
     tenant = config.tenant
@@ -342,6 +358,8 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
                 history=history,
                 store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
                 records=await run_records(),
+                source_wait_seconds=source_wait_seconds,
+                skip_busy=skip_busy,
             )
             try:
                 outcomes = await _sync_all(ctx, keys, remote)

@@ -2,12 +2,14 @@
 
 The parent syncs nothing itself. It starts one child deployment run per shard (any worker of the
 pool picks each up), waits for them and summarises them. Each child is an ordinary fleet run over the
-sources of its shard (`fleet.shard_of`), with `shard_sync_id(parent sync_id, shard)` as its sync_id,
-so its checkpoints and the start records in the Prefect API are the same on every re-run.
+sources of its shard (`fleet.shard_of`), with the parent's sync_id as its own,
+so its checkpoints and the start records in the Prefect API are the same on every re-run, whatever
+the shard count.
 
 Children are created with an idempotency key made of the tenant, the parent's sync_id, the shard and
-the source selection: a re-run of the parent (Prefect's Retry keeps the flow-run id, hence the
-sync_id; or a new run given the same sync_id) gets the *same* child runs back instead of new ones.
+every parameter the child runs with: a re-run of the parent (Prefect's Retry keeps the flow-run id,
+hence the sync_id; or a new run given the same sync_id and parameters) gets the *same* child runs
+back instead of new ones; a re-run with other parameters gets new children that run with them.
 A child that already Completed is left alone; one that ended Failed, Crashed or Cancelled is set back
 to AwaitingRetry, as the UI's Retry does, and resumes from its checkpoints.
 
@@ -46,7 +48,6 @@ from splendor_flows.flows.fleet import (
     ShardRun,
     publish,
     shard_of,
-    shard_sync_id,
 )
 from splendor_flows.flows.fleet_source import SourceOutcome, SourceStatus
 from splendor_flows.orchestration.api import load_config
@@ -65,9 +66,15 @@ SOURCES_ARTIFACT = "splendor-fleet-sources"
 
 
 def idempotency_key(options: FleetOptions, tenant: str, sync_id: str, shard: int) -> str:
-    """Same fleet, same sync_id, same shard → same child run; any other selection → another one."""
-    selection = json.dumps([tenant, options.connectors_file, sorted(options.only or [])])
-    digest = hashlib.sha256(selection.encode()).hexdigest()[:16]
+    """Same fleet, same sync_id, same shard, same parameters → the same child run.
+
+    Every parameter the child is started with is in the digest: a re-run that changes one of them
+    (the trigger, the poll, the attempts, waiting for ingestion, the selection, the shard count) gets a
+    new child run that runs with the new values. The sources' state is keyed on the fleet's sync_id and
+    the source, never the shard, so the new child resumes every source where the old one left it.
+    """
+    parameters = json.dumps([tenant, child_parameters(options, sync_id, shard)], sort_keys=True)
+    digest = hashlib.sha256(parameters.encode()).hexdigest()[:16]
     return f"splendor-sync-fleet/{sync_id}/shard-{shard}-of-{options.shards}/{digest}"
 
 
@@ -79,7 +86,9 @@ def shard_run_name(sync_id: str, shard: int, shards: int) -> str:
 
 def child_parameters(options: FleetOptions, sync_id: str, shard: int) -> dict[str, Any]:
     parameters = options.model_dump(mode="json")
-    parameters.update(shard=shard, sync_id=shard_sync_id(sync_id, shard))
+    # The parent's sync_id as it is: a source's checkpoints and start records belong to the fleet's
+    # sync_id and the source, so another shard count, or `sync-source` given this sync_id, finds them.
+    parameters.update(shard=shard, sync_id=sync_id)
     return parameters
 
 
@@ -155,11 +164,12 @@ async def wait_children(runs: dict[UUID, FlowRun]) -> dict[UUID, FlowRun]:
 
 
 def _outcome_from_row(row: dict[str, Any]) -> SourceOutcome:
-    failed = row.get("status") == SourceStatus.FAILED
+    status = SourceStatus(row.get("status") or SourceStatus.FAILED)
+    failed = status != SourceStatus.SUCCEEDED
     note = str(row.get("note") or "")
     return SourceOutcome(
         source_key=str(row["source_key"]),
-        status=SourceStatus.FAILED if failed else SourceStatus.SUCCEEDED,
+        status=status,
         step=row.get("failed_step") or None,
         error=note if failed else None,
         run_id=row.get("run_id"),
@@ -266,7 +276,7 @@ async def run_sharded(options: FleetOptions) -> FleetSummary:
         reported = await child_outcomes(run)
         mine = [reported.get(key) or _lost(key, shard, run, sync_id) for key in assigned[shard]]
         outcomes.extend(mine)
-        failed_here = sum(o.status == SourceStatus.FAILED for o in mine)
+        failed_here = sum(o.status != SourceStatus.SUCCEEDED for o in mine)
         shard_runs.append(
             ShardRun(
                 shard=shard,

@@ -34,6 +34,8 @@ from splendor_flows.engine.run_records import RunRecords
 from splendor_flows.engine.store import CheckpointStore
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
+from splendor_flows.orchestration.events import masked
+from splendor_flows.orchestration.source_lock import SourceBusy, hold_source
 
 
 @dataclass
@@ -52,6 +54,12 @@ class FleetContext:
     store: CheckpointStore
     # Start records of every source (Prefect Variables, or beside the checkpoints in `store`).
     records: RunRecords
+    # How long a source may be held by another pipeline before this run gives up on it; a scheduled
+    # tick waits less than its interval, then leaves the source to the pipeline that has it.
+    source_wait_seconds: float = 3600.0
+    # Whether a source still held after `source_wait_seconds` is skipped (a tick: the holder is syncing
+    # it right now) rather than failed (a fleet run asked for by someone).
+    skip_busy: bool = False
     # One outcome per source, kept across retries of the source and read when it fails.
     outcomes: dict[str, "SourceOutcome"] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
@@ -60,6 +68,8 @@ class FleetContext:
 class SourceStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Another pipeline held the source for the whole wait (a tick only): that pipeline is its sync.
+    BUSY = "busy"
 
 
 class SourceOutcome(BaseModel):
@@ -126,12 +136,14 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
         deferred=deferred,
     )
     steps = StoredSteps(source, ctx.store, source_id=source_id, trigger=ctx.trigger, poll=ctx.poll)
-    try:
-        result = await sync_and_ingest(
-            scope, report, steps, max_sync_attempts=ctx.max_sync_attempts, wait_ready=ctx.wait_for_ingest
-        )
-    finally:
-        await deferred.settle(report)
+    async with hold_source(scope, wait_seconds=ctx.source_wait_seconds):
+        try:
+            result = await sync_and_ingest(
+                scope, report, steps, max_sync_attempts=ctx.max_sync_attempts, wait_ready=ctx.wait_for_ingest
+            )
+        finally:
+            # Inside the hold: the start records are only ever written by the source's holder.
+            await deferred.settle(report)
     run = result.run
     outcome.step = None
     outcome.sync_attempts = len(result.attempts)
@@ -168,13 +180,19 @@ async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> So
         try:
             await sync_one(ctx, source_key, source_id, outcome)
             break
+        except SourceBusy as exc:
+            outcome.status = SourceStatus.BUSY if ctx.skip_busy else SourceStatus.FAILED
+            outcome.error = masked(str(exc))
+            return outcome
         except Exception as exc:
             if retry == SOURCE_RETRIES or not is_transient(exc):
                 outcome.status = SourceStatus.FAILED
-                outcome.error = str(exc) or type(exc).__name__
+                # The table artifact is stored in plain text: an error that quotes a secret is masked
+                # as the logs and events are.
+                outcome.error = masked(str(exc) or type(exc).__name__)
                 return outcome
             delay = SOURCE_RETRY_DELAY_SECONDS * (1 + SOURCE_RETRY_JITTER * (2 * random.random() - 1))
-            outcome.warnings.append(f"retried after: {exc}")
+            outcome.warnings.append(masked(f"retried after: {exc}"))
             await ctx.clock.sleep(delay)
     outcome.status = SourceStatus.SUCCEEDED
     return outcome

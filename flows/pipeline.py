@@ -5,6 +5,7 @@ same one the fleet runs); here each of its steps is a Prefect task whose persist
 step's checkpoint, so a resumed run skips finished steps without an API call.
 """
 
+import uuid
 from typing import Any
 
 from prefect import get_run_logger
@@ -24,9 +25,14 @@ from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.events import artifact_slug
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.orchestration.run_records import records_place
+from splendor_flows.orchestration.source_lock import hold_source
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
+
+# How long a run waits for another pipeline (a fleet, a repair, a schedule's tick) to finish with its
+# source before it gives up: long enough for a sync of a big source to end.
+SOURCE_WAIT_SECONDS = 3600.0
 
 __all__ = ["MAX_TOTAL_ATTEMPTS", "PipelineSummary", "SyncOutcome", "resolve_scope", "sync_and_ingest"]
 
@@ -48,13 +54,28 @@ class PipelineSummary(BaseModel):
     steps: list[dict[str, Any]] = []
 
 
+def forced_sync_id(sync_id: str, run_id: str) -> str:
+    """The sync_id of a forced run: its own, so its start is never taken for an earlier one's.
+
+    Keyed on the flow run, so a Retry of the forced run (same flow-run id) resumes it instead of
+    forcing yet another sync.
+    """
+    return f"{sync_id}.force-{run_id[:8]}"
+
+
 async def resolve_scope(
-    source_key: str, sync_id: str | None, credentials_block: str | None, *, pipeline: bool = True
+    source_key: str,
+    sync_id: str | None,
+    credentials_block: str | None,
+    *,
+    pipeline: bool = True,
+    force: bool = False,
 ) -> Scope:
     """Fix the checkpoint scope and check the token before anything else happens.
 
     `pipeline=False` (a flow that resumes nothing, e.g. repair-ingest) skips the log line that offers the
-    sync_id for a resume."""
+    sync_id for a resume. `force` gives the pipeline a sync_id of its own (`forced_sync_id`): the
+    start records of the given sync_id would otherwise attach to the run it already started."""
     try:
         config = await load_config(credentials_block)
         records_place()  # where start records go: a bad setting stops here, before any call
@@ -62,11 +83,13 @@ async def resolve_scope(
         label_failure(exc, "preflight", source_key)
         raise
     validate_source_key(source_key)
+    this_run = str(flow_run.get_id() or uuid.uuid4())
+    given = sync_id or this_run
     scope = Scope(
         api_base=config.api_base,
         tenant=config.tenant,
         source_key=source_key,
-        sync_id=sync_id or str(flow_run.get_id() or "local"),
+        sync_id=forced_sync_id(given, this_run) if force else given,
         credentials_block=credentials_block,
     )
     async with open_client(credentials_block, step="preflight", source_key=source_key) as client:
@@ -92,7 +115,6 @@ class TaskSteps:
         *,
         trigger: str,
         poll: PollOptions,
-        force: bool,
         expected_seconds: float | None,
     ) -> None:
         self.scope = scope
@@ -100,23 +122,20 @@ class TaskSteps:
         self.trigger = trigger
         self.poll = poll
         self.expected_seconds = expected_seconds
-        self.fresh: dict[str, Any] = {"refresh_cache": True} if force else {}
 
     async def start(self, attempt: int) -> tuple[StartedRun, bool]:
-        task = start_sync.with_options(**self.fresh)
-        return await call_task(task, self.scope, self.source_id, attempt, self.trigger)
+        return await call_task(start_sync, self.scope, self.source_id, attempt, self.trigger)
 
     async def wait(self, started: StartedRun) -> tuple[FinishedRun, bool]:
-        task = wait_for_run.with_options(**self.fresh)
-        return await call_task(task, self.scope, started.run_id, self.poll, self.expected_seconds)
+        return await call_task(wait_for_run, self.scope, started.run_id, self.poll, self.expected_seconds)
 
     async def enqueue(self, run_id: int, look_first: bool) -> IngestResult:
-        task = enqueue_ingest.with_options(**self.fresh)
-        return (await call_task(task, self.scope, self.source_id, run_id, look_first))[0]
+        return (await call_task(enqueue_ingest, self.scope, self.source_id, run_id, look_first))[0]
 
     async def wait_ingest(self, enqueued: IngestResult) -> IngestResult:
-        task = wait_for_ingest.with_options(**self.fresh)
-        return (await call_task(task, self.scope, enqueued.run_id, enqueued.ingest_run_ids, self.poll))[0]
+        return (
+            await call_task(wait_for_ingest, self.scope, enqueued.run_id, enqueued.ingest_run_ids, self.poll)
+        )[0]
 
 
 async def sync_and_ingest(
@@ -126,16 +145,19 @@ async def sync_and_ingest(
     trigger: str,
     max_sync_attempts: int,
     poll: PollOptions,
-    force: bool,
     wait_ready: bool,
     expected_seconds: float | None = None,
+    source_wait_seconds: float = SOURCE_WAIT_SECONDS,
 ) -> SyncOutcome:
-    steps = TaskSteps(
-        scope, source_id, trigger=trigger, poll=poll, force=force, expected_seconds=expected_seconds
-    )
-    return await pipeline.sync_and_ingest(
-        scope, PrefectReporter(scope), steps, max_sync_attempts=max_sync_attempts, wait_ready=wait_ready
-    )
+    """Sync → wait → ingest, holding the source (`source_lock`) so no other pipeline acts on it meanwhile."""
+    steps = TaskSteps(scope, source_id, trigger=trigger, poll=poll, expected_seconds=expected_seconds)
+    report = PrefectReporter(scope)
+    async with hold_source(scope, wait_seconds=source_wait_seconds) as waited:
+        if waited >= 1:
+            report.log("info", f"Waited {waited:.0f} s for another pipeline to finish with this source")
+        return await pipeline.sync_and_ingest(
+            scope, report, steps, max_sync_attempts=max_sync_attempts, wait_ready=wait_ready
+        )
 
 
 def outcome_steps(outcome: SyncOutcome) -> list[dict[str, Any]]:

@@ -41,7 +41,8 @@ async def sync_source(
     Args:
         source_key: the source to sync (it must have been connected).
         sync_id: leave empty for a fresh sync; pass a failed run's sync_id to resume it.
-        force: start a new sync even when this sync_id already has one.
+        force: start a new sync even when this sync_id already has one (the run gets a sync_id of its
+            own, `<sync_id>.force-<run>`: pass that one to resume it).
         trigger: how Splendor records the run.
         credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
         max_sync_attempts: new sync runs this flow run may start when runs fail.
@@ -49,7 +50,7 @@ async def sync_source(
         wait_for_ingest: wait until ingestion is `ready`.
         expected_seconds: typical run duration, to poll near the expected end.
     """
-    scope = await resolve_scope(source_key, sync_id, credentials_block)
+    scope = await resolve_scope(source_key, sync_id, credentials_block, force=force)
     async with open_client(credentials_block, step="sync", source_key=source_key) as client:
         source = await client.find_source(source_key)
         if source is None:
@@ -63,7 +64,6 @@ async def sync_source(
         trigger=trigger,
         max_sync_attempts=max_sync_attempts,
         poll=poll,
-        force=force,
         wait_ready=wait_for_ingest,
         expected_seconds=expected_seconds,
     )

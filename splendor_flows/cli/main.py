@@ -111,18 +111,22 @@ def connect(
 def sync(
     source_key: Annotated[str, typer.Argument(help="Key of an onboarded source.")],
     sync_id: SyncIdOption = None,
-    force: Annotated[bool, typer.Option(help="Start a new sync even when this sync_id has one.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Start a new sync even when this sync_id already has one (it gets its own)."),
+    ] = False,
     credentials_block: CredentialsOption = None,
 ) -> None:
     """Sync an onboarded source once, then hand the data to ingestion and wait until it is ready."""
+    from splendor_flows.flows.pipeline import forced_sync_id
     from splendor_flows.flows.sync_source import sync_source
 
-    sync_id = new_sync_id(sync_id)
+    # A forced sync gets its sync_id here rather than in the flow, so the resume line below names it.
+    sync_id = forced_sync_id(sync_id, uuid.uuid4().hex) if force and sync_id else new_sync_id(sync_id)
     summary = run(
         sync_source(
             source_key=source_key,
             sync_id=sync_id,
-            force=force,
             trigger="manual",
             credentials_block=credentials_block,
         ),

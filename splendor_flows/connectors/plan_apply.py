@@ -9,9 +9,10 @@ module adds what only a human-driven rollout needs. What the API lets us change 
   → recorded: written into the file as explicit config (see record.py);
 - credentials → re-provisioned when the Secret block's content no longer matches the fingerprint
   of what was submitted last (see fingerprints.py), or when the API says they are not ready;
-- a spec's `schedule` (runner prefect, the default) → one schedule of the sync-source deployment, slug
-  `source-<source_key>`, with the cron, the time zone and the run's parameters: created, updated or removed
-  (engine/schedules.py); Splendor keeps such a source `manual`. With runner splendor, Splendor holds the
+- a spec's `schedule` (runner prefect, the default) → the source joins the schedule group of its cron,
+  time zone and credentials block on the sync-scheduled deployment (orchestration/source_schedules.py);
+  the per-source change (created, updated or removed) is decided in engine/schedules.py; Splendor keeps
+  such a source `manual`. With runner splendor, Splendor holds the
   cron and no Prefect schedule exists. A Prefect schedule change waits while Splendor's own cron differs
   from the spec (that is blocked below), so the two schedulers never run one source together;
 - provider, dataset, bucket, role, prefix, streams and Splendor's own cron cannot change in place:
@@ -40,13 +41,13 @@ from splendor_flows.engine.schedules import (
 )
 from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.api import load_config, open_client
-from splendor_flows.orchestration.deployment_schedules import (
-    SYNC_DEPLOYMENT,
-    DeploymentSchedules,
+from splendor_flows.orchestration.fingerprints import Fingerprint
+from splendor_flows.orchestration.source_schedules import (
+    SCHEDULED_DEPLOYMENT,
+    SourceSchedules,
     apply_change,
     read_schedules,
 )
-from splendor_flows.orchestration.fingerprints import Fingerprint
 from splendor_flows.specs.connectors_file import ConnectorsFile, load_connectors
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.source import config_drift
@@ -112,7 +113,7 @@ class Plan(BaseModel):
     file: str
     changes: list[Change]
     # The deployment the per-source schedules live on, and its id (None: not deployed).
-    deployment: str = SYNC_DEPLOYMENT
+    deployment: str = SCHEDULED_DEPLOYMENT
     deployment_id: str | None = None
 
     def count(self, action: Action) -> int:
@@ -203,7 +204,7 @@ def wanted_schedule(spec: SourceSpec, credentials_block: str | None) -> CronSche
 
 
 def _schedule_plan(
-    spec: SourceSpec, blocked: list[str], schedules: DeploymentSchedules, credentials_block: str | None
+    spec: SourceSpec, blocked: list[str], schedules: SourceSchedules, credentials_block: str | None
 ) -> ScheduleChange | None:
     if "schedule" in blocked:
         # Splendor's own cron differs from the spec: a Prefect schedule now could double the syncs
@@ -225,7 +226,7 @@ async def build_plan(
     file: ConnectorsFile,
     client: SplendorClient,
     tenant: str,
-    schedules: DeploymentSchedules,
+    schedules: SourceSchedules,
     credentials_block: str | None = None,
 ) -> Plan:
     providers = {p.provider_key: p for p in await client.list_providers()}

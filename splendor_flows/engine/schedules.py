@@ -1,9 +1,10 @@
 """One scheduler per source: the Prefect schedule a source asks for, against the one its deployment holds.
 
-A source whose spec has `schedule.runner: prefect` gets exactly one schedule on the `sync-source`
-deployment, found by its slug (`source-<source_key>`), carrying the cron, the time zone and the run's
-parameters. Connectors-as-code computes the change here and applies it through Prefect's client; hand-made
-schedules (any other slug) are never touched. No Prefect import: the orchestration layer translates.
+A source whose spec has `schedule.runner: prefect` gets exactly one schedule, named by its slug
+(`source-<source_key>`), carrying the cron, the time zone and the run's parameters. Connectors-as-code
+computes the change here; the orchestration layer keeps the schedule as the source's membership of a
+schedule group on the `sync-scheduled` deployment (orchestration/source_schedules.py). No Prefect
+import here.
 """
 
 from typing import Any, Literal
@@ -14,7 +15,7 @@ SLUG_PREFIX = "source-"
 
 
 def schedule_slug(source_key: str) -> str:
-    """The slug of a source's schedule on the sync-source deployment."""
+    """The name of a source's schedule (its key in per-source plans)."""
     return f"{SLUG_PREFIX}{source_key}"
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
-from splendor_flows.flows.fleet import shard_of, shard_sync_id
+from splendor_flows.flows.fleet import shard_of
 from stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,11 +46,15 @@ def onboard_fleet(stack: Stack, prefix: str, count: int) -> tuple[Path, dict[str
     return path, ids
 
 
-def children_of(stack: Stack, sync_id: str) -> list[dict[str, Any]]:
+def children_of(stack: Stack, sync_id: str, shards: int = SHARDS) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = stack.api(
         "POST", "/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["fleet-shard"]}}}
     )
-    mine = [r for r in runs if str(r["parameters"].get("sync_id", "")).startswith(f"{sync_id}-shard")]
+    mine = [
+        r
+        for r in runs
+        if r["parameters"].get("sync_id") == sync_id and r["parameters"].get("shards") == shards
+    ]
     return sorted(mine, key=lambda r: r["parameters"]["shard"])
 
 
@@ -120,17 +124,14 @@ def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(
         children = children_of(stack, sync_id)
         assert [c["parameters"]["shard"] for c in children] == list(range(SHARDS))
         assert all(c["state_type"] == "COMPLETED" for c in children), [c["state_name"] for c in children]
-        assert [c["parameters"]["sync_id"] for c in children] == [
-            shard_sync_id(sync_id, s) for s in range(SHARDS)
-        ]
+        assert [c["parameters"]["sync_id"] for c in children] == [sync_id] * SHARDS
         workers = {c["name"]: worker_of(stack, c["id"]) for c in children}
         assert sorted(w or "?" for w in workers.values()) == ["worker-1", "worker-2"], workers
-        # Each source synced exactly once, by the shard its key hashes to (its checkpoints sit under
-        # that shard's sync_id in the shared results folder).
+        # Each source synced exactly once; its checkpoints sit under the fleet's sync_id in the shared
+        # results folder, whichever shard synced it.
         assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
         for key in ids:
-            shard = shard_of(key, SHARDS)
-            assert list(stack.results.glob(f"splendor-*/acme/{key}/{shard_sync_id(sync_id, shard)}")), key
+            assert list(stack.results.glob(f"splendor-*/acme/{key}/{sync_id}")), key
 
         # The parent again, now as a deployment run on a worker, with the same sync_id: the same two
         # children come back (Completed, so not run again) and Splendor sees no new start.
@@ -142,6 +143,17 @@ def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(
         assert redone["state"]["type"] == "COMPLETED", redone["state"]
         assert [c["id"] for c in children_of(stack, sync_id)] == [c["id"] for c in children]
         assert all(c["run_count"] == 1 for c in children_of(stack, sync_id))
+        assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
+
+        # The same sync_id split another way: new children (other parameters), every source moved
+        # around, and still no source is synced a second time.
+        reshard = stack.create_run(
+            "sync-fleet",
+            {"connectors_file": str(path), "shards": SHARDS + 1, "sync_id": sync_id, "trigger": "manual"},
+        )
+        resharded = stack.wait_run(reshard["id"], timeout=90)
+        assert resharded["state"]["type"] == "COMPLETED", resharded["state"]
+        assert len(children_of(stack, sync_id, SHARDS + 1)) == SHARDS + 1
         assert start_calls(stack, ids) == dict.fromkeys(ids, 1)
         print(
             f"\n{SOURCES} sources in {SHARDS} shards: parent done in {took:.1f} s; children ran on {workers}"

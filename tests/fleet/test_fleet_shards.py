@@ -12,7 +12,7 @@ from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.fleet import FleetOptions, FleetSummary, shard_of, shard_sync_id
+from splendor_flows.flows.fleet import FleetOptions, FleetSummary, shard_of
 from splendor_flows.flows.fleet_shards import child_parameters, idempotency_key
 from splendor_flows.flows.sync_fleet import sync_fleet
 from splendor_flows.orchestration.runtime import use_runtime
@@ -34,20 +34,30 @@ def test_a_source_always_lands_in_the_same_shard_and_shards_are_balanced() -> No
     assert all(400 <= c <= 600 for c in counts), counts
 
 
-def test_child_runs_are_identified_by_tenant_sync_id_shard_and_selection() -> None:
+def test_child_runs_are_identified_by_tenant_sync_id_shard_and_every_parameter() -> None:
     options = FleetOptions(connectors_file="deployments/connectors.yaml", shards=3)
     key = idempotency_key(options, "acme", "sync-1", 0)
-    assert key == idempotency_key(options.model_copy(update={"max_concurrency": 7}), "acme", "sync-1", 0)
+    assert key == idempotency_key(options.model_copy(), "acme", "sync-1", 0)
+    changed: list[dict[str, object]] = [
+        {"only": ["stripe-*"]},
+        {"shards": 4},
+        {"trigger": "manual"},
+        {"max_sync_attempts": 5},
+        {"wait_for_ingest": True},
+        {"poll": PollOptions(cap_seconds=5)},
+        {"max_concurrency": 7},
+    ]
     others = {
         idempotency_key(options, "acme", "sync-1", 1),
         idempotency_key(options, "acme", "sync-2", 0),
         idempotency_key(options, "globex", "sync-1", 0),
-        idempotency_key(options.model_copy(update={"only": ["stripe-*"]}), "acme", "sync-1", 0),
-        idempotency_key(options.model_copy(update={"shards": 4}), "acme", "sync-1", 0),
+        *(idempotency_key(options.model_copy(update=c), "acme", "sync-1", 0) for c in changed),
     }
-    assert key not in others and len(others) == 5
+    # A re-run with another parameter is another child run, which runs with the new value.
+    assert key not in others and len(others) == 3 + len(changed)
     child = child_parameters(options, "sync-1", 2)
-    assert child["shard"] == 2 and child["shards"] == 3 and child["sync_id"] == shard_sync_id("sync-1", 2)
+    # The child keeps the fleet's sync_id: a source's state never depends on the shard layout.
+    assert child["shard"] == 2 and child["shards"] == 3 and child["sync_id"] == "sync-1"
     # The child's parameters are the flow's own: the child deployment accepts them as they are.
     assert FleetOptions.model_validate(child).shard == 2
     with pytest.raises(ValidationError, match="shard 3 is out of range"):
@@ -106,7 +116,7 @@ async def test_a_503_seen_by_one_shard_pauses_the_other_shard(
                 connectors_file=str(path),
                 shards=2,
                 shard=index,
-                sync_id=shard_sync_id(source_key, index),
+                sync_id=source_key,
                 poll=poll,
                 concurrency_limit=None,
             )

@@ -1,6 +1,8 @@
 """One scheduler per source, through plan / apply against a real Prefect server and the emulator: a spec's
-schedule becomes the sync-source deployment's schedule (cron, time zone, parameters), changes update it,
-dropping it removes it, and a runner=splendor spec gets Splendor's cron and no Prefect schedule."""
+schedule makes the source a member of its schedule group on the sync-scheduled deployment (one Prefect
+schedule per cron, time zone and credentials block, listing its sources), a change moves it to another
+group, dropping it takes it out (an emptied group is deleted), and a runner=splendor spec gets
+Splendor's cron and no Prefect schedule."""
 
 import asyncio
 from pathlib import Path
@@ -17,22 +19,22 @@ from splendor_emulator import Emulator
 from splendor_flows.connectors.plan_apply import Change, apply, plan
 from splendor_flows.deployments.serve import build, load_specs
 from splendor_flows.engine.errors import PermanentStepError
-from splendor_flows.orchestration.deployment_schedules import SYNC_DEPLOYMENT
+from splendor_flows.orchestration.source_schedules import SCHEDULED_DEPLOYMENT, group_slug
 from tests.fleet.test_plan_apply import CREDENTIALS
 
 
-async def deploy_sync_source() -> None:
-    """Register sync-source exactly as prefect.yaml declares it (what `make serve` builds)."""
-    [spec] = [s for s in load_specs() if s["name"] == "sync-source"]
+async def deploy_sync_scheduled() -> None:
+    """Register sync-scheduled exactly as prefect.yaml declares it (what `make serve` builds)."""
+    [spec] = [s for s in load_specs() if s["name"] == "sync-scheduled"]
     # build() wants no running event loop: it returns the deployment itself there.
     deployment = await asyncio.to_thread(build, spec)
     await deployment.aapply()
 
 
-async def delete_sync_source() -> None:
+async def delete_sync_scheduled() -> None:
     async with get_client() as client:
         try:
-            deployment = await client.read_deployment_by_name(SYNC_DEPLOYMENT)
+            deployment = await client.read_deployment_by_name(SCHEDULED_DEPLOYMENT)
         except ObjectNotFound:
             return
         await client.delete_deployment(deployment.id)
@@ -40,7 +42,7 @@ async def delete_sync_source() -> None:
 
 async def schedules() -> dict[str, Any]:
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name(SYNC_DEPLOYMENT)
+        deployment = await client.read_deployment_by_name(SCHEDULED_DEPLOYMENT)
         return {s.slug: s for s in await client.read_deployment_schedules(deployment.id)}
 
 
@@ -71,33 +73,31 @@ def splendor_schedule(emulator: Emulator, key: str) -> tuple[str, str | None]:
     return source["airbyte"]["schedule_type"], source["airbyte"]["cron_expression"]
 
 
-async def test_the_spec_schedule_is_the_deployment_schedule(
+async def test_the_spec_schedule_is_a_membership_of_its_schedule_group(
     emulator: Emulator, tmp_path: Path, source_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     from prefect.blocks.system import Secret
 
     secret = f"creds-{source_key}"[:60].lower()
     await Secret(value=CREDENTIALS).save(secret, overwrite=True)
-    paris, splendor = f"{source_key}-p", f"{source_key}-s"
+    paris, paris2, splendor = f"{source_key}-p", f"{source_key}-q", f"{source_key}-s"
+    at_three = {"cron": "0 3 * * *", "timezone": "Europe/Paris"}
     path = tmp_path / "connectors.yaml"
     write(
         path,
         secret,
-        {
-            paris: {"cron": "0 3 * * *", "timezone": "Europe/Paris"},
-            splendor: {"cron": "30 1 * * *", "runner": "splendor"},
-        },
+        {paris: at_three, paris2: at_three, splendor: {"cron": "30 1 * * *", "runner": "splendor"}},
     )
 
     # Without the deployment, a plan that needs it stops before anything is created.
-    await delete_sync_source()
-    with pytest.raises(PermanentStepError, match="needs the sync-source/sync-source deployment"):
+    await delete_sync_scheduled()
+    with pytest.raises(PermanentStepError, match="needs the sync-scheduled/sync-scheduled deployment"):
         await plan(str(path))
     assert not [s for s in emulator.sources("acme") if s["source_key"] in (paris, splendor)]
 
-    await deploy_sync_source()
+    await deploy_sync_scheduled()
     async with get_client() as client:  # a hand-made schedule beside the managed ones: never touched
-        deployment = await client.read_deployment_by_name(SYNC_DEPLOYMENT)
+        deployment = await client.read_deployment_by_name(SCHEDULED_DEPLOYMENT)
         await client.create_deployment_schedules(
             deployment.id,
             [
@@ -118,22 +118,25 @@ async def test_the_spec_schedule_is_the_deployment_schedule(
     # The onboarding itself schedules nothing, and says where the schedule comes from.
     assert "connect-source schedules nothing: the spec's schedule ('0 3 * * *' Europe/Paris)" in caplog.text
     held = await schedules()
-    assert set(held) == {"hand-made", f"source-{paris}"}
-    mine = held[f"source-{paris}"]
-    assert isinstance(mine.schedule, CronSchedule)
-    assert (mine.schedule.cron, mine.schedule.timezone, mine.active) == ("0 3 * * *", "Europe/Paris", True)
-    assert mine.parameters == {"source_key": paris, "trigger": "scheduled"}
+    three = group_slug("0 3 * * *", "Europe/Paris", None)
+    assert set(held) == {"hand-made", three}
+    group = held[three]
+    assert isinstance(group.schedule, CronSchedule)
+    assert (group.schedule.cron, group.schedule.timezone, group.active) == ("0 3 * * *", "Europe/Paris", True)
+    # Both sources of that cron in one schedule: one run per tick syncs them together.
+    assert group.parameters == {"source_keys": sorted([paris, paris2]), "trigger": "scheduled"}
     # Never both: Splendor keeps the Prefect-scheduled source manual, and holds the other's cron.
     assert splendor_schedule(emulator, paris) == ("manual", None)
     assert splendor_schedule(emulator, splendor) == ("cron", "30 1 * * *")
     assert not (await plan(str(path))).has_changes
 
-    # A changed cron and time zone update the same schedule.
+    # A changed cron and time zone move the source to another group; the old one keeps the other source.
     write(
         path,
         secret,
         {
             paris: {"cron": "15 4 * * 1-5", "timezone": "America/New_York"},
+            paris2: at_three,
             splendor: {"cron": "30 1 * * *", "runner": "splendor"},
         },
     )
@@ -141,30 +144,37 @@ async def test_the_spec_schedule_is_the_deployment_schedule(
     assert updated.action == "update" and updated.schedule is not None
     assert updated.schedule.action == "update" and "America/New_York" in updated.describe()
     assert (await apply(str(path))).ok
-    again = (await schedules())[f"source-{paris}"]
-    assert again.id == mine.id
-    assert (again.schedule.cron, again.schedule.timezone) == ("15 4 * * 1-5", "America/New_York")
+    weekdays = group_slug("15 4 * * 1-5", "America/New_York", None)
+    moved = await schedules()
+    assert set(moved) == {"hand-made", three, weekdays}
+    assert moved[three].id == group.id and moved[three].parameters["source_keys"] == [paris2]
+    assert moved[weekdays].parameters["source_keys"] == [paris]
+    assert (moved[weekdays].schedule.cron, moved[weekdays].schedule.timezone) == (
+        "15 4 * * 1-5",
+        "America/New_York",
+    )
+    assert not (await plan(str(path))).has_changes
 
-    # Redeploying prefect.yaml (make serve / prefect deploy) keeps the per-source schedules.
-    await deploy_sync_source()
-    assert set(await schedules()) == {"hand-made", f"source-{paris}"}
+    # Redeploying prefect.yaml (make serve / prefect deploy) keeps the groups.
+    await deploy_sync_scheduled()
+    assert set(await schedules()) == {"hand-made", three, weekdays}
 
     # Switching a Splendor-scheduled source to Prefect cannot change Splendor's cron in place: blocked,
     # and no Prefect schedule is made while Splendor's still runs.
-    write(path, secret, {paris: None, splendor: {"cron": "30 1 * * *"}})
+    write(path, secret, {paris: None, paris2: None, splendor: {"cron": "30 1 * * *"}})
     switched = await plan(str(path))
     blocked = change_of(switched.changes, splendor)
     assert blocked.action == "blocked" and blocked.blocked == ["schedule"] and blocked.schedule is None
 
     # Dropping a source from the file leaves it, and its schedule, alone; the plan says so.
-    write(path, secret, {splendor: {"cron": "30 1 * * *", "runner": "splendor"}})
+    write(path, secret, {paris2: at_three, splendor: {"cron": "30 1 * * *", "runner": "splendor"}})
     dropped = change_of((await plan(str(path))).changes, paris)
     assert dropped.action == "not-in-file" and f"prefect schedule source-{paris} stays" in dropped.describe()
     assert (await apply(str(path))).ok
-    assert set(await schedules()) == {"hand-made", f"source-{paris}"}
+    assert set(await schedules()) == {"hand-made", three, weekdays}
 
-    # Dropping the schedule from the spec removes it; the hand-made one stays.
-    write(path, secret, {paris: None, splendor: {"cron": "30 1 * * *"}})
+    # Dropping the schedules from the specs empties both groups, which go; the hand-made one stays.
+    write(path, secret, {paris: None, paris2: None, splendor: {"cron": "30 1 * * *"}})
     removed = change_of((await plan(str(path))).changes, paris)
     assert removed.schedule is not None and removed.schedule.action == "remove"
     await apply(str(path))

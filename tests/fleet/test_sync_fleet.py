@@ -127,7 +127,9 @@ async def test_api_concurrency_is_bounded(
     emulator: Emulator, tmp_path: Path, source_key: str, recorder: RecordingTransport
 ) -> None:
     path = await _fleet_file(tmp_path, source_key, 12)
-    emulator.add_fault(kind="latency", route="*", seconds=0.1)
+    # Slow enough that the sources' requests pile up behind the bound even while each source takes its
+    # per-source slot from the Prefect server first.
+    emulator.add_fault(kind="latency", route="*", seconds=0.3)
     summary = await sync_fleet(connectors_file=str(path), max_concurrency=3, concurrency_limit=None)
     assert summary.succeeded == 12
     assert recorder.peak == 3

@@ -1,0 +1,84 @@
+"""sync_scheduled: what a tenant's schedules run, many sources per flow run.
+
+`splendor-flows apply` puts every source whose spec has a Prefect schedule into a *schedule group* on
+the `sync-scheduled` deployment: one Prefect schedule per distinct (cron, time zone, credentials
+block), whose parameters list the group's source keys (orchestration/source_schedules.py). Prefect's
+scheduler creates the group's runs as it does for any schedule, and each run (a tick) syncs the
+group's sources concurrently in this one process, as a fleet does (flows/fleet.py).
+
+Why not one schedule and one flow run per source: a flow-run process costs about a second of CPU to
+start (importing Prefect and this project), which for a tenant of a thousand hourly sources is more
+than the whole orchestration budget; and the scheduler keeps at least three future runs per schedule,
+so a thousand per-source schedules mean thousands of Scheduled runs in the database at all times.
+
+A tick does not wait long for a source that another pipeline holds (a manual sync, a fleet, the
+previous tick still polling a long run): after `source_wait_seconds` it leaves the source to that
+pipeline, which is syncing it right now, and reports it `busy`.
+
+No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
+"""
+
+from typing import Annotated, Literal
+
+from prefect import flow
+from pydantic import Field
+
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
+from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
+from splendor_flows.orchestration.events import masks_failures
+from splendor_flows.specs.source import validate_source_key
+
+# Below the shortest interval a cron can express (a minute): a tick never waits into the next one.
+TICK_SOURCE_WAIT_SECONDS = 50.0
+# Slots of the tenant's API limit a tick holds: a share, so that the ticks of several groups (and a
+# fleet) run side by side within the limit instead of queueing behind each other.
+TICK_MAX_CONCURRENCY = 10
+
+
+@flow(name="sync-scheduled", log_prints=False)
+@masks_failures
+async def sync_scheduled(
+    source_keys: list[str],
+    credentials_block: str | None = None,
+    sync_id: str | None = None,
+    trigger: Literal["manual", "scheduled", "backfill"] = "scheduled",
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] = TICK_MAX_CONCURRENCY,
+    max_sync_attempts: Annotated[int, Field(ge=1, le=MAX_TOTAL_ATTEMPTS)] = 2,
+    poll: PollOptions = PollOptions(),
+    wait_for_ingest: bool = False,
+    concurrency_limit: str | None = DEFAULT_CONCURRENCY_LIMIT,
+    source_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = TICK_SOURCE_WAIT_SECONDS,
+) -> FleetSummary:
+    """Sync the sources of one schedule group (set by `splendor-flows apply`; not meant to be edited).
+
+    Args:
+        source_keys: the group's sources.
+        credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
+        sync_id: leave empty (each tick syncs afresh); a Retry of a tick resumes it.
+        trigger: how Splendor records the runs.
+        max_concurrency: API requests in flight at once for this tick (its share of the tenant's limit).
+        max_sync_attempts: new sync runs a source may start in this tick when runs fail.
+        poll: how to poll runs.
+        wait_for_ingest: also wait until each source's ingestion is `ready`.
+        concurrency_limit: the tenant's global concurrency limit (`{tenant}` is replaced).
+        source_wait_seconds: how long to wait for a source another pipeline holds before leaving it to
+            that pipeline.
+    """
+    for key in source_keys:
+        validate_source_key(key)
+    options = FleetOptions(
+        # A tick has no connectors file: its sources come from its schedule.
+        connectors_file="",
+        max_concurrency=max_concurrency,
+        credentials_block=credentials_block,
+        sync_id=sync_id,
+        trigger=trigger,
+        max_sync_attempts=max_sync_attempts,
+        poll=poll,
+        wait_for_ingest=wait_for_ingest,
+        concurrency_limit=concurrency_limit,
+    )
+    return await sync_sources(
+        sorted(set(source_keys)), options, source_wait_seconds=source_wait_seconds, skip_busy=True
+    )
