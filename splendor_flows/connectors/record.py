@@ -8,11 +8,13 @@ change ("record"), and `apply` writes it into the source's entry as explicit `se
 wins over a new proposal), and reviewing a change to it is a diff of the file.
 
 The file is rewritten in place with its comments, order and quoting kept (ruamel.yaml round trip),
-and only after the rewritten file has been read back as a valid connectors file.
+and only after the rewritten file has been read back as a valid connectors file. It keeps its mode
+(others may read it: a teammate, a CI job), and a symlink to it stays a symlink: its target is rewritten.
 """
 
 import io
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,11 +66,16 @@ def record_classifications(path: str, records: dict[str, dict[str, Any]]) -> Non
     text = out.getvalue()
     # Never leave a file that `plan` could not read: check the result before it replaces the original.
     parse_connectors(YAML(typ="safe").load(text), path)
-    handle, temp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    # Renaming over a symlink would replace the link with a plain file: rename over its target, from
+    # a temporary file beside it (a rename is atomic only within one file system).
+    target = file.resolve(strict=True)
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600; the rewritten file keeps the original's permissions.
+        os.fchmod(handle, stat.S_IMODE(target.stat().st_mode))
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
-        os.replace(temp, file)
+        os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -1,5 +1,7 @@
 """Writing a classification into a connectors file: only what a spec can say, and never a broken file."""
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,36 @@ def test_a_record_that_would_break_the_file_leaves_it_untouched(
         record_classifications(str(path), records)
     assert path.read_text() == FILE
     assert [p.name for p in tmp_path.iterdir()] == ["connectors.yaml"]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o664], ids=oct)
+def test_recording_keeps_the_files_mode(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "connectors.yaml"
+    path.write_text(FILE)
+    path.chmod(mode)
+    record_classifications(str(path), {"payments": CONFIG})
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert "search_config" in path.read_text()
+
+
+def test_recording_through_a_symlink_rewrites_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    # A checkout that links the file from elsewhere (a shared config repository, say).
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    target = shared / "connectors.yaml"
+    target.write_text(FILE)
+    target.chmod(0o644)
+    work = tmp_path / "work"
+    work.mkdir()
+    link = work / "connectors.yaml"
+    link.symlink_to(Path("..") / "shared" / "connectors.yaml")
+
+    record_classifications(str(link), {"payments": CONFIG})
+
+    assert link.is_symlink() and os.readlink(link) == str(Path("..") / "shared" / "connectors.yaml")
+    [spec] = load_connectors(target).sources
+    assert spec.search_config.model_dump() == CONFIG["search_config"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    # The rewrite went through a temporary file beside the target, renamed over it: nothing is left.
+    assert [p.name for p in shared.iterdir()] == ["connectors.yaml"]
+    assert [p.name for p in work.iterdir()] == ["connectors.yaml"]
