@@ -17,8 +17,11 @@ Asking once: the apply step is checkpointed (same sync_id: no question, no call)
 config already names fields was classified before (an earlier run, a connectors file, the console):
 Splendor keeps the answer, so a run given a new sync_id does not ask again either. A rejection or an
 answer that names unknown fields ends the run with nothing applied. The answer is not secret and stays
-on the run as the record of what the admin decided; a Retry of the same run reads it again, a new run
-with the same sync_id asks afresh.
+on the run as the record of what the admin decided: a Retry of the same run, or the resume of an
+attempt that crashed, reads it again and does what it says (a rejected run fails again with the same
+rejection, an approval is applied) without asking; a new run with the same sync_id asks afresh. Only an
+answer that no longer fits this run's proposal (discovery changed) is asked again, with the proposal
+published and logged as the first time.
 """
 
 from typing import Any, Literal, cast
@@ -43,7 +46,7 @@ from splendor_flows.engine.classification import (
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.store import checkpoint_key
-from splendor_flows.orchestration.admin_wait import answered, wait_for_admin
+from splendor_flows.orchestration.admin_wait import earlier_answer, wait_for_admin
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL, Scope, step_options
 from splendor_flows.orchestration.events import artifact_slug, emit
@@ -133,8 +136,18 @@ async def _ask_admin(
 ) -> Classification:
     pause_key = f"classify-{source_id}"
     timeout = spec.classification_timeout_seconds
-    # A suspended run starting again after the answer has published its proposal already.
-    if not await answered(pause_key):
+    form = review_form(scope, proposal)
+    # Answered already: a suspended run started again, or a Retry or a crashed attempt's resume of
+    # this run. The answer stands; asking again would delete it (see orchestration.admin_wait).
+    answer = await earlier_answer(form, pause_key)
+    if answer is not None:
+        get_run_logger().info(
+            "The classification of '%s' was answered in this run's resume form already (%s): "
+            "that answer stands, not asked again",
+            scope.source_key,
+            answer.decision,
+        )
+    else:
         await publish_proposal(scope, proposal, "review")
         get_run_logger().info(
             "Waiting up to %s s for an admin to review the classification of '%s' (artifact %s)",
@@ -142,17 +155,17 @@ async def _ask_admin(
             scope.source_key,
             artifact_key(scope),
         )
-    answer = await wait_for_admin(
-        review_form(scope, proposal),
-        pause_key=pause_key,
-        timeout_seconds=timeout,
-        unanswered=PermanentStepError(
-            STEP,
-            scope.source_key,
-            f"nobody reviewed the proposed classification within {timeout} s; nothing was applied",
-            "start a new run with the same sync_id to be asked again",
-        ),
-    )
+        answer = await wait_for_admin(
+            form,
+            pause_key=pause_key,
+            timeout_seconds=timeout,
+            unanswered=PermanentStepError(
+                STEP,
+                scope.source_key,
+                f"nobody reviewed the proposed classification within {timeout} s; nothing was applied",
+                "start a new run with the same sync_id to be asked again",
+            ),
+        )
     comment = f" ({answer.comment})" if answer.comment else ""
     if answer.decision == "reject":
         raise PermanentStepError(

@@ -6,19 +6,32 @@ Retrying). The wait is the flow run's:
 
 - a deployment run suspends: its worker is released, the admin approves in the provider's page and
   pastes the secret_id into the run's resume form, and the run starts again from the top, where its
-  checkpoints make the finished steps free and the suspend hands back the answer;
-- a local run (CLI, tests) pauses in place, since there is no deployment to resubmit it.
+  checkpoints make the finished steps free and the form's answer is read back;
+- a local run (CLI, tests) pauses in place, since there is no deployment to resubmit it; the CLI asks
+  for the secret_id at the terminal (`prompting_for_secret_id`) and answers the form with it.
 
 The wait itself is `orchestration.admin_wait`'s (shared with the classification review). Nobody
 answering within `timeout_seconds` ends the run Failed, naming the wait. A paused run's timeout
 raises there; a suspended run has no process left to raise, so the automation
-`splendor-fail-unanswered-oauth` (deployments/automations.yaml) fails it. The secret_id is a
-credential: it is never a flow parameter (Prefect stores those in plain text), the resume form's answer
-is deleted from the server as soon as Splendor has used or refused it, and an automation that already
-knows it passes the name of a Secret block holding it.
+`splendor-fail-unanswered-oauth` (deployments/automations.yaml) fails it.
+
+The secret_id is a credential: it is never a flow parameter (Prefect stores those in plain text), and
+an automation that already knows it passes the name of a Secret block holding it. The resume form's
+answer is the one other place it lives, and only until Splendor has taken or refused it:
+
+- a run that starts again under its own id (Retry, the resume of a crashed run) uses the answer its
+  form already holds instead of asking again, and a run that finds the credentials ready deletes any
+  answer an attempt that died after completing left behind;
+- a deployment run keeps the answer while Splendor's outcome is unknown, so that such a restart can
+  still complete; a local run deletes it as soon as it is read, since its next attempt is a new flow
+  run that could never read it.
 """
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import acreate_link_artifact
@@ -31,7 +44,13 @@ from splendor_api.models import CredentialStatus
 from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import CredentialState
-from splendor_flows.orchestration.admin_wait import answered, forget_answer, wait_for_admin
+from splendor_flows.orchestration.admin_wait import (
+    AnswerPrompt,
+    earlier_answer,
+    forget_answer,
+    reruns_as_itself,
+    wait_for_admin,
+)
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.events import emit, remember_secrets
@@ -39,12 +58,44 @@ from splendor_flows.tasks.discover import ProviderDetails
 from splendor_flows.tasks.provision import announce_ready, credential_status
 
 STEP = "provision"
+SECRET_ID_MAX_LENGTH = 512
+
+# (source key, consent link) -> the secret_id read from the person at the terminal, or None to leave
+# the answer to the run's resume form. Set by `splendor-flows connect` around the local runs it
+# starts: a context variable, not a flow parameter, since parameters are stored and a callable is not
+# a value.
+SecretIdPrompt = Callable[[str, str], Awaitable[str | None]]
+_SECRET_ID_PROMPT: ContextVar[SecretIdPrompt | None] = ContextVar("splendor_secret_id_prompt", default=None)
 
 
 class OAuthApproval(RunInput):
     """What the admin pastes into the Prefect UI's resume form after approving consent."""
 
-    secret_id: str = Field(min_length=1, max_length=512, description="secret_id from the consent redirect")
+    secret_id: str = Field(
+        min_length=1, max_length=SECRET_ID_MAX_LENGTH, description="secret_id from the consent redirect"
+    )
+
+
+@contextlib.contextmanager
+def prompting_for_secret_id(prompt: SecretIdPrompt) -> Iterator[None]:
+    """Local runs started inside the block ask `prompt` for the secret_id while they wait."""
+    token = _SECRET_ID_PROMPT.set(prompt)
+    try:
+        yield
+    finally:
+        _SECRET_ID_PROMPT.reset(token)
+
+
+def _prompt_for(source_key: str, consent_url: str) -> AnswerPrompt | None:
+    ask = _SECRET_ID_PROMPT.get()
+    if ask is None:
+        return None
+
+    async def answer() -> dict[str, Any] | None:
+        secret_id = await ask(source_key, consent_url)
+        return None if secret_id is None else {"secret_id": secret_id}
+
+    return answer
 
 
 async def _publish_consent(
@@ -125,6 +176,25 @@ async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, time
     raise _unanswered(scope, timeout_seconds)
 
 
+async def _complete_and_forget(
+    client: SplendorClient, scope: Scope, source_id: int, secret_id: str, pause_key: str | None
+) -> None:
+    """Complete the OAuth; a secret_id from the resume form (`pause_key` given) is deleted from the
+    server once Splendor has taken or refused it. A run that can start again as itself keeps it while
+    the outcome is unknown; a local run deletes it first (see the module's docstring)."""
+    if pause_key is not None and not reruns_as_itself():
+        await forget_answer(pause_key, "OAuth")
+        pause_key = None
+    try:
+        await _complete(client, scope, source_id, secret_id)
+    except PermanentStepError:  # refused: the secret_id is worth nothing any more
+        if pause_key is not None:
+            await forget_answer(pause_key, "OAuth")
+        raise
+    if pause_key is not None:
+        await forget_answer(pause_key, "OAuth")
+
+
 async def connect_oauth(
     scope: Scope,
     source_id: int,
@@ -133,19 +203,35 @@ async def connect_oauth(
     timeout_seconds: int,
     secret_block: str | None = None,
 ) -> CredentialState:
-    """Publish one consent link, wait for the admin (or read the secret_id from a Secret block), and
-    complete the OAuth; returns once Splendor reports the credentials ready."""
+    """Publish one consent link, wait for the admin (or read the secret_id from a Secret block, or
+    from the answer this run's resume form holds already), and complete the OAuth; returns once
+    Splendor reports the credentials ready."""
     pause_key = f"oauth-{source_id}"
     async with open_client(scope.credentials_block, step=STEP, source_key=scope.source_key) as client:
         status = await credential_status(client, source_id)
         if status == CredentialStatus.READY:
+            # An earlier attempt of this run may have completed the OAuth and died before deleting
+            # the secret_id from its resume form.
+            await forget_answer(pause_key, "OAuth")
             return announce_ready(
                 scope, CredentialState(source_id=source_id, credential_status=status, provisioned=False)
             )
-        secret_id = await _secret_from_block(scope, secret_block) if secret_block else None
-        # A suspended run starting again after the admin answered has published its link already.
-        resumed = secret_id is None and await answered(pause_key)
-        if not resumed and not (secret_id and status == CredentialStatus.PENDING_OAUTH):
+        secret_id: str | None = None
+        from_form = False
+        if secret_block:
+            secret_id = await _secret_from_block(scope, secret_block)
+        else:
+            given = await earlier_answer(OAuthApproval, pause_key)
+            if given is not None:
+                # Answered already: a suspended run started again, or an attempt that read the answer
+                # died before Splendor confirmed it. Its consent link is out; no new one.
+                secret_id, from_form = given.secret_id, True
+                get_run_logger().info(
+                    "Completing the OAuth of source %s with the secret_id this run's resume form holds",
+                    source_id,
+                )
+        consent_url: str | None = None
+        if not from_form and not (secret_id and status == CredentialStatus.PENDING_OAUTH):
             result = await client.provision(source_id, {})
             status = result.airbyte.credential_status
             if status != CredentialStatus.READY and secret_id is None:
@@ -153,27 +239,25 @@ async def connect_oauth(
                     raise PermanentStepError(
                         STEP, scope.source_key, "OAuth provision returned no consent_url"
                     )
-                await _publish_consent(scope, source_id, provider, result.consent_url, timeout_seconds)
+                consent_url = result.consent_url
+                await _publish_consent(scope, source_id, provider, consent_url, timeout_seconds)
         if status != CredentialStatus.READY:
             if provider.oauth_mode == "splendor":
                 await _wait_ready(client, scope, source_id, timeout_seconds)
             else:
-                from_form = secret_id is None
-                if from_form:
+                if secret_id is None:
                     approval = await wait_for_admin(
                         OAuthApproval,
                         pause_key=pause_key,
                         timeout_seconds=timeout_seconds,
                         unanswered=_unanswered(scope, timeout_seconds),
+                        prompt=_prompt_for(scope.source_key, consent_url) if consent_url else None,
                     )
-                    secret_id = approval.secret_id
-                assert secret_id is not None
+                    secret_id, from_form = approval.secret_id, True
                 remember_secrets([secret_id])
-                try:
-                    await _complete(client, scope, source_id, secret_id)
-                finally:
-                    if from_form:
-                        await forget_answer(pause_key, "OAuth")
+                await _complete_and_forget(
+                    client, scope, source_id, secret_id, pause_key if from_form else None
+                )
         status = await credential_status(client, source_id)
     if status != CredentialStatus.READY:
         raise PermanentStepError(
