@@ -239,11 +239,12 @@ class Stack:
 
     def _start(self) -> None:
         cfg = self.config
-        if cfg.fresh and self.root.exists():
-            shutil.rmtree(self.root)
+        if cfg.fresh:
+            remove_state(self.root)
         for path in (self.root, self.logs, self.results, self.root / "server", self.root / "home"):
             path.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)  # the postgres user must reach pg/ and run/ below it
+        self._place_postgres()
         for index in range(1, cfg.workers + 1):
             self.worker_home(index).mkdir(exist_ok=True)
         socket_path = self.pg.socket_dir / f".s.PGSQL.{self.pg.port}"
@@ -296,6 +297,16 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(deploy.pid, signal.SIGKILL)
                 deploy.wait()
+
+    def _place_postgres(self) -> None:
+        """Keep the cluster below the root, or where the postgres user can reach it (and say where)."""
+        home = postgres.cluster_home(self.root)
+        if home != self.root:
+            log.warning(
+                "PostgreSQL cluster kept in %s: the `%s` user cannot traverse the directories above %s",
+                home, postgres.SUPERUSER, self.root,
+            )  # fmt: skip
+        self.pg.data_dir, self.pg.socket_dir = home / "pg", home / "run"
 
     def _start_postgres(self, replacing: Proc | None = None) -> Proc:
         proc = postgres.start(self.pg, postgres.find_bindir(), self.procs, clean_env(), replacing)
@@ -616,6 +627,7 @@ class Stack:
             f"  Prefect UI       {self.ui_url}" + ("" if cfg.ui else "  (UI disabled)"),
             f"  Prefect API      {self.api_url}",
             f"  PostgreSQL       {self.pg.dsn}",
+            f"                   cluster {self.pg.data_dir}",
             "                   no password; "
             + (f"127.0.0.1:{self.pg.port} and " if self.pg.tcp else "")
             + f"socket dir {self.pg.socket_dir} (mode 0700: only its owner can connect)",
@@ -637,6 +649,12 @@ class Stack:
             f"  Stop             Ctrl-C here, or kill -TERM {os.getpid()}",
         ]
         return "\n".join(lines)
+
+
+def remove_state(root: Path) -> None:
+    """Remove a (stopped) stack's state: its root and, when it had to be kept elsewhere, its cluster."""
+    postgres.remove_relocated(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _tail(path: Path, lines: int = 40) -> str:

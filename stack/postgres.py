@@ -4,10 +4,16 @@ The cluster listens on a unix socket in a directory only its owner can enter (07
 unless asked to (then 127.0.0.1 only). `initdb -A trust` writes trust rules for local sockets and loopback
 only, and no password exists at all: who can reach the socket is the whole access control, which is why
 the socket directory's mode matters.
+
+Run as root, PostgreSQL runs as the `postgres` system user, which must traverse every directory above
+the cluster. A checkout under a 0700 directory (root's home in most containers, a `mktemp -d` folder)
+is out of its reach: the cluster then lives in a per-checkout directory under /var/tmp instead, named
+from a digest of the stack's root so that every start of that stack finds the same cluster.
 """
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -30,6 +36,9 @@ POSTGRES_STOP: StopPlan = (
 )
 DATABASE = "prefect"
 SUPERUSER = "postgres"
+# Where a cluster goes when the postgres user cannot reach the stack's root: sticky and world-traversable
+# on every Linux, and kept across reboots (unlike /tmp on many systems), like the stack's own state.
+RELOCATION_BASE = Path("/var/tmp")
 
 
 class PostgresError(RuntimeError):
@@ -94,14 +103,55 @@ def _chown(path: Path, user: str | None) -> None:
         shutil.chown(path, user=user, group=user)
 
 
+def _can_use(path: Path, user: str, *, write: bool) -> bool:
+    test = ["test", "-w", str(path), "-a", "-x", str(path)] if write else ["test", "-x", str(path)]
+    return subprocess.run(test, user=user, group=user, extra_groups=[], check=False).returncode == 0
+
+
+def relocated_home(root: Path) -> Path:
+    """The directory under /var/tmp that holds the cluster of the stack at `root` when its user cannot
+    reach `root`; the same for every start of that stack."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return RELOCATION_BASE / f"splendor-stack-pg-{digest}"
+
+
+def cluster_home(root: Path) -> Path:
+    """The directory to hold the cluster (`pg/`) and its socket directory (`run/`): `root` when the user
+    PostgreSQL runs as can traverse it, else relocated_home(root), created private to us.
+
+    /var/tmp is writable by anyone: a directory of that name made by another user (or a symlink) could
+    hand them the cluster, so an existing one must be ours, a real directory, writable by nobody else.
+    """
+    user = run_as_user()
+    if user is None or _can_use(root, user, write=False):
+        return root
+    home = relocated_home(root)
+    with contextlib.suppress(FileExistsError):
+        home.mkdir(mode=0o755)
+    info = home.lstat()
+    if not home.is_dir() or home.is_symlink() or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise PostgresError(
+            f"{home} exists but is not a directory of uid {os.geteuid()} that only it can write; "
+            "remove it and start again"
+        )
+    # Traversable by the postgres user; pg/ and run/ below stay private to it (0700).
+    home.chmod(0o755)
+    return home
+
+
+def remove_relocated(root: Path) -> None:
+    """Remove the cluster relocated for the stack at `root`, if there is one (with `root` itself gone,
+    nothing else would ever find it)."""
+    home = relocated_home(root)
+    if home.is_dir() and not home.is_symlink() and home.lstat().st_uid == os.geteuid():
+        shutil.rmtree(home)
+
+
 def _check_reachable(path: Path, user: str | None) -> None:
     """Fail early, with the reason, when the postgres user cannot write a directory of ours."""
     if user is None:
         return
-    probe = subprocess.run(
-        ["test", "-w", str(path), "-a", "-x", str(path)], user=user, group=user, extra_groups=[], check=False
-    )
-    if probe.returncode != 0:
+    if not _can_use(path, user, write=True):
         raise PostgresError(
             f"the `{user}` user cannot use {path}: every parent directory must be traversable by it "
             "(a 0700 parent, e.g. pytest's temp dir, is not)"

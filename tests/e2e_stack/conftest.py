@@ -1,11 +1,10 @@
 """One production-shaped stack (PostgreSQL, Prefect server, emulator, 2 process workers) for this package.
 
 Package-scoped: it starts once (about 15 s) and is stopped, every child process included, before other
-suites run. Its state lives in a fresh directory under var/ (not pytest's temp dir: that one is mode 0700
-and the `postgres` user must reach the cluster's directory) and is removed afterwards.
+suites run. Its state lives in a fresh directory under var/ and is removed afterwards, with its PostgreSQL
+cluster wherever that had to go (under /var/tmp when the `postgres` user cannot reach the checkout).
 """
 
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from stack import Stack, StackConfig
+from stack.core import remove_state
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SPEC = REPO / "deployments" / "examples" / "stripe-demo.yaml"
@@ -52,7 +52,7 @@ def stack() -> Iterator[Stack]:
             save_demo_secret(running)
             yield running
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_state(root)
 
 
 def save_demo_secret(stack: Stack) -> None:
