@@ -26,6 +26,7 @@ from .errors import (
     scrub_detail,
 )
 from .gate import RateGate
+from .probe import ABSENT_PATH_VALUES, ProbeAnswer
 from .retry import (
     AFTER_SEND_ERRORS,
     NOT_SENT_ERRORS,
@@ -35,7 +36,7 @@ from .retry import (
     is_load_shedding,
     is_transient,
 )
-from .routes import ROUTES, Idempotency, Route
+from .routes import ROUTES, Idempotency, Probe, Route
 from .version import __version__
 
 logger = logging.getLogger("splendor_api")
@@ -413,6 +414,32 @@ class SplendorClient:
         return await self._call(
             "rotate_ingest_token", models.IngestToken, path_params={"source_id": source_id}
         )
+
+    # --- route checks --------------------------------------------------------------------------------
+
+    async def probe_absent(self, route_name: str) -> ProbeAnswer:
+        """Send a route once with ids that name nothing and the route table's refused body; return what
+        the API answered, whatever the status. Shows whether the route exists without acting: the ids and
+        the body come from the tables, never from the caller, so no real object can be named."""
+        route = ROUTES[route_name]
+        if route.external or route.probe is Probe.UNCHECKED:
+            raise ValueError(f"route {route_name} cannot be probed safely")
+        path = route.path(**ABSENT_PATH_VALUES)
+        if path == route.template and route.probe_body is None and route.idempotency is Idempotency.MUTATING:
+            raise ValueError(f"route {route_name} names no object and has no body to refuse")
+        content = route.probe_body.encode() if route.probe_body is not None else None
+        headers = self._headers(route, has_body=content is not None)
+        request = self._http.build_request(route.method, path, content=content, headers=headers)
+        async with self.gate.slot(honour_pause=True):
+            response = await self._http.send(request)
+        try:
+            data = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            return ProbeAnswer(status=response.status_code, api_json=False)
+        if not isinstance(data, dict) or "detail" not in data:
+            return ProbeAnswer(status=response.status_code, api_json=False)
+        detail = scrub_detail(data["detail"], [self.config.token.get_secret_value()])
+        return ProbeAnswer(status=response.status_code, api_json=True, detail=detail)
 
     # --- plumbing ------------------------------------------------------------------------------------
 

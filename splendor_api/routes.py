@@ -24,6 +24,26 @@ class Tag(enum.Enum):
     ASSUMED = "ASSUMED"
 
 
+class Probe(enum.Enum):
+    """How `splendor-flows doctor` checks a route without changing anything (docs/doctor.md)."""
+
+    # A read: called as the flows call it, on the tenant's own objects; where the tenant has none to read,
+    # with an id that cannot exist (which shows the route is there, not the shape of its answer).
+    CALL = "call"
+    # A write on one object: called with an id that cannot exist and, where it takes a body, a body the
+    # API must refuse (422). Either refusal shows the route is there; nothing can be acted on.
+    ABSENT_ID = "absent id"
+    # A write that creates: called with a body the API must refuse with 422 before acting.
+    REFUSED_BODY = "refused body"
+    # No call could be sure to change nothing: listed, never called.
+    UNCHECKED = "unchecked"
+
+
+# What a FastAPI router answers for a path it does not have (with 405 for a path it has under another
+# method). Any other 404 detail ("Source not found") comes from a handler: the route is there.
+UNKNOWN_ROUTE_DETAIL = "Not Found"
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
@@ -39,6 +59,24 @@ class Route:
     # A presigned object-store URL: no Splendor auth, not subject to the API's Retry-After gate.
     external: bool = False
     note: str = ""
+    # The connect and sync chain cannot do without a required route; for an optional one `degrades` says
+    # what stops working without it.
+    required: bool = True
+    degrades: str = ""
+    probe: Probe = Probe.CALL
+    # ABSENT_ID / REFUSED_BODY: the JSON body the API must refuse (a field missing or of the wrong type).
+    probe_body: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.required and not self.degrades:
+            raise ValueError(f"route {self.name}: an optional route must say what degrades without it")
+        if self.probe is Probe.REFUSED_BODY and self.probe_body is None:
+            raise ValueError(f"route {self.name}: a refused-body probe needs the body")
+        if self.probe is Probe.ABSENT_ID and "{" not in self.template:
+            raise ValueError(f"route {self.name}: an absent-id probe needs an id in the path")
+        # A write is never called as it is: only in a way that cannot act (or not at all).
+        if self.idempotency is Idempotency.MUTATING and self.probe is Probe.CALL:
+            raise ValueError(f"route {self.name}: a mutating route cannot be probed by calling it")
 
     def path(self, **params: str | int) -> str:
         """The template with every parameter filled in and URL-quoted."""
@@ -49,6 +87,9 @@ R = Idempotency.READ
 M = Idempotency.MUTATING
 DOC = Tag.DOC
 ASSUMED = Tag.ASSUMED
+ABSENT_ID = Probe.ABSENT_ID
+REFUSED_BODY = Probe.REFUSED_BODY
+UNCHECKED = Probe.UNCHECKED
 
 _ALL = [
     # --- identity ---
@@ -82,6 +123,9 @@ _ALL = [
         ASSUMED,
         envelope="source_definitions",
         note="`q` query parameter and response shape not documented",
+        required=False,
+        degrades="`catalog search` cannot list the long tail of connectors (curated providers are "
+        "unaffected)",
     ),
     Route(
         "discover_catalog_definition",
@@ -91,9 +135,21 @@ _ALL = [
         DOC,
         DOC,
         note="POST without body; reads only",
+        required=False,
+        degrades="sources given by source_definition_id (the catalog's long tail) cannot connect; curated "
+        "providers are unaffected",
     ),
     # --- Airbyte-backed sources ---
-    Route("create_airbyte_source", "POST", "/v1/admin/airbyte-sources", M, DOC, DOC),
+    Route(
+        "create_airbyte_source",
+        "POST",
+        "/v1/admin/airbyte-sources",
+        M,
+        DOC,
+        DOC,
+        probe=REFUSED_BODY,
+        probe_body="{}",
+    ),
     Route(
         "get_airbyte_source",
         "GET",
@@ -111,6 +167,8 @@ _ALL = [
         DOC,
         ASSUMED,
         note="top-level consent_url for OAuth providers is assumed",
+        probe=ABSENT_ID,
+        probe_body='{"source_configuration": "not-an-object"}',
     ),
     Route(
         "complete_oauth",
@@ -120,6 +178,11 @@ _ALL = [
         ASSUMED,
         ASSUMED,
         note='path inferred from "oauth/complete"; body {"secret_id"} assumed',
+        required=False,
+        degrades="OAuth providers whose consent Airbyte runs (oauth_mode airbyte) cannot finish connecting; "
+        "API-key providers and Splendor-run OAuth are unaffected",
+        probe=ABSENT_ID,
+        probe_body="{}",
     ),
     Route(
         "discover_schema",
@@ -130,6 +193,9 @@ _ALL = [
         ASSUMED,
         envelope="streams",
         note="response shape not documented",
+        required=False,
+        degrades="a spec that names its streams or asks for classification stops at discovery; one that "
+        "keeps the provider's default streams connects",
     ),
     Route(
         "create_connection",
@@ -139,8 +205,20 @@ _ALL = [
         ASSUMED,
         ASSUMED,
         note="path inferred by analogy with /provision and /sync",
+        probe=ABSENT_ID,
+        probe_body='{"streams": "not-a-list"}',
     ),
-    Route("start_sync", "POST", "/v1/admin/airbyte-sources/{source_id}/sync", M, DOC, DOC, envelope="run"),
+    Route(
+        "start_sync",
+        "POST",
+        "/v1/admin/airbyte-sources/{source_id}/sync",
+        M,
+        DOC,
+        DOC,
+        envelope="run",
+        probe=ABSENT_ID,
+        probe_body='{"trigger": "not-a-trigger"}',
+    ),
     Route(
         "refresh_run",
         "POST",
@@ -160,6 +238,9 @@ _ALL = [
         ASSUMED,
         envelope="run",
         note="not documented; refresh_run is the documented poll",
+        required=False,
+        degrades="a start that meets a sync already in flight (409 sync_in_progress), or a resumed attempt "
+        "whose run is recorded, cannot attach to that run and stops",
     ),
     Route(
         "list_runs",
@@ -171,6 +252,9 @@ _ALL = [
         envelope="runs",
         note='the docs name a "List Airbyte runs" page whose path was not captured; callers treat a '
         "404 as 'this API cannot list runs' and fall back",
+        required=False,
+        degrades="a lost start-sync answer stops the pipeline and names the attempt, instead of finding "
+        "the run it started",
     ),
     Route(
         "enqueue_ingest",
@@ -183,6 +267,8 @@ _ALL = [
         note='optional body {"run_id"} and the response are assumed; so is the repair rule: enqueueing '
         "a run again queues afresh each object whose ingest run failed with lifecycle.repairable=true "
         "and marks that run superseded (engine/repair.py)",
+        probe=ABSENT_ID,
+        probe_body='{"run_id": "not-a-number"}',
     ),
     # --- ingest runs and sources ---
     Route(
@@ -214,6 +300,11 @@ _ALL = [
         DOC,
         ASSUMED,
         note="partial update and SourceItem response assumed",
+        required=False,
+        degrades="a source whose settings changed in its spec cannot be updated (connect and apply stop "
+        "there), nor can a classification be written; new sources connect",
+        probe=ABSENT_ID,
+        probe_body='{"enabled": "not-a-boolean"}',
     ),
     Route(
         "create_hosted_source",
@@ -223,9 +314,25 @@ _ALL = [
         DOC,
         ASSUMED,
         note="SourceItem response assumed",
+        required=False,
+        degrades="no flow calls it (hosted sources are made in the console); only direct users of the "
+        "client lose it",
+        probe=REFUSED_BODY,
+        probe_body="{}",
     ),
     # --- hosted uploads, logs, ingest tokens ---
-    Route("initiate_upload", "POST", "/v1/ingest/sources/{source_key}/uploads", M, DOC, DOC),
+    Route(
+        "initiate_upload",
+        "POST",
+        "/v1/ingest/sources/{source_key}/uploads",
+        M,
+        DOC,
+        DOC,
+        required=False,
+        degrades="`upload` cannot send files to hosted sources",
+        probe=ABSENT_ID,
+        probe_body="{}",
+    ),
     Route(
         "sign_parts",
         "POST",
@@ -235,6 +342,10 @@ _ALL = [
         DOC,
         envelope="parts",
         note="signing URLs again changes nothing remotely",
+        required=False,
+        degrades="files above the single-upload size (multipart) cannot be uploaded",
+        probe=ABSENT_ID,
+        probe_body="{}",
     ),
     Route(
         "put_object",
@@ -245,9 +356,32 @@ _ALL = [
         ASSUMED,
         external=True,
         note="presigned object-store URL; the ETag response header is standard S3 behaviour",
+        required=False,
+        degrades="`upload` cannot send the bytes of a file",
+        probe=UNCHECKED,
     ),
-    Route("complete_upload", "POST", "/v1/ingest/sources/{source_key}/uploads/complete", M, DOC, DOC),
-    Route("upload_readiness", "GET", "/v1/admin/hosted-uploads/{upload_session_id}/readiness", R, DOC, DOC),
+    Route(
+        "complete_upload",
+        "POST",
+        "/v1/ingest/sources/{source_key}/uploads/complete",
+        M,
+        DOC,
+        DOC,
+        required=False,
+        degrades="uploads cannot be finished, so nothing uploaded is ingested",
+        probe=ABSENT_ID,
+        probe_body="{}",
+    ),
+    Route(
+        "upload_readiness",
+        "GET",
+        "/v1/admin/hosted-uploads/{upload_session_id}/readiness",
+        R,
+        DOC,
+        DOC,
+        required=False,
+        degrades="an upload cannot be followed to its ingest run",
+    ),
     Route(
         "stream_logs",
         "POST",
@@ -256,8 +390,22 @@ _ALL = [
         DOC,
         ASSUMED,
         note="202; only fragment_id is documented in the response",
+        required=False,
+        degrades="no flow calls it; only direct users of the client lose it",
+        probe=ABSENT_ID,
+        probe_body="{}",
     ),
-    Route("rotate_ingest_token", "POST", "/v1/admin/sources/{source_id}/ingest-token", M, DOC, DOC),
+    Route(
+        "rotate_ingest_token",
+        "POST",
+        "/v1/admin/sources/{source_id}/ingest-token",
+        M,
+        DOC,
+        DOC,
+        required=False,
+        degrades="no flow calls it; only direct users of the client lose it",
+        probe=ABSENT_ID,
+    ),
 ]
 
 ROUTES: dict[str, Route] = {route.name: route for route in _ALL}

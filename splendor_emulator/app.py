@@ -18,6 +18,7 @@ from splendor_emulator import (
     routes_objects,
     routes_sources,
 )
+from splendor_emulator.config import EmulatorConfig
 from splendor_emulator.errors import install_error_handlers
 from splendor_emulator.middleware import ObservingMiddleware
 from splendor_emulator.runtime import Runtime
@@ -31,6 +32,25 @@ _TOOL_MODULES = (routes_oauth, routes_objects, routes_control)
 # The routers' own routes carry the path templates the counters and fault specs are keyed by (the app's
 # included-router wrappers do not expose them).
 ROUTE_TABLE: list[BaseRoute] = [route for m in (*_API_MODULES, *_TOOL_MODULES) for route in m.router.routes]
+
+
+def route_keys() -> frozenset[str]:
+    """Every "METHOD /template" the emulator serves, in the counters' form."""
+    return frozenset(
+        f"{method} {getattr(route, 'path', '')}"
+        for route in ROUTE_TABLE
+        for method in getattr(route, "methods", None) or ()
+    )
+
+
+def check_route_switches(config: EmulatorConfig) -> None:
+    """A switch naming no route would silently do nothing: refuse it, naming the key."""
+    known = route_keys()
+    named = [*config.routes_off, *(change.route for change in config.reshaped)]
+    unknown = sorted({key for key in named if key not in known})
+    if unknown:
+        raise ValueError(f"routes_off/reshaped name routes the emulator does not serve: {', '.join(unknown)}")
+
 
 DESCRIPTION = (
     "Local emulator of the Splendor admin API (connectors, sources, hosted uploads, ingest runs). "
@@ -78,6 +98,7 @@ def create_app(runtime: Runtime) -> EmulatorApp:
             {"name": "Sources & Ingest"},
         ],
     )
+    check_route_switches(runtime.config)
     app.runtime = runtime
     app.state.runtime = runtime
     install_error_handlers(app)

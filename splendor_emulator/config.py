@@ -6,11 +6,12 @@ building an `EmulatorConfig(...)` directly. The defaults are the documented demo
 
 import base64
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from splendor_emulator.faults import FaultSpec
+from splendor_emulator.reshape import ROUTE_KEY, ShapeChange
 
 Plan = Literal["growth", "standard"]
 Role = Literal["Admin", "Member"]
@@ -126,6 +127,10 @@ class ProviderConfig(BaseModel):
         return next((s for s in self.streams if s.name == name), None)
 
 
+# The assumed route `list_runs_route` switches, in the counters' key form.
+LIST_RUNS_ROUTE = "GET /v1/admin/airbyte-sources/{source_id}/runs"
+
+
 def _default_tenants() -> list[TenantConfig]:
     return [
         TenantConfig(tenant_id="acme", name="Acme Corp", plan="growth"),
@@ -201,6 +206,22 @@ class EmulatorConfig(BaseModel):
         description="Serve GET /v1/admin/airbyte-sources/{id}/runs (an assumed path); off answers 404, "
         "as an API without that page would.",
     )
+    routes_off: list[Annotated[str, Field(pattern=ROUTE_KEY)]] = Field(
+        default=[],
+        description='Routes ("METHOD /route/template", as in the counters) answered 404 {"detail": "Not '
+        'Found"} before any handler runs, as an API without them would.',
+    )
+    reshaped: list[ShapeChange] = Field(
+        default=[], description="Changes made to routes' successful JSON answers (reshape.py)."
+    )
+
+    def route_is_off(self, route_key: str) -> bool:
+        if route_key in self.routes_off:
+            return True
+        return not self.list_runs_route and route_key == LIST_RUNS_ROUTE
+
+    def shape_changes(self, route_key: str) -> list[ShapeChange]:
+        return [change for change in self.reshaped if change.route == route_key]
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "EmulatorConfig":

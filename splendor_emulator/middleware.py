@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from splendor_emulator.auth import tenant_hint
 from splendor_emulator.faults import FaultSpec
+from splendor_emulator.reshape import ShapeChange
 from splendor_emulator.routes_control import CONTROL_PREFIX, COUNTED_CONTROL_PREFIX
 from splendor_emulator.runtime import Runtime
 
@@ -52,6 +53,46 @@ def _fault_response(spec: FaultSpec) -> tuple[int, dict[str, Any], list[tuple[by
         detail = {"code": "upstream_request_failed", "message": "An upstream provider request failed."}
         return 502, {"detail": detail}, []
     return 500, {"detail": "Internal Server Error"}, []
+
+
+async def _send_json(send: Send, status: int, body: Any, extra: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _reshaping(send: Send, changes: list[ShapeChange]) -> Send:
+    """A `send` that holds a successful JSON answer back until it is whole, makes the shape changes,
+    then sends it with its new length. Errors and non-JSON answers pass through unchanged."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def reshape_send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        payload = b"".join(chunks)
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            pass
+        else:
+            for change in changes:
+                body = change.apply(body)
+            payload = json.dumps(body).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    return reshape_send
 
 
 async def _buffered(receive: Receive) -> Receive:
@@ -100,7 +141,7 @@ class ObservingMiddleware:
         if rt.config.latency_ms > 0:
             await asyncio.sleep(rt.config.latency_ms / 1000)
 
-        fault = rt.faults.take_http(route_key, tenant)
+        fault = None if rt.config.route_is_off(route_key) else rt.faults.take_http(route_key, tenant)
         fault_kind = fault.kind if fault else None
 
         def log_mutation(status: int | None, dropped: bool = False) -> None:
@@ -122,30 +163,23 @@ class ObservingMiddleware:
                 log_mutation(message["status"])
             await send(message)
 
-        if fault is not None and fault.kind in ("unavailable", "bad_gateway", "server_error"):
+        if rt.config.route_is_off(route_key):
+            # Answered the way a router without the path answers, before any handler: nothing happens.
+            log_mutation(404)
+            await _send_json(send, 404, {"detail": "Not Found"}, [])
+        elif fault is not None and fault.kind in ("unavailable", "bad_gateway", "server_error"):
             # Rejected before the handler runs: the call has no effect, which is what makes it safe to retry.
             code, body, extra = _fault_response(fault)
-            payload = json.dumps(body).encode()
             log_mutation(code)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": code,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                        *extra,
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
+            await _send_json(send, code, body, extra)
         elif fault is not None and fault.kind == "drop_after":
             await self._drop_after(scope, receive, send, log_mutation)
         else:
             if fault is not None:  # latency or hang: take the request, wait, then serve it normally
                 receive = await _buffered(receive)
                 await asyncio.sleep(fault.seconds)
-            await self.app(scope, receive, capture)
+            changes = rt.config.shape_changes(route_key)
+            await self.app(scope, receive, _reshaping(capture, changes) if changes else capture)
 
     async def _drop_after(
         self, scope: Scope, receive: Receive, send: Send, log_mutation: Callable[[int | None, bool], None]

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from splendor_flows.cli import discover_commands, fleet_commands
+from splendor_flows.cli import discover_commands, doctor, fleet_commands
 from splendor_flows.cli.console import CredentialsOption, cell, console, fail, run, show, warn
 from splendor_flows.engine.repair import MAX_ATTEMPTS_LIMIT, MAX_RUNS_LIMIT
 
@@ -327,6 +327,7 @@ def whoami(credentials_block: CredentialsOption = None) -> None:
 
 fleet_commands.register(app)
 discover_commands.register(app)
+doctor.register(app)
 
 
 def main() -> None:
