@@ -21,9 +21,10 @@ from pydantic import BaseModel
 from splendor_api import NotFound, SplendorError
 from splendor_flows.engine.errors import PermanentStepError, label_failure
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.pipeline import resolve_scope
+from splendor_flows.flows.pipeline import SOURCE_WAIT_SECONDS, resolve_scope
 from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.events import artifact_slug, masks_failures
+from splendor_flows.orchestration.source_lock import hold_source
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import wait_for_ingest
 from splendor_flows.tasks.uploads import (
@@ -106,7 +107,10 @@ async def after_upload(
         summary.notes.append("the event named no upload session: nothing to follow")
 
     if hand_off and connection_id:
-        handed = await hand_off_latest(scope, source.source_id)
+        # The hand-off reads and enqueues the source's latest run: held, so a sync of the source never
+        # hands the same run over at the same moment.
+        async with hold_source(scope, wait_seconds=SOURCE_WAIT_SECONDS):
+            handed = await hand_off_latest(scope, source.source_id)
         if handed.skipped_reason:
             summary.notes.append(f"hand-off skipped: {handed.skipped_reason}")
         elif handed.ingest_run_ids:

@@ -19,10 +19,11 @@ from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.repair import MAX_ATTEMPTS_LIMIT, MAX_RUNS_LIMIT, RepairReport, repair_source
 from splendor_flows.engine.scope import Step
-from splendor_flows.flows.pipeline import resolve_scope
+from splendor_flows.flows.pipeline import SOURCE_WAIT_SECONDS, resolve_scope
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.engine_adapter import step_context
 from splendor_flows.orchestration.events import artifact_slug
+from splendor_flows.orchestration.source_lock import hold_source
 
 
 @flow(name="repair-ingest", log_prints=False)
@@ -49,7 +50,9 @@ async def repair_ingest(
         source = await client.find_source(source_key)
     if source is None:
         raise PermanentStepError(Step.REPAIR, source_key, "no such source in the tenant", CONNECT_FIRST)
-    async with step_context(scope, Step.REPAIR) as ctx:
+    # Held like any pipeline of the source: a sync's own ingestion and a repair never hand the same run
+    # over at once.
+    async with hold_source(scope, wait_seconds=SOURCE_WAIT_SECONDS), step_context(scope, Step.REPAIR) as ctx:
         report = await repair_source(
             ctx, source.source_id, run_id=run_id, max_attempts=max_attempts, max_runs=max_runs, poll=poll
         )

@@ -46,6 +46,9 @@ MAX_SOCKET_PATH = 100
 log = logging.getLogger("stack")
 
 
+LEASES_ON_DISK = "prefect.server.concurrency.lease_storage.filesystem"
+
+
 class StackError(RuntimeError):
     pass
 
@@ -319,6 +322,9 @@ class Stack:
             "PREFECT_HOME": str(self.root / "server"),
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
             "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
+            # Concurrency leases on disk, not in the server's memory: a restart must not forget who holds a
+            # source's slot, or the slot stays taken with no lease left to expire (source_lock).
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASES_ON_DISK,
         } | cfg.extra_env  # fmt: skip
         return self.procs.start(
             "server",

@@ -1,0 +1,58 @@
+"""A holder of a source's slot that dies releases it within the documented bound, on a real
+`prefect server start` (whose repossessor service takes back expired leases; the test harness's server
+runs no such service)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.source_lock import RELEASE_BOUND_SECONDS, SourceBusy, hold_source
+
+from .conftest import REPO, Stack
+
+
+async def _hold_briefly(scope: Scope, wait_seconds: float) -> float:
+    async with hold_source(scope, wait_seconds=wait_seconds) as waited:
+        return waited
+
+
+def test_a_killed_holder_releases_the_source_within_the_bound(stack: Stack) -> None:
+    source_key = f"held-{uuid.uuid4().hex[:6]}"
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.lock_holder", stack.emulator.base_url, source_key],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=stack.env,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        scope = Scope(api_base=stack.emulator.base_url, tenant="acme", source_key=source_key, sync_id="next")
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            # While the holder lives, nobody else gets the source, even after a lease's length: it renews.
+            began = time.monotonic()
+            try:
+                asyncio.run(_hold_briefly(scope, wait_seconds=RELEASE_BOUND_SECONDS + 5))
+                raise AssertionError("the source was held twice")
+            except SourceBusy:
+                pass
+            assert time.monotonic() - began >= RELEASE_BOUND_SECONDS
+            holder.kill()
+            holder.wait(timeout=10)
+            killed = time.monotonic()
+            waited = asyncio.run(_hold_briefly(scope, wait_seconds=RELEASE_BOUND_SECONDS + 60))
+            took = time.monotonic() - killed
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, 9)
+    print(
+        f"\nsource released {took:.1f} s after its holder was SIGKILLed (bound {RELEASE_BOUND_SECONDS:.0f} s)"
+    )
+    assert waited > 0 and took <= RELEASE_BOUND_SECONDS + 5, took

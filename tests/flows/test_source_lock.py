@@ -1,0 +1,107 @@
+"""One pipeline per source at a time, on a real Prefect server (the test harness) and the emulator.
+
+- Two entry points on one source at once (two manual syncs with their own sync_ids): the second waits
+  for the first to finish with the source, so their Splendor runs never overlap, and while both race
+  no start record is ever lost (each start's record is read back many times a second while the
+  starts are slowed down: a record that appears and then vanishes is a lost write).
+- `force` starts a new sync after a finished one.
+
+A dead holder's release needs the server's repossessor service, which the test harness's server does not
+run: tests/e2e/test_e2e_6_source_lock.py proves it on a real `prefect server start`.
+"""
+
+import asyncio
+import uuid
+from datetime import datetime
+
+from splendor_emulator import Emulator
+from splendor_flows.engine.polling import PollOptions
+from splendor_flows.engine.run_records import pipeline_of
+from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.flows.sync_source import sync_source
+from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.run_records import PrefectRunRecords
+from tests.flows.conftest import stripe_spec
+
+FAST_POLL = PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=30)
+START = "POST /v1/admin/airbyte-sources/{source_id}/sync"
+
+
+def _scope(emulator: Emulator, source_key: str, sync_id: str) -> Scope:
+    return Scope(api_base=emulator.base_url, tenant="acme", source_key=source_key, sync_id=sync_id)
+
+
+def _intervals(emulator: Emulator, source_id: int) -> list[tuple[datetime, datetime]]:
+    runs = emulator.runs("acme", source_id=source_id)
+    return sorted(
+        (datetime.fromisoformat(r["created_at"]), datetime.fromisoformat(r["completed_at"])) for r in runs
+    )
+
+
+async def test_two_pipelines_on_one_source_take_turns_and_lose_no_start_record(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
+    await connect_source(spec=stripe_spec(source_key), sync=False)
+    [source] = [s for s in emulator.sources("acme") if s["source_key"] == source_key]
+    first, second = f"first-{uuid.uuid4().hex[:6]}", f"second-{uuid.uuid4().hex[:6]}"
+    records = PrefectRunRecords()
+    scope = _scope(emulator, source_key, first)
+    # Slow starts: without the exclusion both pipelines would read the records, then write them back,
+    # while the other's start is in flight.
+    emulator.add_fault(kind="latency", route=START, seconds=1.0)
+    seen: dict[str, bool] = {pipeline_of(_scope(emulator, source_key, s)): False for s in (first, second)}
+    lost: list[str] = []
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            held = {s.pipeline for s in (await records.read(scope)).starts}
+            for pipeline in seen:
+                if pipeline in held:
+                    seen[pipeline] = True
+                elif seen[pipeline]:
+                    lost.append(pipeline)
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        summaries = await asyncio.gather(
+            *(
+                sync_source(source_key=source_key, sync_id=s, trigger="manual", poll=FAST_POLL)
+                for s in (first, second)
+            )
+        )
+    finally:
+        stop.set()
+        await watcher
+    assert not lost, f"a start record vanished after it was written: {lost}"
+    assert all(seen.values()), seen
+    assert all(s.status == "succeeded" and s.ingest_status == "ready" for s in summaries)
+    # Each pipeline synced once, one after the other: never two runs of the source in flight.
+    assert len({s.run_id for s in summaries}) == 2
+    [(_, first_done), (second_began, _)] = _intervals(emulator, source["source_id"])
+    assert second_began >= first_done, "the second pipeline started while the first run was in flight"
+    final = {s.pipeline for s in (await records.read(scope)).starts if s.run_id is not None}
+    assert set(seen) <= final
+
+
+async def test_force_starts_a_new_sync_after_a_finished_one(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
+    sync_id = f"forced-{uuid.uuid4().hex[:6]}"
+    done = await connect_source(spec=stripe_spec(source_key), sync_id=sync_id, poll=FAST_POLL)
+    assert done.status == "succeeded"
+    again = await sync_source(source_key=source_key, sync_id=sync_id, poll=FAST_POLL, trigger="manual")
+    assert again.run_id == done.run_id, "without force the same sync_id attaches to its run"
+    forced = await sync_source(
+        source_key=source_key, sync_id=sync_id, force=True, poll=FAST_POLL, trigger="manual"
+    )
+    assert forced.status == "succeeded" and forced.run_id != done.run_id
+    assert forced.sync_id.startswith(f"{sync_id}.force-")
+    runs = emulator.runs("acme", source_id=done.source_id)
+    assert sorted(r["run_id"] for r in runs) == sorted([done.run_id, forced.run_id])
+    # The forced pipeline resumes under its own sync_id: no third run.
+    resumed = await sync_source(
+        source_key=source_key, sync_id=forced.sync_id, poll=FAST_POLL, trigger="manual"
+    )
+    assert resumed.run_id == forced.run_id
