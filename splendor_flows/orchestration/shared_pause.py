@@ -7,6 +7,12 @@ shard's gate closes is published as one Prefect Variable per (API, tenant), and 
 variable on a short interval and closes its own gate until the published moment. The variable holds a
 wall-clock timestamp and the shard that saw the 503: nothing secret.
 
+The longest pause wins. Prefect variables have no compare-and-set, so a shard that read the variable
+before another's longer pause landed replaces it with its shorter one. Every shard therefore compares
+what it reads with the longest pause it knows (its own or one it applied): a shorter one in its place is
+written over again, so the longer pause is back within a watch interval while a shard that knows it runs.
+A shard's own writes go out one at a time, in order, so they cannot overtake each other.
+
 What it costs: one variable read per shard per `WATCH_SECONDS`, one write per new pause. What it does
 not do: a pause shorter than the watch interval may end before another shard reads it (that shard's
 own 503 still pauses it), and processes that are not sharded fleet runs (a `sync-source` run, a
@@ -48,6 +54,14 @@ class PauseRecord(BaseModel):
     by: str
 
 
+def _parse(value: object) -> PauseRecord | None:
+    """The variable's record, or None when it holds something else (nothing to compare with)."""
+    try:
+        return PauseRecord.model_validate(value)
+    except ValueError:
+        return None
+
+
 class SharedPauseGate(RateGate):
     """A `RateGate` whose closing (the client calls `close_for` on a 503/429 Retry-After) is also
     handed to `publish`; a pause read from elsewhere closes it through `close_locally`, which does
@@ -83,33 +97,43 @@ class SharedPause:
         self.label = label
         self.gate = SharedPauseGate(max_concurrency, self._on_local_pause)
         self._wall = wall
-        self._known_until = 0.0  # the latest pause end this shard published or applied
+        # The longest pause this shard published or applied: what the variable must hold until it ends.
+        self._known = PauseRecord(until=0.0, by=label)
         self._writes: set[asyncio.Task[None]] = set()
+        self._writing = asyncio.Lock()
         self.published = 0
         self.applied = 0
+        self.restored = 0
 
     def _on_local_pause(self, seconds: float) -> None:
         until = self._wall() + seconds
-        if until <= self._known_until + REPUBLISH_SLACK_SECONDS:
+        if until <= self._known.until + REPUBLISH_SLACK_SECONDS:
             return
-        self._known_until = until
-        task = asyncio.get_running_loop().create_task(self._write(until))
+        self._known = PauseRecord(until=until, by=self.label)
+        self._start_write(self._known)
+
+    def _start_write(self, record: PauseRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(record))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, until: float) -> None:
-        value = PauseRecord(until=until, by=self.label).model_dump(mode="json")
+    async def _write(self, record: PauseRecord) -> None:
+        value = record.model_dump(mode="json")
         try:
-            async with get_client() as client:
+            async with self._writing, get_client() as client:
                 current = await client.read_variable_by_name(self.name)
-                if current is not None:
-                    with contextlib.suppress(ValueError):
-                        if PauseRecord.model_validate(current.value).until >= until:
-                            return  # someone published a longer pause already
-                    await client.update_variable(VariableUpdate(name=self.name, value=value, tags=[TAG]))
-                else:
-                    with contextlib.suppress(ObjectAlreadyExists):
+                if current is None:
+                    try:
                         await client.create_variable(VariableCreate(name=self.name, value=value, tags=[TAG]))
+                        self.published += 1
+                        return
+                    except ObjectAlreadyExists:
+                        # Another shard created it meanwhile: compare with what it holds, as below.
+                        current = await client.read_variable_by_name(self.name)
+                stored = _parse(current.value) if current is not None else None
+                if stored is not None and stored.until >= record.until:
+                    return  # someone published a longer pause already
+                await client.update_variable(VariableUpdate(name=self.name, value=value, tags=[TAG]))
             self.published += 1
         except (httpx.HTTPError, RuntimeError) as exc:
             # Only the others' courtesy is lost: this shard's own gate is closed already.
@@ -118,22 +142,25 @@ class SharedPause:
     async def _read(self) -> PauseRecord | None:
         async with get_client() as client:
             variable = await client.read_variable_by_name(self.name)
-        if variable is None:
-            return None
-        try:
-            return PauseRecord.model_validate(variable.value)
-        except ValueError:
-            return None
+        return None if variable is None else _parse(variable.value)
 
     async def watch_once(self) -> None:
         record = await self._read()
-        if record is None:
-            return
-        remaining = record.until - self._wall()
-        if remaining > 0 and record.until > self._known_until:
-            self._known_until = record.until
-            self.gate.close_locally(remaining)
-            self.applied += 1
+        now = self._wall()
+        if record is not None and record.until > self._known.until:
+            if record.until > now:
+                self._known = record
+                self.gate.close_locally(record.until - now)
+                self.applied += 1
+        elif (
+            (record is None or record.until < self._known.until)
+            and self._known.until - now > REPUBLISH_SLACK_SECONDS
+            and not self._writes
+        ):
+            # The variable holds a shorter pause (or none) than one this shard knows, and no write of
+            # this shard is on its way: a shard that read it before the longer one landed wrote over it.
+            self.restored += 1
+            self._start_write(self._known)
 
     async def _watch(self) -> None:
         while True:
