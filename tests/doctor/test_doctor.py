@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from splendor_api import ROUTES, Idempotency, SplendorClient, SplendorConfig
+from splendor_api.probe import ABSENT_PATH_VALUES
 from splendor_api.routes import Probe, Route
 from splendor_emulator import Emulator, running_emulator
 from splendor_emulator.reshape import ShapeChange
@@ -134,7 +135,6 @@ def test_doctor_changes_nothing(emu: Emulator) -> None:
 
     code, _ = doctor(emu)
 
-    assert code == 0
     assert emu.state("acme") == before  # no source, run, credential, ingest run or upload created or changed
     counts = emu.counts()
     templates = {f"{r.method} {r.template}": r for r in ROUTES.values()}
@@ -148,6 +148,7 @@ def test_doctor_changes_nothing(emu: Emulator) -> None:
         if route.idempotency is Idempotency.MUTATING:
             assert counts.get(key) == 1, (key, counts)
     assert not any(key.startswith("PUT /_objects") for key in counts)
+    assert code == 0
 
 
 def test_optional_assumed_route_off_is_named_with_what_degrades(emu: Emulator) -> None:
@@ -265,6 +266,24 @@ def test_empty_tenant_probes_the_reads_it_has_nothing_for() -> None:
     assert source["result"] == "ok" and "the tenant has no connector source to read" in source["how"]
 
 
+def test_a_tenant_holding_the_probes_absent_key_leaves_the_writes_unchecked() -> None:
+    with emulator() as emu:
+        with httpx.Client(
+            base_url=emu.base_url,
+            headers={"Authorization": f"Bearer {ADMIN}", "X-Splendor-Tenant-Id": "acme"},
+        ) as client:
+            connected_source(client, source_key=str(ABSENT_PATH_VALUES["source_key"]))
+        emu.reset_counters()
+        code, output = doctor(emu, "--json")
+        counts = emu.counts()
+    report = json.loads(output)
+    assert code == 1  # required writes could not be checked
+    assert result_of(report, "initiate_upload") == "unchecked"
+    assert result_of(report, "start_sync") == "unchecked"
+    assert "POST /v1/ingest/sources/{source_key}/uploads" not in counts
+    assert "POST /v1/admin/airbyte-sources/{source_id}/sync" not in counts
+
+
 def test_bad_configuration_is_one_line_and_exit_2() -> None:
     with emulator() as emu:
         code, output = doctor(emu, SPLENDOR_TENANT_ID="", token="acme-admin-token")
@@ -327,3 +346,13 @@ def test_switches_naming_no_route_are_refused() -> None:
         emulator(routes_off=["GET /v1/admin/nothing"]),
     ):
         pass
+
+
+def test_the_docs_table_names_every_route_with_its_need() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "doctor.md").read_text()
+    for route in ROUTES.values():
+        line = next((ln for ln in text.splitlines() if ln.startswith(f"| `{route.name}` |")), None)
+        assert line is not None, f"docs/doctor.md has no row for {route.name}"
+        cells = [c.strip() for c in line.split("|")]
+        assert cells[2] == f"`{route.method} {route.template}`", line
+        assert cells[4] == ("required" if route.required else "optional"), line
