@@ -67,8 +67,8 @@ async def after_upload(
         upload_session_id: the hosted upload session (event payload); empty when data landed another way.
         key: object key of the upload (event payload), for the record.
         event_id: id of the triggering event; re-delivery of the same id does nothing twice.
-        tenant: tenant of the triggering event (its `splendor.tenant` label); an event of another
-            tenant than the credentials' is refused.
+        tenant: tenant of the triggering event (its `splendor.tenant` label), required with
+            `event_id`; an event without it, or of another tenant than the credentials', is refused.
         credentials_block: name of a Splendor Credentials block; empty uses SPLENDOR_* variables.
         hand_off: for Airbyte sources, enqueue ingestion of the latest succeeded sync run.
         poll: how to poll upload readiness and ingest runs.
@@ -129,22 +129,25 @@ async def after_upload(
 async def _check_tenant(
     source_key: str, tenant: str | None, event_id: str | None, credentials_block: str | None
 ) -> None:
-    """Refuse an event of another tenant before any call: the same source_key in this tenant would be
-    someone else's source."""
+    """Refuse an event of another tenant, or one that does not say its tenant, before any call: the
+    same source_key in this tenant would be someone else's source. A run started by hand (no event)
+    acts on the credentials' tenant."""
     try:
         configured = (await load_config(credentials_block)).tenant
     except SplendorError as exc:
         label_failure(exc, "preflight", source_key)
         raise
-    if tenant is None:
-        if event_id is not None:
-            get_run_logger().warning(
-                "Event %s came without its tenant, so it cannot be checked against %s; pass the event's "
-                "splendor.tenant label as the `tenant` parameter",
-                event_id,
-                configured,
-            )
-        return
+    if not tenant:
+        if event_id is None:
+            return
+        raise PermanentStepError(
+            "after-upload",
+            source_key,
+            f"tenant: the event names no tenant (event {event_id}), so it cannot be checked against the "
+            f"credentials' tenant {configured!r}; nothing was called",
+            "pass the event's splendor.tenant label as the `tenant` parameter (the deployment's trigger "
+            "in prefect.yaml does), and emit upload events with that label",
+        )
     if tenant != configured:
         raise PermanentStepError(
             "after-upload",

@@ -181,10 +181,11 @@ async def test_after_upload_hands_airbyte_source_off_once_per_event(
     await connect_source(spec=stripe_spec(source_key), wait_for_ingest=False)
     route = "POST /v1/admin/airbyte-sources/{source_id}/enqueue-ingest"
     before = emulator.count(route)
-    first = await after_upload(source_key, key="drops/x.jsonl", event_id=f"evt-{source_key}")
+    event = {"key": "drops/x.jsonl", "event_id": f"evt-{source_key}", "tenant": "acme"}
+    first = await after_upload(source_key, **event)
     assert first.handed_off_run_id is not None
     assert set(first.ingest_statuses.values()) == {"ready"}
-    second = await after_upload(source_key, key="drops/x.jsonl", event_id=f"evt-{source_key}")
+    second = await after_upload(source_key, **event)
     assert second.ingest_run_ids == first.ingest_run_ids
     assert emulator.count(route) - before == 1
 
@@ -272,6 +273,20 @@ async def test_after_upload_refuses_an_event_of_another_tenant(hosted: str) -> N
     await counting.inner.aclose()
     message = str(caught.value)
     assert "'globex'" in message and "'acme'" in message and hosted in message
+    assert counting.sent == []
+
+
+@pytest.mark.parametrize("tenant", [None, ""], ids=["absent", "empty"])
+async def test_after_upload_refuses_an_event_without_its_tenant(hosted: str, tenant: str | None) -> None:
+    # An event without the tenant label cannot be checked against the credentials: the same source_key
+    # in this tenant could be another tenant's source.
+    counting = CountingTransport()
+    with use_runtime(transport=counting), pytest.raises(PermanentStepError) as caught:
+        await after_upload(hosted, upload_session_id="ups_1", event_id="evt-no-tenant", tenant=tenant)
+    await counting.inner.aclose()
+    message = str(caught.value)
+    assert f"source '{hosted}'" in message and "evt-no-tenant" in message
+    assert "tenant: the event names no tenant" in message and "splendor.tenant" in message
     assert counting.sent == []
 
 
