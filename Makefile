@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_HOST ?= 127.0.0.1
 export PREFECT_SERVER_PORT ?= 4200
 
-.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench bench-sharded soak emulator clean
+.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench bench-sharded bench-tenant soak emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench: $(STAMP)
 # BENCH_N=1000 for a thousand sources; BENCH_SHARDED_ARGS="--workers 1,2" for fewer stacks.
 bench-sharded: $(STAMP)
 	$(PY) -m bench.sharded $(BENCH_SHARDED_ARGS)
+
+# A tenant's schedules at their real number on the stack (1,000 hourly + 200 every-minute sources by
+# default): lateness of each due source's work and orchestration CPU (docs/fleet.md). About 12 minutes.
+# BENCH_TENANT_ARGS="--hourly 200 --minutely 20 --minutes 2" for a quick look.
+bench-tenant: $(STAMP)
+	$(PY) -m bench.tenant $(BENCH_TENANT_ARGS)
 
 # A local Prefect server with its SQLite database under $(PREFECT_HOME); UI at http://127.0.0.1:4200.
 server: $(STAMP)

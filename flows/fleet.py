@@ -53,6 +53,7 @@ from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.orchestration.run_records import records_place, run_records
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.shared_pause import SharedPause
+from splendor_flows.orchestration.source_lock import BatchHolds
 from splendor_flows.specs.connectors_file import load_connectors
 from splendor_flows.tasks.sync import start_sync
 
@@ -358,7 +359,7 @@ async def sync_sources(
                 history=history,
                 store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
                 records=await run_records(),
-                source_wait_seconds=source_wait_seconds,
+                holds=BatchHolds(wait_seconds=source_wait_seconds),
                 skip_busy=skip_busy,
             )
             try:

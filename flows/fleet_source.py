@@ -35,7 +35,7 @@ from splendor_flows.engine.store import CheckpointStore
 from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.events import masked
-from splendor_flows.orchestration.source_lock import SourceBusy, hold_source
+from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy
 
 
 @dataclass
@@ -54,9 +54,9 @@ class FleetContext:
     store: CheckpointStore
     # Start records of every source (Prefect Variables, or beside the checkpoints in `store`).
     records: RunRecords
-    # How long a source may be held by another pipeline before this run gives up on it; a scheduled
-    # tick waits less than its interval, then leaves the source to the pipeline that has it.
-    source_wait_seconds: float = 3600.0
+    # Each source's hold (source_lock), taken in batches; its wait says how long a source held by another
+    # pipeline is waited for (a scheduled tick waits less than its interval).
+    holds: BatchHolds = field(default_factory=lambda: BatchHolds(wait_seconds=3600.0))
     # Whether a source still held after `source_wait_seconds` is skipped (a tick: the holder is syncing
     # it right now) rather than failed (a fleet run asked for by someone).
     skip_busy: bool = False
@@ -136,7 +136,7 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
         deferred=deferred,
     )
     steps = StoredSteps(source, ctx.store, source_id=source_id, trigger=ctx.trigger, poll=ctx.poll)
-    async with hold_source(scope, wait_seconds=ctx.source_wait_seconds):
+    async with ctx.holds.hold(scope):
         try:
             result = await sync_and_ingest(
                 scope, report, steps, max_sync_attempts=ctx.max_sync_attempts, wait_ready=ctx.wait_for_ingest

@@ -199,3 +199,41 @@ async def test_a_global_concurrency_limit_of_zero_fails_at_once(tmp_path: Path, 
         await asyncio.wait_for(sync_fleet(connectors_file=str(path), concurrency_limit=name), timeout=60)
     assert f"global concurrency limit '{name}' allows 0 slots" in str(caught.value)
     assert f"prefect gcl update {name} --limit" in str(caught.value)
+
+
+async def test_a_source_held_elsewhere_waits_while_the_rest_of_the_fleet_syncs(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    """The fleet holds its sources in batches; a batch with one source another pipeline holds falls back
+    to one hold per source: the others sync at once, the held one only once it is released."""
+    import time
+    from datetime import datetime
+
+    from splendor_flows.orchestration.checkpoint import Scope
+    from splendor_flows.orchestration.source_lock import hold_source
+
+    path = await _fleet_file(tmp_path, source_key, 4)
+    held = f"{source_key}-02"
+    scope = Scope(api_base=emulator.base_url, tenant="acme", source_key=held, sync_id="elsewhere")
+    released_at: list[float] = []
+
+    async def other_pipeline(started: asyncio.Event) -> None:
+        async with hold_source(scope, wait_seconds=30):
+            started.set()
+            await asyncio.sleep(4)
+            released_at.append(time.time())
+
+    started = asyncio.Event()
+    other = asyncio.create_task(other_pipeline(started))
+    await started.wait()
+    summary = await sync_fleet(connectors_file=str(path), concurrency_limit=None)
+    await other
+    assert summary.succeeded == 4
+    ids = {s["source_key"]: s["source_id"] for s in emulator.sources("acme")}
+    created = {
+        key: datetime.fromisoformat(emulator.runs("acme", source_id=ids[key])[-1]["created_at"]).timestamp()
+        for key in (f"{source_key}-{i:02d}" for i in range(4))
+    }
+    # The held source started only after the other pipeline let it go; the rest did not wait for it.
+    assert created[held] >= released_at[0] - 0.5
+    assert all(t < released_at[0] for key, t in created.items() if key != held), (created, released_at)
