@@ -27,11 +27,13 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 import httpx
-from prefect import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect import get_client, get_run_logger
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists
+from prefect.logging import get_logger
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 
 from splendor_flows.engine.errors import StepError
 from splendor_flows.engine.run_records import source_digest
@@ -88,6 +90,36 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     # Shown by the server next to the lease: which flow run holds the source.
     run_id = flow_run.get_id()
     return ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+
+
+def _ephemeral_api() -> bool:
+    """Whether this process talks to an ephemeral Prefect server (no PREFECT_API_URL: a CLI run, the demo)."""
+    return not PREFECT_API_URL.value()
+
+
+async def _reclaim(name: str, source_key: str) -> None:
+    """Give back a slot that no live holder keeps, on an ephemeral server.
+
+    An ephemeral server runs no repossessor service and keeps leases in the memory of the process that
+    started it, so a CLI run stopped before it released its source (killed, or a Ctrl-C that stopped its
+    server first) leaves the slot taken in the database for good. After the release bound, a waiter on
+    such a server takes it back. Two CLI runs of one source at the same moment in two terminals could then
+    both act on it; Splendor's 409 `sync_in_progress` still keeps them to one run.
+    """
+    _warn(
+        f"source '{source_key}' has been held for {RELEASE_BOUND_SECONDS:.0f} s on an ephemeral Prefect "
+        "server, which never takes back a dead holder's slot: taking it back"
+    )
+    async with get_client() as client:
+        await client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+
+
+def _warn(message: str) -> None:
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        # Outside a run (a script holding a source): Prefect's own console logger.
+        get_logger("splendor.source_lock").warning(message)
 
 
 async def _create_limit(name: str) -> None:
@@ -160,10 +192,15 @@ async def hold_source(scope: ScopeLike, *, wait_seconds: float) -> AsyncIterator
     name = limit_name(scope)
     started = time.monotonic()
     delay = FIRST_RETRY_SECONDS
+    reclaimed = False
     while (lease_id := await _try_acquire(name)) is None:
         waited = time.monotonic() - started
         if waited >= wait_seconds:
             raise SourceBusy(scope.source_key, waited)
+        if not reclaimed and waited >= RELEASE_BOUND_SECONDS and _ephemeral_api():
+            await _reclaim(name, scope.source_key)
+            reclaimed = True
+            continue
         pause = min(delay * (0.5 + random.random()), wait_seconds - waited)
         await asyncio.sleep(max(0.0, pause))
         delay = min(MAX_RETRY_SECONDS, delay * 2)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -56,3 +57,36 @@ def test_a_killed_holder_releases_the_source_within_the_bound(stack: Stack) -> N
         f"\nsource released {took:.1f} s after its holder was SIGKILLed (bound {RELEASE_BOUND_SECONDS:.0f} s)"
     )
     assert waited > 0 and took <= RELEASE_BOUND_SECONDS + 5, took
+
+
+def test_a_killed_holder_on_an_ephemeral_server_is_taken_back_by_the_next_run(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """No PREFECT_API_URL (a CLI run, the demo): the server is ephemeral and has no repossessor, so the next
+    run takes the slot of a holder that died without releasing it back itself, after the same bound."""
+    source_key = f"ephemeral-{uuid.uuid4().hex[:6]}"
+    env = {k: v for k, v in stack.env.items() if k != "PREFECT_API_URL"} | {
+        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    }
+    command = [sys.executable, "-m", "tests.lock_holder", stack.emulator.base_url, source_key]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    waiter = subprocess.run(
+        [*command, "--wait", str(RELEASE_BOUND_SECONDS + 60)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert waiter.returncode == 0, waiter.stderr[-2000:]
+    waited = float(waiter.stdout.split()[-1])
+    print(f"\nephemeral server: the next run took the dead holder's slot back after {waited:.1f} s")
+    assert RELEASE_BOUND_SECONDS <= waited <= RELEASE_BOUND_SECONDS + 15, waited
+    assert "taking it back" in waiter.stderr
