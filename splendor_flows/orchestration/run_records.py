@@ -106,12 +106,18 @@ def _replace_file(path: Path, content: bytes) -> None:
 
 def _is_missing(exc: Exception) -> bool:
     """A read that failed because the file is not there: fsspec file systems raise FileNotFoundError,
-    boto3 (prefect-aws) a ClientError whose code is NoSuchKey or 404. Anything else is a failure."""
+    boto3 (prefect-aws) a ClientError whose code is NoSuchKey or 404, google-cloud-storage (prefect-gcp)
+    google.api_core's NotFound (`code` 404), azure-storage-blob (prefect-azure) ResourceNotFoundError
+    (`status_code` 404). Recognised by those attributes: none of the SDKs is a dependency. Anything else
+    (a 403 above all: a storage the worker may not read) is a failure."""
     if isinstance(exc, FileNotFoundError):
         return True
     response = getattr(exc, "response", None)
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return code in ("NoSuchKey", "404", "NotFound")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return True
+    # `code` of a Google error is an HTTPStatus (an int); `status_code` of an Azure one an int, or None.
+    return 404 in (getattr(exc, "code", None), getattr(exc, "status_code", None))
 
 
 TAG = "splendor-run-record"
