@@ -9,14 +9,21 @@ the output is piped or logged.
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Coroutine, Iterator
-from typing import Annotated, Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from splendor_flows.cli.live_view import Watch
 
 T = TypeVar("T")
 
@@ -27,6 +34,14 @@ CredentialsOption = Annotated[
     str | None,
     typer.Option(
         "--credentials-block", "-b", help="Splendor Credentials block; default: SPLENDOR_* variables."
+    ),
+]
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Print Prefect's run log lines as they come (they always reach the run logs on the server).",
     ),
 ]
 
@@ -63,15 +78,17 @@ def show(title: str, values: BaseModel | dict[str, Any], skip: tuple[str, ...] =
 
 
 def expected_failures() -> tuple[type[Exception], ...]:
-    """Failures a command reports as one line: they already say the step, the source and what to do.
+    """Failures a command reports as one line: they already say the step, the source and what to do
+    (or, for a Prefect API that stayed away, that it was Prefect and what to do).
 
     Imported on demand so `--help` does not load Prefect.
     """
     from splendor_api import SplendorError
     from splendor_flows.engine.errors import StepError
+    from splendor_flows.orchestration.prefect_outage import PrefectUnavailable
     from splendor_flows.specs.connectors_file import ConnectorsFileError
 
-    return (StepError, SplendorError, ConnectorsFileError)
+    return (StepError, SplendorError, ConnectorsFileError, PrefectUnavailable)
 
 
 def _type_names(types: tuple[type[BaseException], ...]) -> frozenset[str]:
@@ -97,17 +114,23 @@ class _ExpectedFailuresOffConsole(logging.Filter):
 
     def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
         from splendor_flows.orchestration.prefect_compat import is_run_log
+        from splendor_flows.orchestration.prefect_outage import prefect_outage
 
         super().__init__()
         self.expected = expected
         self.names = _type_names(expected)
         self.is_run_log = is_run_log
+        self.prefect_outage = prefect_outage
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.is_run_log(record):
             return True
         if record.exc_info is not None:
-            return not isinstance(record.exc_info[1], self.expected)
+            failure = record.exc_info[1]
+            return not (
+                isinstance(failure, self.expected)
+                or (failure is not None and self.prefect_outage(failure) is not None)
+            )
         if record.levelno >= logging.ERROR:
             message = record.getMessage()
             return not any(f"{name}: " in message for name in self.names)
@@ -144,25 +167,154 @@ class _DrainNoticesOffConsole(logging.Filter):
 _DRAIN_NOTICES = _DrainNoticesOffConsole()
 
 
+class _RunLogsOffConsole(logging.Filter):
+    """Keeps the flow and task runs' log lines off the terminal (without --verbose).
+
+    The API handler sits on the run loggers themselves and runs before the record propagates to the
+    root's console handler, so every line still reaches the run log on the Prefect server.
+    """
+
+    def __init__(self) -> None:
+        from splendor_flows.orchestration.prefect_compat import is_run_log
+
+        super().__init__()
+        self.is_run_log = is_run_log
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.is_run_log(record)
+
+
+class _StepLines(logging.Handler):
+    """The steps of a single-source command, in plain words: "sync: Started sync run 3 (attempt 1)".
+
+    Only what the project's flows and tasks log, at INFO and above; the engines' own lines ("Beginning
+    flow run ...", "Finished in state Completed()") stay in the run log. Printed without time, level
+    or run name, one line each, so a pipe gets the same text as a terminal.
+    """
+
+    def __init__(self) -> None:
+        import prefect
+
+        super().__init__(level=logging.INFO)
+        self.prefect_dir = str(Path(prefect.__file__).parent)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.pathname.startswith(self.prefect_dir):
+            return
+        step = getattr(record, "task_name", None)
+        text = record.getMessage()
+        line = Text(f"{step}: {text}" if step else text)
+        if record.levelno >= logging.WARNING:
+            line.stylize("yellow" if record.levelno == logging.WARNING else "red")
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+@contextlib.contextmanager
+def _terminal_output(verbose: bool, steps: bool) -> Iterator[None]:
+    from splendor_flows.orchestration.prefect_compat import RUN_LOGGERS, console_handlers
+
+    if verbose:
+        yield
+        return
+    quiet = _RunLogsOffConsole()
+    handlers = console_handlers()
+    lines = _StepLines() if steps else None
+    for handler in handlers:
+        handler.addFilter(quiet)
+    if lines is not None:
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).addHandler(lines)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+        if lines is not None:
+            for name in RUN_LOGGERS:
+                logging.getLogger(name).removeHandler(lines)
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr descriptors at `path` (what a child started now inherits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def start_temporary_server_off_terminal() -> Path | None:
+    """Start Prefect's temporary server now, its output going to a log file; None when there is none.
+
+    Without PREFECT_API_URL, Prefect starts a server in a subprocess on first use. The subprocess
+    inherits this process's stdout and stderr and writes to them whenever it likes (a usage-data
+    notice, a failed telemetry call), which scrambles a live view. Started here first, with its
+    output in $PREFECT_HOME/splendor/temporary-server.log, it is the one every Prefect client of
+    this process then finds running (one instance per process, `SubprocessASGIServer()`).
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    log = Path(PREFECT_HOME.value()) / "splendor" / "temporary-server.log"
+    with _output_to(log):
+        SubprocessASGIServer().start()
+    return log
+
+
 def run(
     coro: Coroutine[Any, Any, T],
     resume_hint: str | None = None,
     reraise: tuple[type[Exception], ...] = (),
+    *,
+    verbose: bool = False,
+    steps: bool = False,
+    watch: "Watch | None" = None,
 ) -> T:
     """Run a flow (or any coroutine) in this process; an expected failure becomes one error line.
 
     `reraise` names further expected failures the caller reports itself (they also stay off the
     terminal as tracebacks). Anything else is a bug and keeps its traceback.
+
+    Prefect's run log lines reach the terminal only with `verbose`. Without it a single-source command
+    (`steps`) prints its steps in plain words, and a command over many sources shows `watch`'s live
+    view (plain lines when not on a terminal).
     """
     expected = expected_failures()
+    from splendor_flows.cli.live_view import following, is_live, showing
     from splendor_flows.orchestration.prefect_compat import console_handlers
+    from splendor_flows.orchestration.prefect_outage import riding_out_prefect_outages
 
     # For the process's life: the services drain their queues at exit, after this function returned.
     for handler in console_handlers():
         handler.addFilter(_DRAIN_NOTICES)
+    view = showing(watch, console) if watch is not None and not verbose else contextlib.nullcontext()
+    if watch is not None and not verbose and is_live(console):
+        start_temporary_server_off_terminal()
     try:
-        with _expected_failures_off_console(expected + reraise):
-            return asyncio.run(coro)
+        # The view is entered last: its filter sees only the records the others let through.
+        # A busy or restarting Prefect API is waited out; longer, it leaves as PrefectUnavailable.
+        with (
+            riding_out_prefect_outages(),
+            _expected_failures_off_console(expected + reraise),
+            _terminal_output(verbose, steps),
+            view,
+        ):
+            return asyncio.run(following(coro, watch) if watch is not None and not verbose else coro)
     except reraise:
         raise
     except expected as exc:

@@ -22,7 +22,15 @@ from rich.progress import (
 from rich.table import Table
 
 from splendor_flows.cli import discover_commands, doctor, fleet_commands
-from splendor_flows.cli.console import CredentialsOption, cell, console, fail, run, show, warn
+from splendor_flows.cli.console import CredentialsOption, VerboseOption, cell, console, fail, run, show, warn
+from splendor_flows.cli.live_view import (
+    AllRowsOption,
+    Board,
+    Watch,
+    fitting,
+    hidden_rows_line,
+    repair_tracker,
+)
 from splendor_flows.engine.repair import MAX_ATTEMPTS_LIMIT, MAX_RUNS_LIMIT
 
 app = typer.Typer(
@@ -88,6 +96,7 @@ def connect(
         typer.Option(help="Secret block holding an OAuth secret_id obtained beforehand (skips the wait)."),
     ] = None,
     credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Onboard one source: discover, create, credentials, connection, first sync, ingestion."""
     spec = load_spec(spec_file)
@@ -103,6 +112,8 @@ def connect(
             credentials_block=credentials_block,
         ),
         resume_hint=f"resume with: splendor-flows connect {spec_file} --sync-id {sync_id}",
+        verbose=verbose,
+        steps=True,
     )
     show(f"connect-source {spec.source_key}", summary)
 
@@ -116,6 +127,7 @@ def sync(
         typer.Option(help="Start a new sync even when this sync_id already has one (it gets its own)."),
     ] = False,
     credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Sync an onboarded source once, then hand the data to ingestion and wait until it is ready."""
     from splendor_flows.flows.pipeline import forced_sync_id
@@ -131,6 +143,8 @@ def sync(
             credentials_block=credentials_block,
         ),
         resume_hint=f"resume with: splendor-flows sync {source_key} --sync-id {sync_id}",
+        verbose=verbose,
+        steps=True,
     )
     show(f"sync-source {source_key}", summary)
 
@@ -155,6 +169,8 @@ def repair(
         bool, typer.Option("--list", help="Only list the failed ingest runs and their error codes.")
     ] = False,
     credentials_block: CredentialsOption = None,
+    verbose: VerboseOption = False,
+    show_all: AllRowsOption = False,
 ) -> None:
     """Hand failed ingest runs of the source's syncs to ingestion again and wait until they are ready."""
     from splendor_flows.flows.repair_ingest import repair_ingest
@@ -170,15 +186,22 @@ def repair(
             max_attempts=max_attempts,
             max_runs=max_runs,
             credentials_block=credentials_block,
-        )
+        ),
+        verbose=verbose,
+        # One line per run being repaired; the failed runs are known only once the flow has read them.
+        watch=Watch(Board(f"repair {source_key}"), repair_tracker(), source_keys={source_key}),
     )
     if not report.runs:
         console.print(f"{cell(source_key)}: no failed ingest run to repair")
         return
+    left = report.not_repaired()
     table = Table(title=cell(report.headline()))
     for column in ("run", "verdict", "error codes", "attempts", "queued now", "reason"):
         table.add_column(column)
-    for item in report.runs:
+    rows, hidden = fitting(report.runs, lambda r: r in left, console, show_all)
+    if hidden:
+        table.caption, table.caption_justify = hidden_rows_line(hidden, "run"), "left"
+    for item in rows:
         table.add_row(
             str(item.run_id),
             item.verdict.value,
@@ -188,7 +211,6 @@ def repair(
             cell(item.reason),
         )
     console.print(table)
-    left = report.not_repaired()
     if left:
         fail(
             f"{len(left)} run(s) of {source_key} not repaired: "
@@ -275,7 +297,8 @@ def upload(
                     allow_empty=allow_empty,
                     max_parallel_parts=max_parallel_parts,
                     credentials_block=credentials_block,
-                )
+                ),
+                steps=True,
             )
     table = Table(title=cell(f"Uploaded to {source_key}"))
     for column in ("file", "bytes", "mode", "parts", "upload session", "key", "ingest run"):
