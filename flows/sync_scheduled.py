@@ -13,7 +13,9 @@ so a thousand per-source schedules mean thousands of Scheduled runs in the datab
 
 A tick does not wait long for a source that another pipeline holds (a manual sync, a fleet, the
 previous tick still polling a long run): after `source_wait_seconds` it leaves the source to that
-pipeline, which is syncing it right now, and reports it `busy`.
+pipeline, which is syncing it right now, and reports it `busy`. Only on its first run: a tick resumed
+after a crash (or a Retry) may have started runs it has not handed to ingestion yet, so it waits for its
+sources as long as a fleet does.
 
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
@@ -21,6 +23,7 @@ No `from __future__ import annotations` here (served runs resolve parameter type
 from typing import Annotated, Literal
 
 from prefect import flow
+from prefect.runtime import flow_run
 from pydantic import Field
 
 from splendor_flows.engine.polling import PollOptions
@@ -79,6 +82,11 @@ async def sync_scheduled(
         wait_for_ingest=wait_for_ingest,
         concurrency_limit=concurrency_limit,
     )
+    if (flow_run.run_count or 1) > 1:
+        # A tick resumed after a crash or a Retry may have started runs it has not handed to ingestion:
+        # leaving a source to another pipeline now would leave that run un-ingested. It waits for each
+        # source as a fleet does, then attaches to its own run.
+        return await sync_sources(sorted(set(source_keys)), options)
     return await sync_sources(
         sorted(set(source_keys)), options, source_wait_seconds=source_wait_seconds, skip_busy=True
     )
