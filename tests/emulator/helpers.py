@@ -1,11 +1,14 @@
 """Shared helpers for the emulator tests: identities, request bodies and polling."""
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
 from splendor_emulator import EmulatorConfig
+
+T = TypeVar("T")
 
 ADMIN = "acme-admin-token"
 MEMBER = "acme-member-token"
@@ -68,6 +71,17 @@ def wait_run(
             return seen
         time.sleep(poll)
     raise AssertionError(f"run {run_id} did not finish: {seen[-1] if seen else None}")
+
+
+def wait_until(what: str, condition: Callable[[], T], timeout: float = 10.0, poll: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail naming `what` at the
+    deadline. Waiting for the condition itself, not a fixed time, holds on a loaded machine too."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+    return value
 
 
 def wait_ingest_ready(client: httpx.Client, ids: list[str], timeout: float = 10.0) -> list[dict[str, Any]]:

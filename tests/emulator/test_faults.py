@@ -9,7 +9,7 @@ import pytest
 from splendor_emulator import Emulator, parse_fault_spec
 
 from .conftest import ClientFactory
-from .helpers import connected_source, source_body, wait_run
+from .helpers import connected_source, source_body, wait_ingest_ready, wait_run, wait_until
 
 CREATE = "POST /v1/admin/airbyte-sources"
 SYNC = "POST /v1/admin/airbyte-sources/{source_id}/sync"
@@ -79,8 +79,8 @@ def test_latency_and_hang(client_for: ClientFactory, emu: Emulator) -> None:
     with pytest.raises(httpx.ReadTimeout):
         impatient.post("/v1/admin/airbyte-sources", json=source_body())
     # A hang answers eventually (and does its work); an impatient client just stopped listening.
-    time.sleep(1.0)
-    assert [s["source_key"] for s in emu.sources("acme")] == ["stripe"]
+    created = wait_until("the hung create to do its work", lambda: emu.sources("acme"), timeout=10)
+    assert [s["source_key"] for s in created] == ["stripe"]
 
 
 def test_global_latency(client_for: ClientFactory) -> None:
@@ -113,8 +113,7 @@ def test_ingest_fail(admin: httpx.Client, emu: Emulator) -> None:
         i["ingest_run_id"]
         for i in admin.post(f"/v1/admin/airbyte-sources/{source_id}/enqueue-ingest").json()["ingest_runs"]
     ]
-    time.sleep(0.4)
-    statuses = sorted(admin.get(f"/v1/ingest/runs/{i}").json()["status"] for i in ids)
+    statuses = sorted(i["status"] for i in wait_ingest_ready(admin, ids))
     assert statuses == ["failed", "ready", "ready"]
     failed = admin.get("/v1/ingest/runs", params={"status": "failed"}).json()["runs"][0]
     assert failed["error_code"] == "parse_failed" and failed["failed_at"] is not None
@@ -133,12 +132,8 @@ def _failed_run(admin: httpx.Client, emu: Emulator, ingest_error: str) -> tuple[
     run_id = admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync").json()["run"]["run_id"]
     wait_run(admin, run_id)
     first = _enqueue(admin, source_id, run_id)
-    time.sleep(0.4)
-    failed = [
-        k
-        for k, i in first.items()
-        if admin.get(f"/v1/ingest/runs/{i['ingest_run_id']}").json()["status"] == "failed"
-    ]
+    ended = wait_ingest_ready(admin, [str(i["ingest_run_id"]) for i in first.values()])
+    failed = [str(i["key"]) for i in ended if i["status"] == "failed"]
     assert len(failed) == 1
     return source_id, run_id, failed[0]
 
@@ -165,8 +160,8 @@ def test_enqueue_again_requeues_a_repairable_failure_once(admin: httpx.Client, e
     old = next(i for i in everything if i["ingest_run_id"] == failed["ingest_run_id"])
     assert old["status"] == "superseded" and old["error_code"] == "parse_failed"
     assert old["lifecycle"]["repairable"] is False
-    time.sleep(0.4)
-    assert admin.get(f"/v1/ingest/runs/{second[key]['ingest_run_id']}").json()["status"] == "ready"
+    [requeued] = wait_ingest_ready(admin, [str(second[key]["ingest_run_id"])])
+    assert requeued["status"] == "ready"
 
 
 def test_enqueue_again_leaves_a_permanent_failure(admin: httpx.Client, emu: Emulator) -> None:
