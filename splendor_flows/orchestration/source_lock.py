@@ -202,6 +202,8 @@ async def hold_source(scope: ScopeLike, *, wait_seconds: float) -> AsyncIterator
             reclaimed = True
             continue
         pause = min(delay * (0.5 + random.random()), wait_seconds - waited)
+        if not reclaimed and waited < RELEASE_BOUND_SECONDS:
+            pause = min(pause, RELEASE_BOUND_SECONDS - waited)  # look again right at the bound
         await asyncio.sleep(max(0.0, pause))
         delay = min(MAX_RETRY_SECONDS, delay * 2)
     waited = time.monotonic() - started

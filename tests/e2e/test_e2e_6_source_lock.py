@@ -88,5 +88,6 @@ def test_a_killed_holder_on_an_ephemeral_server_is_taken_back_by_the_next_run(
     assert waiter.returncode == 0, waiter.stderr[-2000:]
     waited = float(waiter.stdout.split()[-1])
     print(f"\nephemeral server: the next run took the dead holder's slot back after {waited:.1f} s")
-    assert RELEASE_BOUND_SECONDS <= waited <= RELEASE_BOUND_SECONDS + 15, waited
+    # The wait includes starting the ephemeral server (its first call), seconds on a loaded machine.
+    assert RELEASE_BOUND_SECONDS <= waited <= RELEASE_BOUND_SECONDS + 25, waited
     assert "taking it back" in waiter.stderr
