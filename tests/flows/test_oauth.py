@@ -97,6 +97,7 @@ async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(
 ) -> None:
     # First run: let it pause, take the secret_id the admin got, then cancel that wait by timing out.
     spec = oauth_spec(source_key, "salesforce")
+    completions = mutating_counts(emulator)["oauth"]
     started = await _now()
     pipeline = asyncio.create_task(connect_source(spec=spec, return_state=True))
     consent_url, _ = await wait_for_consent_link(started)
@@ -110,6 +111,8 @@ async def test_airbyte_oauth_with_secret_id_up_front_does_not_pause(
     )
     summary = await state.aresult()
     assert summary.status == "succeeded"
+    # The secret_id was used once, by the second run: the cancelled wait completed nothing.
+    assert mutating_counts(emulator)["oauth"] == completions + 1
     async with get_client() as client:
         run = await client.read_flow_run(state.state_details.flow_run_id)
     assert secret_id not in str(run.parameters)
