@@ -31,6 +31,9 @@ STEPS = (
 )
 # StepError's shape: "[step] source 'key': what happened — what to do".
 CLEAR_CAUSE = re.compile(r"\[(?P<step>[a-z-]+)\] source '(?P<key>[^']+)': \S")
+# A Prefect API that stayed unavailable past the client's retries (PrefectUnavailable): no step had
+# it, since creating the flow run can be what failed; the line names Prefect, what it did, what to do.
+PREFECT_OUTAGE = re.compile(r"^Prefect API at \S+ unavailable: \S.* — \S")
 
 
 @dataclass
@@ -51,9 +54,19 @@ def _ts(value: str | None) -> float | None:
 
 
 def clear_cause(report: Report) -> bool:
-    """A failure names the step and the source it happened to."""
+    """A failure names the step and the source it happened to, or says the Prefect API was away."""
+    if PREFECT_OUTAGE.match(report.error or ""):
+        return True
     match = CLEAR_CAUSE.search(report.error or "")
     return bool(match and match["step"] in STEPS and match["key"] == report.source_key)
+
+
+def failed_where(report: Report) -> str:
+    """The step a failure names, "prefect" for a Prefect API outage, "?" when it names none."""
+    if PREFECT_OUTAGE.match(report.error or ""):
+        return "prefect"
+    match = CLEAR_CAUSE.search(report.error or "")
+    return match["step"] if match else "?"
 
 
 def check(
@@ -181,7 +194,7 @@ def check(
                     f"pipeline {pipeline} {phase} still failing after {used} resumes: {outcome.error}",
                 )
 
-    # 5. Every failure, final or resumed later, names its step and source.
+    # 5. Every failure, final or resumed later, names its step and source (or the Prefect outage).
     for report in reports:
         if report.event == "failed" and not clear_cause(report):
             found.add(

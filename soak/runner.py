@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soak.faults import FaultLedger, FaultPlan
-from soak.invariants import Findings, check
+from soak.invariants import Findings, check, failed_where
 from soak.jobs import FINAL_ERRORS, SECRET_BLOCK, Job, Report
 from soak.pool import Pool
 from soak.procs import EmulatorProcess, prefect_env, prefect_server
@@ -227,9 +227,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
             (workdir / "findings.json").write_text(
                 json.dumps({"violations": findings.violations, "state": state}, indent=1)
             )
-            failures = Counter(
-                (r.error or "").split("]")[0].lstrip("[") or "?" for r in pool.reports if r.event == "failed"
-            )
+            failures = Counter(failed_where(r) for r in pool.reports if r.event == "failed")
             return SoakResult(
                 config=config,
                 pipelines=config.pipelines,

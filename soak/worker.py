@@ -43,12 +43,21 @@ async def run_job(job: Job) -> Report:
             **base,
         )
     error = result if isinstance(result, BaseException) else None
-    return Report(
-        event="failed",
-        error_type=type(error).__name__ if error else state.type.value,
-        error=str(error) if error else (state.message or "no message"),
-        **base,
-    )
+    if error is None:
+        return Report(
+            event="failed", error_type=state.type.value, error=state.message or "no message", **base
+        )
+    return failure(error, base)
+
+
+def failure(error: BaseException, base: dict[str, Any]) -> Report:
+    """A failed phase as the CLI would state it: a Prefect API outage is named as one."""
+    from splendor_flows.orchestration.prefect_outage import prefect_outage
+
+    outage = prefect_outage(error)
+    if outage is not None:
+        return Report(event="failed", error_type=type(outage).__name__, error=str(outage), **base)
+    return Report(event="failed", error_type=type(error).__name__, error=str(error), **base)
 
 
 def write(out: IO[str], report: Report) -> None:
@@ -65,10 +74,8 @@ async def main(jobs: list[Job], out_path: Path, concurrency: int) -> None:
                 write(out, Report(event="start", **job.model_dump()))
                 try:
                     report = await run_job(job)
-                except Exception as exc:  # the flow machinery itself broke: still report it
-                    report = Report(
-                        event="failed", error_type=type(exc).__name__, error=str(exc), **job.model_dump()
-                    )
+                except Exception as exc:  # the flow machinery broke (no flow run): still report it
+                    report = failure(exc, job.model_dump())
                 write(out, report)
 
         await asyncio.gather(*(one(job) for job in jobs))
@@ -83,7 +90,13 @@ if __name__ == "__main__":
     batch = [Job.model_validate(item) for item in json.loads(args.jobs.read_text())]
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    # The heartbeat thread costs about a second per flow run and nothing watches it here.
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    from splendor_flows.orchestration.prefect_outage import riding_out_prefect_outages
+
+    # The heartbeat thread costs about a second per flow run and nothing watches it here. A busy
+    # Prefect server (SQLite locked by the other workers) is waited out as the CLI waits it out.
+    with (
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        riding_out_prefect_outages(),
+    ):
         asyncio.run(main(batch, args.out, args.concurrency))
     sys.exit(0)
