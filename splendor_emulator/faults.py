@@ -46,6 +46,11 @@ class FaultSpec(BaseModel):
     source_key: str | None = Field(default=None, description="Run faults: only runs of this source.")
     times: int = Field(default=1, ge=1, le=50, description="run_incomplete: how many incomplete attempts.")
     error_message: str | None = None
+    echo_request: bool = Field(
+        default=False,
+        description="unavailable/bad_gateway/server_error: the error detail quotes the refused request "
+        "(its Authorization header and body), as a verbose gateway's error page might. For secret audits.",
+    )
     ingest_error: IngestErrorCode = Field(
         default="parse_failed",
         description="ingest_fail: the error code; parse_failed can be repaired, unsupported_format cannot.",

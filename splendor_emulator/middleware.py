@@ -55,6 +55,20 @@ def _fault_response(spec: FaultSpec) -> tuple[int, dict[str, Any], list[tuple[by
     return 500, {"detail": "Internal Server Error"}, []
 
 
+def _echoing(body: dict[str, Any], request: str) -> dict[str, Any]:
+    """The error body with the refused request quoted in its detail (`echo_request`)."""
+    detail = body["detail"]
+    if isinstance(detail, dict):
+        return {"detail": {**detail, "message": f"{detail['message']} Request was: {request}"}}
+    return {"detail": f"{detail}. Request was: {request}"}
+
+
+async def _request_text(method: str, path: str, headers: dict[str, str], receive: Receive) -> str:
+    whole = await _buffered(receive)  # its first message holds the whole body
+    text = (await whole()).get("body", b"").decode("utf-8", "replace")
+    return f"{method} {path} Authorization: {headers.get('authorization', '')} {text}".strip()
+
+
 async def _send_json(send: Send, status: int, body: Any, extra: list[tuple[bytes, bytes]]) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
@@ -170,6 +184,8 @@ class ObservingMiddleware:
         elif fault is not None and fault.kind in ("unavailable", "bad_gateway", "server_error"):
             # Rejected before the handler runs: the call has no effect, which is what makes it safe to retry.
             code, body, extra = _fault_response(fault)
+            if fault.echo_request:
+                body = _echoing(body, await _request_text(method, path, headers, receive))
             log_mutation(code)
             await _send_json(send, code, body, extra)
         elif fault is not None and fault.kind == "drop_after":

@@ -1,6 +1,7 @@
 """Fault injection: every kind, counting, filtering, and the control endpoints."""
 
 import email.utils
+import json
 import time
 
 import httpx
@@ -46,6 +47,32 @@ def test_5xx_kinds_do_not_mutate(admin: httpx.Client, emu: Emulator, kind: str, 
     assert response.status_code == status and "detail" in response.json()
     assert emu.runs("acme") == []
     assert admin.post(f"/v1/admin/airbyte-sources/{source_id}/sync").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("bad_gateway", 502), ("server_error", 500), ("unavailable", 503)]
+)
+def test_an_echoing_fault_quotes_the_refused_request(
+    admin: httpx.Client, emu: Emulator, kind: str, status: int
+) -> None:
+    # A verbose gateway's error page: what secret audits need, an API error whose text carries a secret.
+    source_id = connected_source(admin)
+    emu.add_fault(
+        route="POST /v1/admin/airbyte-sources/{source_id}/provision", kind=kind, count=1, echo_request=True
+    )
+    body = {"source_configuration": {"api_key": "sk_test_echoed"}}
+    response = admin.post(f"/v1/admin/airbyte-sources/{source_id}/provision", json=body)
+    assert response.status_code == status
+    text = json.dumps(response.json()["detail"])
+    assert "Bearer acme-admin-token" in text and "sk_test_echoed" in text
+    # Without the option the detail quotes nothing of the request.
+    emu.add_fault(route="POST /v1/admin/airbyte-sources/{source_id}/provision", kind=kind, count=1)
+    plain = admin.post(f"/v1/admin/airbyte-sources/{source_id}/provision", json=body)
+    assert (
+        plain.status_code == status
+        and "sk_test_echoed" not in plain.text
+        and "acme-admin-token" not in plain.text
+    )
 
 
 def test_drop_after_commits_then_drops_the_connection(admin: httpx.Client, emu: Emulator) -> None:
