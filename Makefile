@@ -72,7 +72,9 @@ serve: $(STAMP)
 
 # Register prefect.yaml's deployments for the `splendor-local` process pool (created when missing), and
 # the tenant's `splendor-api-<tenant>` global concurrency limit (SPLENDOR_API_LIMIT slots, default 50)
-# when missing: it bounds the calls to Splendor in flight across every worker.
+# when missing: it bounds the calls to Splendor in flight across every worker. Then the automations of
+# deployments/automations.yaml: the safety ones always, the notifications when SPLENDOR_NOTIFY_URL is set
+# (or the splendor-notify block exists); a second run changes nothing.
 SPLENDOR_API_LIMIT ?= 50
 deploy: $(STAMP)
 	@export PREFECT_API_URL=$${PREFECT_API_URL:-http://$(PREFECT_SERVER_HOST):$(PREFECT_SERVER_PORT)/api}; \
@@ -82,6 +84,7 @@ deploy: $(STAMP)
 	$(VENV)/bin/prefect gcl inspect $$limit >/dev/null 2>&1 || \
 		$(VENV)/bin/prefect gcl create $$limit --limit $(SPLENDOR_API_LIMIT); \
 	$(VENV)/bin/prefect --no-prompt deploy --all && \
+	$(VENV)/bin/splendor-flows automations apply && \
 	echo "Now start a worker: PREFECT_API_URL=$$PREFECT_API_URL $(VENV)/bin/prefect worker start --pool splendor-local"
 
 # The production-shaped stack in the foreground: PostgreSQL, a Prefect server on it (UI at

@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from stack import automations, postgres
+from splendor_flows.orchestration import automations
+from stack import postgres
 from stack.processes import Proc, Processes, is_ancestor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ class StackConfig:
     heartbeat_seconds: int = 30
     # None keeps the window of deployments/automations.yaml.
     zombie_within_seconds: float | None = None
-    # Where the notification automations post (stack/automations.py); None: $SPLENDOR_NOTIFY_URL or an
+    # Where the notification automations post (orchestration/automations.py); None: $SPLENDOR_NOTIFY_URL or an
     # existing splendor-notify block, else those automations are skipped.
     notify_url: str | None = None
     emulator_args: tuple[str, ...] = ()
@@ -284,10 +285,6 @@ class Stack:
         try:
             since = datetime.now(UTC)
             self.workers = [self._start_worker(index) for index in range(1, cfg.workers + 1)]
-            applied = automations.apply(self.api_url, self.automations, notify_url=cfg.notify_url)
-            self.automation_ids = applied.ids
-            for name, why in applied.skipped.items():
-                log.warning("automation %s skipped: %s", name, why)
             self._wait_workers(since, self.workers)
             if deploy is not None:
                 code = deploy.wait(timeout=cfg.startup_timeout)
@@ -295,6 +292,9 @@ class Stack:
                     raise StackError(
                         f"prefect deploy --all exited {code}:\n{_tail(self.logs / 'deploy.log')}"
                     )
+            # After the deploy: apply checks that the deployments' runs send the heartbeats zombie
+            # detection needs. The same code as `splendor-flows automations apply` (and `make deploy`).
+            self._apply_automations()
         finally:
             if deploy is not None and deploy.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -310,6 +310,18 @@ class Stack:
                 home, postgres.SUPERUSER, self.root,
             )  # fmt: skip
         self.pg.data_dir, self.pg.socket_dir = home / "pg", home / "run"
+
+    def _apply_automations(self) -> None:
+        try:
+            applied = automations.apply(self.api_url, self.automations, notify_url=self.config.notify_url)
+        except (ValueError, automations.AutomationsError) as exc:
+            raise StackError(f"automations: {exc}") from None
+        self.automation_ids = applied.ids
+        log.info("automations: %s", applied.totals())
+        for name, why in applied.skipped.items():
+            log.warning("automation %s skipped: %s", name, why)
+        for warning in applied.warnings:
+            log.warning("%s", warning)
 
     def _start_postgres(self, replacing: Proc | None = None) -> Proc:
         proc = postgres.start(self.pg, postgres.find_bindir(), self.procs, clean_env(), replacing)

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from splendor_flows.cli import discover_commands, doctor, fleet_commands
+from splendor_flows.cli import automation_commands, discover_commands, doctor, fleet_commands, status
 from splendor_flows.cli.console import CredentialsOption, VerboseOption, cell, console, fail, run, show, warn
 from splendor_flows.cli.live_view import (
     AllRowsOption,
@@ -351,6 +351,8 @@ def whoami(credentials_block: CredentialsOption = None) -> None:
 fleet_commands.register(app)
 discover_commands.register(app)
 doctor.register(app)
+automation_commands.register(app)
+status.register(app)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """The notification automations of deployments/automations.yaml, on a real `prefect server start`.
 
-The automations are applied the way `make stack` applies them (stack/automations.py, by name, with the
-notification webhook pointed at a receiver this test runs on loopback), with their windows shortened.
+The automations are applied the way `make stack` and `make deploy` apply them (orchestration/automations.py,
+by name, with the notification webhook pointed at a receiver this test runs on loopback), with their windows
+shortened.
 Two pipelines run as an admin runs them, with the `splendor-flows` CLI: a Stripe source whose first
 sync run fails (its error quoting the credential and the token) and whose ingestion then fails, and an
 OAuth source nobody approves. A third runs as a deployment run on a worker (tagged `splendor`, like
@@ -26,7 +27,7 @@ import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from stack import automations
+from splendor_flows.orchestration import automations
 from tests.e2e.conftest import BIN, TOKEN, Proc, Stack, api, deployment_id
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from splendor_flows.flows.fleet_shards import shard_run_name
-from stack import automations
+from splendor_flows.orchestration import automations
 
 
 def test_every_automation_validates_as_prefect_reads_it() -> None:

@@ -1,0 +1,243 @@
+"""`splendor-flows automations apply`, as `make deploy` runs it, on a fresh `prefect server start` where
+`prefect deploy --all` has run: the safety automations always, the notification ones only with a webhook,
+whose URL stays out of the block's plain fields; a second apply changes nothing; `--plan` writes nothing;
+deployments whose runs send no heartbeats are named; a failed request never carries the server's answer.
+"""
+
+import base64
+import json
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from splendor_flows.orchestration import automations
+from tests.e2e.conftest import BIN, PREFECT, Stack, api, running_stack
+
+pytestmark = pytest.mark.e2e
+
+SAFETY = [
+    "splendor-crash-zombie-flow-runs",
+    "splendor-resume-crashed-flow-runs",
+    "splendor-fail-unanswered-oauth",
+    "splendor-source-freshness",
+]
+NOTIFIERS = [
+    "splendor-notify-sync-failed",
+    "splendor-notify-ingest-failed",
+    "splendor-notify-oauth-unanswered",
+    "splendor-notify-stale-source",
+    "splendor-notify-flow-run-failed",
+    "splendor-notify-flow-run-not-resumed",
+]
+# A Slack-style webhook URL: whoever holds it can post to the channel.
+WEBHOOK = f"http://127.0.0.1:9/services/T0/B0/canary{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A server of its own (the package's one runs other tests' automations), deployed as `make deploy`
+    deploys: the pool, then `prefect deploy --all`."""
+    with running_stack(tmp_path_factory.mktemp("automations")) as stack:
+        stack.run(PREFECT, "work-pool", "create", "splendor-local", "--type", "process")
+        stack.run(PREFECT, "--no-prompt", "deploy", "--all", timeout=180)
+        yield stack
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(BIN / "splendor-flows"), "automations", "apply", *args],
+        env=stack.env | {"COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def on_server(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a for a in api(stack, "POST", "/automations/filter", json={})}
+
+
+def block(stack: Stack, ref: str, *, secrets: bool = False) -> dict[str, Any]:
+    slug, _, name = ref.partition("/")
+    path = f"/block_types/slug/{slug}/block_documents/name/{name}"
+    found: dict[str, Any] = api(stack, "GET", path, params={"include_secrets": str(secrets).lower()})
+    return found
+
+
+def lines(output: str) -> list[list[str]]:
+    return [line.split() for line in output.splitlines() if line.startswith("  ")]
+
+
+def test_plan_on_a_fresh_server_says_what_apply_would_do_and_writes_nothing(server: Stack) -> None:
+    done = cli(server, "--plan")
+
+    planned = {tuple(words[:4]) for words in lines(done.stdout)}
+    assert ("+", "create", "block", automations.EVENTS_BLOCK) in planned
+    assert {("+", "create", "automation", name) for name in SAFETY} <= planned
+    assert {("-", "skip", "automation", name) for name in NOTIFIERS} <= planned
+    assert "no webhook configured (--notify-url or $SPLENDOR_NOTIFY_URL)" in done.stdout
+    assert done.stdout.rstrip().endswith("Plan: 5 create, 6 skip.")
+    # Only the upload trigger `prefect deploy` made; no block of ours.
+    assert list(on_server(server)) == ["splendor-upload-completed"]
+    assert (
+        api(
+            server,
+            "POST",
+            "/block_documents/filter",
+            json={"block_documents": {"is_anonymous": {"eq_": False}}},
+        )
+        == []
+    )
+
+
+def test_apply_creates_the_safety_automations_and_a_second_apply_changes_nothing(server: Stack) -> None:
+    first = cli(server)
+    assert first.stdout.rstrip().endswith("Applied: 5 create, 6 skip.")
+    # prefect.yaml gives every deployment's runs heartbeats: nothing to warn about.
+    assert "warning" not in first.stderr, first.stderr
+    before = on_server(server)
+    assert set(SAFETY) <= set(before) and not set(NOTIFIERS) & set(before)
+    events_block = block(server, automations.EVENTS_BLOCK)
+
+    again = cli(server)
+
+    assert again.stdout.rstrip().endswith("Applied: 5 unchanged, 6 skip.")
+    after = on_server(server)
+    assert {n: (a["id"], a["updated"]) for n, a in after.items()} == {
+        n: (a["id"], a["updated"]) for n, a in before.items()
+    }
+    assert block(server, automations.EVENTS_BLOCK)["updated"] == events_block["updated"]
+    assert cli(server, "--plan").stdout.rstrip().endswith("Plan: would change nothing.")
+
+
+def test_the_notification_automations_come_with_a_webhook_kept_in_a_secret_field(server: Stack) -> None:
+    planned = cli(server, "--plan", "--notify-url", WEBHOOK)
+    assert ("+", "create", "block", automations.NOTIFY_BLOCK) in {tuple(w[:4]) for w in lines(planned.stdout)}
+    assert not set(NOTIFIERS) & set(on_server(server))
+
+    done = cli(server, "--notify-url", WEBHOOK)
+
+    assert set(NOTIFIERS) <= set(on_server(server))
+    assert WEBHOOK not in planned.stdout + planned.stderr + done.stdout + done.stderr
+    # The plain fields hold a placeholder; the URL is only in the secret values, masked when read.
+    plain = block(server, automations.NOTIFY_BLOCK)
+    assert WEBHOOK not in json.dumps(plain)
+    assert plain["data"]["url"] == "{{notify_url}}"
+    assert plain["data"]["secrets"] == {"notify_url": "********"}
+    # ... and the block posts to it.
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    stored = block(server, automations.NOTIFY_BLOCK, secrets=True)["data"]
+    assert CustomWebhookNotificationBlock(**stored)._build_request_args("body", "subject")["url"] == WEBHOOK
+
+    notify_block = block(server, automations.NOTIFY_BLOCK)
+    again = cli(server, "--notify-url", WEBHOOK)
+    assert again.stdout.rstrip().endswith("Applied: 12 unchanged.")
+    assert block(server, automations.NOTIFY_BLOCK)["updated"] == notify_block["updated"]
+    # Without a URL the block on the server is used as it is, and kept.
+    kept = cli(server)
+    assert kept.stdout.rstrip().endswith("Applied: 12 unchanged.")
+    assert "kept as it is (no URL given)" in kept.stdout
+
+
+def test_deployments_whose_runs_send_no_heartbeats_are_named(server: Stack) -> None:
+    deployment = api(server, "GET", "/deployments/name/sync-source/sync-source")
+    try:
+        api(server, "PATCH", f"/deployments/{deployment['id']}", json={"job_variables": {}})
+        missing = cli(server, "--plan").stderr
+        assert "the runs of sync-source send none" in " ".join(missing.split()), missing
+        too_slow = {"env": {automations.HEARTBEAT_SETTING: "600"}}
+        api(server, "PATCH", f"/deployments/{deployment['id']}", json={"job_variables": too_slow})
+        slow = " ".join(cli(server, "--plan").stderr.split())
+        assert "must be a whole number of seconds from 30 to 80" in slow and "sync-source (600)" in slow
+    finally:
+        restored = {"job_variables": deployment["job_variables"]}
+        api(server, "PATCH", f"/deployments/{deployment['id']}", json=restored)
+    assert "warning" not in cli(server, "--plan").stderr
+
+
+# --- failures, without a Prefect server -------------------------------------------------------------------
+
+
+class EchoServer:
+    """A Prefect API stand-in on which everything apply reads is found empty (no block, no automation,
+    no deployment) and every write fails with `status` and a body that echoes the request's headers,
+    as some proxies and error pages do."""
+
+    def __init__(self, status: int) -> None:
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self, code: int, value: Any) -> None:
+                body = json.dumps(value).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                outer.requests.append(f"GET {self.path}")
+                if "/block_types/slug/" in self.path and "/block_documents/" not in self.path:
+                    self.answer(200, {"id": str(uuid.uuid4())})
+                else:
+                    self.answer(404, {"detail": "Not found"})
+
+            def do_POST(self) -> None:
+                outer.requests.append(f"POST {self.path}")
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path.endswith("/block_schemas/filter"):
+                    self.answer(200, [{"id": str(uuid.uuid4())}])
+                elif self.path.endswith("/filter"):
+                    self.answer(200, [])
+                else:
+                    self.answer(status, {"detail": "refused", "echo": dict(self.headers)})
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [500, 422, 401])
+def test_a_failed_request_says_what_failed_and_its_status_never_the_answer(status: int) -> None:
+    auth = f"admin:canary{uuid.uuid4().hex}"
+    echo = EchoServer(status)
+    try:
+        with pytest.raises(automations.AutomationsError) as raised:
+            automations.apply(echo.url, automations.load(), auth_string=auth)
+    finally:
+        echo.close()
+    message = str(raised.value)
+    assert echo.requests[-1] == "POST /api/block_documents/"
+    assert message.startswith(
+        f"creating block webhook/splendor-prefect-events: POST /block_documents/ failed with HTTP {status}"
+    )
+    for secret in (auth, base64.b64encode(auth.encode()).decode(), "refused"):
+        assert secret not in message
+    if status == 401:
+        assert "PREFECT_API_AUTH_STRING" in message
+
+
+def test_a_bad_webhook_url_is_refused_before_any_request() -> None:
+    echo = EchoServer(500)
+    try:
+        with pytest.raises(ValueError, match=r"--notify-url \(or SPLENDOR_NOTIFY_URL\) must be an http"):
+            automations.apply(echo.url, automations.load(), notify_url="hooks.example.com/T0/secret")
+    finally:
+        echo.close()
+    assert echo.requests == []
