@@ -37,6 +37,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, model_validator
 
 from splendor_api import ConfigError, RateGate, SplendorClient, models
+from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.flows.fleet_source import (
@@ -217,6 +218,18 @@ async def _report_progress(ctx: FleetContext, total: int, finished: list[int]) -
             await aupdate_progress_artifact(artifact, 100.0 * last / max(1, total))
 
 
+def longest_first(history: RunHistory, tenant: str, keys: list[str]) -> list[str]:
+    """The sources in the order their starts should go out: the longest expected syncs first.
+
+    Starts do not all leave at once (each waits for its hold, its start record and a request slot), so
+    the last ones leave seconds after the first. A source whose sync is expected to be long cannot
+    afford that delay at the end; a short one can: started first, the long syncs end the fleet about
+    when they would have alone. Sources without history (which may be long too) go first, in their order.
+    """
+    expected = {key: history.expectation(tenant, key) for key in keys}
+    return sorted(keys, key=lambda key: -(e.median if (e := expected[key]) is not None else float("inf")))
+
+
 async def _sync_all(
     ctx: FleetContext, keys: list[str], remote: dict[str, models.Source]
 ) -> list[SourceOutcome]:
@@ -236,7 +249,9 @@ async def _sync_all(
 
     progress = asyncio.create_task(_report_progress(ctx, len(keys), finished))
     try:
-        return list(await asyncio.gather(*(one(key) for key in keys)))
+        outcomes = await asyncio.gather(*(one(key) for key in longest_first(ctx.history, ctx.tenant, keys)))
+        by_key = {o.source_key: o for o in outcomes}
+        return [by_key[key] for key in keys]
     finally:
         progress.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

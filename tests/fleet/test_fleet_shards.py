@@ -170,3 +170,22 @@ async def test_each_shard_takes_its_share_of_the_tenants_limit(
     # 5 // 2: both shards ran at once, and together they held no more than the limit.
     assert [s.api_slots for s in summaries] == [2, 2]
     assert sum(s.sources for s in summaries) == 4 and all(s.failed == 0 for s in summaries)
+
+
+def test_sources_with_the_longest_expected_syncs_start_first(tmp_path: Path) -> None:
+    from splendor_flows.engine.history import RunHistory
+    from splendor_flows.flows.fleet import longest_first
+
+    history = RunHistory(tmp_path / "history.json")
+    for key, seconds in {"short": 1.0, "long": 20.0, "middle": 8.0}.items():
+        history.record("acme", key, seconds)
+    # Sources without history might be long too: they go first, in their order.
+    assert longest_first(history, "acme", ["short", "new-a", "middle", "long", "new-b"]) == [
+        "new-a",
+        "new-b",
+        "long",
+        "middle",
+        "short",
+    ]
+    # Another tenant's history says nothing of this one's sources.
+    assert longest_first(history, "globex", ["short", "long"]) == ["short", "long"]
