@@ -5,15 +5,21 @@ Each worker has its own PREFECT_HOME (nothing shared through the home directory,
 and all of them share one result-storage directory, standing for the network filesystem or bucket that
 lets any worker resume another worker's run from its checkpoints.
 
+The Prefect server requires credentials (its basic auth string, random per stack, kept in `api-auth` under
+the root, mode 0600): without them any local user could read the Secret blocks that hold connector
+credentials. The workers, the deploy and every CLI the stack runs get it as PREFECT_API_AUTH_STRING.
+
     with Stack(StackConfig(root=Path("var/stack"))) as stack:
         run = stack.create_run("sync-source", {"source_key": "stripe-demo"})
         stack.wait_run(run["id"])
 """
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -43,6 +49,9 @@ DEFAULT_API_LIMIT = 50
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # Long unix socket paths do not fit in sockaddr_un (107 bytes on Linux).
 MAX_SOCKET_PATH = 100
+# The server's basic-auth string ("user:password"), under the stack's root.
+AUTH_FILE = "api-auth"
+AUTH_USER = "splendor"
 
 log = logging.getLogger("stack")
 
@@ -137,6 +146,8 @@ class Stack:
         self.postgres: Proc | None = None
         self.startup_seconds = 0.0
         self.automation_ids: dict[str, str] = {}
+        # Read or made by start(), once the root exists.
+        self.auth_string = ""
         self.root = cfg.root.resolve()
         self.logs = self.root / "logs"
         self.results = self.root / "results"
@@ -181,11 +192,21 @@ class Stack:
         return self.root / f"worker-{index}"
 
     @property
+    def auth_file(self) -> Path:
+        return self.root / AUTH_FILE
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """What an HTTP client sends to the stack's Prefect API (Prefect's own clients send the same)."""
+        return {"Authorization": "Basic " + base64.b64encode(self.auth_string.encode()).decode()}
+
+    @property
     def cli_env(self) -> dict[str, str]:
         """Environment for running the Prefect CLI against the stack (deploy, deployment run, ...)."""
         return clean_env() | {
             "PREFECT_HOME": str(self.root / "home"),
             "PREFECT_API_URL": self.api_url,
+            "PREFECT_API_AUTH_STRING": self.auth_string,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
 
@@ -248,6 +269,7 @@ class Stack:
         for path in (self.root, self.logs, self.results, self.root / "server", self.root / "home"):
             path.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)  # the postgres user must reach pg/ and run/ below it
+        self.auth_string = auth_string(self.auth_file)
         self._place_postgres()
         for index in range(1, cfg.workers + 1):
             self.worker_home(index).mkdir(exist_ok=True)
@@ -313,13 +335,22 @@ class Stack:
 
     def _apply_automations(self) -> None:
         try:
-            applied = automations.apply(self.api_url, self.automations, notify_url=self.config.notify_url)
+            applied = automations.apply(
+                self.api_url,
+                self.automations,
+                notify_url=self.config.notify_url,
+                auth_string=self.auth_string,
+            )
         except (ValueError, automations.AutomationsError) as exc:
             raise StackError(f"automations: {exc}") from None
         self.automation_ids = applied.ids
         log.info("automations: %s", applied.totals())
+        # One line per reason: without a webhook, the six notifying automations share one.
+        by_reason: dict[str, list[str]] = {}
         for name, why in applied.skipped.items():
-            log.warning("automation %s skipped: %s", name, why)
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():
+            log.warning("skipped %s: %s", ", ".join(names), why)
         for warning in applied.warnings:
             log.warning("%s", warning)
 
@@ -333,6 +364,7 @@ class Stack:
         server_env = self.cli_env | {
             "PREFECT_HOME": str(self.root / "server"),
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.pg.dsn,
+            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,
             "PREFECT_UI_ENABLED": "true" if cfg.ui else "false",
             # Concurrency leases on disk, not in the server's memory: a restart must not forget who holds a
             # source's slot, or the slot stays taken with no lease left to expire (source_lock).
@@ -372,7 +404,7 @@ class Stack:
         raise StackError(f"{proc.name} not healthy at {url}:\n{proc.tail()}")
 
     def _ensure_pool(self) -> None:
-        response = httpx.get(f"{self.api_url}/work_pools/{POOL}", timeout=30)
+        response = httpx.get(f"{self.api_url}/work_pools/{POOL}", headers=self.api_headers, timeout=30)
         if response.status_code == 200:
             return
         # The CLI fills in the process worker's default job template, which a bare REST call would not.
@@ -384,7 +416,11 @@ class Stack:
 
     def ensure_api_limit(self, limit: int, *, update: bool = False) -> None:
         """Create the tenant's global concurrency limit; with `update`, also set an existing one."""
-        existing = httpx.get(f"{self.api_url}/v2/concurrency_limits/{self.api_limit_name}", timeout=30)
+        existing = httpx.get(
+            f"{self.api_url}/v2/concurrency_limits/{self.api_limit_name}",
+            headers=self.api_headers,
+            timeout=30,
+        )
         if existing.status_code == 200:
             if update:
                 self.api("PATCH", f"/v2/concurrency_limits/{self.api_limit_name}", json={"limit": limit})
@@ -507,7 +543,9 @@ class Stack:
         return done
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.api_url}{path}", timeout=30, **kwargs)
+        response = httpx.request(
+            method, f"{self.api_url}{path}", headers=self.api_headers, timeout=30, **kwargs
+        )
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -662,11 +700,35 @@ class Stack:
                 if cfg.api_limit is not None
                 else ": not created"
             ),
+            f"  API auth         required: the auth string is in {self.auth_file} (mode 0600); the UI asks",
+            "                   for it (user and password around its first colon)",
             f"  Logs             {self.logs}/",
             f"  CLI              export PREFECT_API_URL={self.api_url}",
+            f'                   export PREFECT_API_AUTH_STRING="$(cat {self.auth_file})"',
             f"  Stop             Ctrl-C here, or kill -TERM {os.getpid()}",
         ]
         return "\n".join(lines)
+
+
+def auth_string(path: Path) -> str:
+    """The stack's API auth string: the one in `path`, else a new random one written there, mode 0600.
+
+    Kept across restarts so that workers, profiles and browsers that already have it keep working.
+    """
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if value:
+        path.chmod(0o600)
+        return value
+    value = f"{AUTH_USER}:{secrets.token_urlsafe(32)}"
+    path.unlink(missing_ok=True)
+    # Created 0600 from the start: never readable by others, not even for a moment.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
 
 
 def remove_state(root: Path) -> None:

@@ -58,9 +58,10 @@ def stack() -> Iterator[Stack]:
 def save_demo_secret(stack: Stack) -> None:
     """The connector credentials the demo spec names, as a Secret block on the stack's server."""
     from prefect.blocks.system import Secret
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+    settings = {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
+    with temporary_settings(updates=settings):
         Secret(value={"api_key": "sk_test_demo", "account_id": "acct_demo0001"}).save(
             SECRET_BLOCK, overwrite=True
         )

@@ -52,7 +52,7 @@ def outage_of(stack: Stack, component: str) -> Callable[[], AbstractContextManag
 
 def api_answer(stack: Stack, path: str) -> str:
     try:
-        return str(httpx.get(f"{stack.api_url}{path}", timeout=10).status_code)
+        return str(httpx.get(f"{stack.api_url}{path}", headers=stack.api_headers, timeout=10).status_code)
     except httpx.ConnectError:
         return "refused"
 
