@@ -167,8 +167,14 @@ class _DrainNoticesOffConsole(logging.Filter):
 _DRAIN_NOTICES = _DrainNoticesOffConsole()
 
 
+# Where Prefect's engines say "View at <run URL>" (one line per run, before the run logger exists);
+# it goes to the terminal only, never to the run log.
+ENGINE_LOGGER = "prefect.engine"
+
+
 class _RunLogsOffConsole(logging.Filter):
-    """Keeps the flow and task runs' log lines off the terminal (without --verbose).
+    """Keeps the flow and task runs' log lines off the terminal (without --verbose), and the engines'
+    "View at <run URL>" line of each run.
 
     The API handler sits on the run loggers themselves and runs before the record propagates to the
     root's console handler, so every line still reaches the run log on the Prefect server.
@@ -181,15 +187,18 @@ class _RunLogsOffConsole(logging.Filter):
         self.is_run_log = is_run_log
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == ENGINE_LOGGER:
+            return record.levelno >= logging.WARNING
         return not self.is_run_log(record)
 
 
 class _StepLines(logging.Handler):
     """The steps of a single-source command, in plain words: "sync: Started sync run 3 (attempt 1)".
 
-    Only what the project's flows and tasks log, at INFO and above; the engines' own lines ("Beginning
-    flow run ...", "Finished in state Completed()") stay in the run log. Printed without time, level
-    or run name, one line each, so a pipe gets the same text as a terminal.
+    Only what the project's flows and tasks log, at INFO and above, and the link to the run; the
+    engines' own lines ("Beginning flow run ...", "Finished in state Completed()") stay in the run
+    log. Printed without time, level or run name, one line each, so a pipe gets the same text as a
+    terminal.
     """
 
     def __init__(self) -> None:
@@ -199,7 +208,7 @@ class _StepLines(logging.Handler):
         self.prefect_dir = str(Path(prefect.__file__).parent)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.pathname.startswith(self.prefect_dir):
+        if record.pathname.startswith(self.prefect_dir) and record.name != ENGINE_LOGGER:
             return
         step = getattr(record, "task_name", None)
         text = record.getMessage()
@@ -222,7 +231,7 @@ def _terminal_output(verbose: bool, steps: bool) -> Iterator[None]:
     for handler in handlers:
         handler.addFilter(quiet)
     if lines is not None:
-        for name in RUN_LOGGERS:
+        for name in (*RUN_LOGGERS, ENGINE_LOGGER):
             logging.getLogger(name).addHandler(lines)
     try:
         yield
@@ -230,7 +239,7 @@ def _terminal_output(verbose: bool, steps: bool) -> Iterator[None]:
         for handler in handlers:
             handler.removeFilter(quiet)
         if lines is not None:
-            for name in RUN_LOGGERS:
+            for name in (*RUN_LOGGERS, ENGINE_LOGGER):
                 logging.getLogger(name).removeHandler(lines)
 
 
