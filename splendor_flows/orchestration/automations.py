@@ -247,7 +247,11 @@ def validate(automations: list[dict[str, Any]]) -> None:
 
     placeholder = "00000000-0000-0000-0000-000000000000"
     for automation in automations:
-        name = automation.get("name") or "(an automation without a name)"
+        name = automation.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("an automation without a name: field name is required (a non-empty string)")
+        if not isinstance(automation.get("actions"), list):
+            raise ValueError(f"automation {name}: field actions is required (a list of actions)")
         try:
             AutomationCore.model_validate(
                 with_block_ids(automation, dict.fromkeys(blocks_named([automation]), placeholder))

@@ -241,3 +241,17 @@ def test_a_bad_webhook_url_is_refused_before_any_request() -> None:
     finally:
         echo.close()
     assert echo.requests == []
+
+
+def test_an_automation_prefect_would_refuse_is_named_before_any_request() -> None:
+    broken = automations.load()
+    broken[1]["trigger"]["posture"] = "Sometimes"
+    echo = EchoServer(500)
+    try:
+        with pytest.raises(ValueError, match="automation splendor-resume-crashed-flow-runs: field trigger"):
+            automations.apply(echo.url, broken)
+        with pytest.raises(ValueError, match="automation splendor-source-freshness: field actions is"):
+            automations.apply(echo.url, [{"name": "splendor-source-freshness", "trigger": {}}])
+    finally:
+        echo.close()
+    assert echo.requests == []
