@@ -27,9 +27,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SOURCE = "stripe-zombie"
 ZOMBIE_MESSAGE = "Flow run marked as crashed due to missing heartbeats."
-# 2 s per attempt plus 20 incomplete (Airbyte-retried) attempts: a Splendor run of about 58 s, still in
-# flight when the killed run is detected and resumed.
-INCOMPLETE_ATTEMPTS = 20
+# 2 s per attempt plus 35 incomplete (Airbyte-retried) attempts: a Splendor run of about 90 s, still in
+# flight when the killed run is detected and resumed (at most the 40 s window, the automations' and the
+# worker's 1 s poll after the kill), so the resumed run attaches to a run that is under way.
+INCOMPLETE_ATTEMPTS = 35
 
 
 def test_killed_worker_run_is_crashed_then_resumed_on_the_other_worker(stack: Stack) -> None:
@@ -77,6 +78,9 @@ def check_crash_and_resume(stack: Stack, run_id: str, killed_at: float, survivor
     assert resumed_on is survivor
     _, runs = emulator_source(stack, SOURCE)
     in_flight_at_resume = runs[0]["status"] not in ("succeeded", "failed", "cancelled")
+    # What the test is about: attaching to a Splendor run still under way. Had it ended already, the
+    # resumed run would only have read a finished run, which proves much less.
+    assert in_flight_at_resume, f"the Splendor run had ended ({runs[0]['status']}) before the run resumed"
 
     done = stack.wait_run(run_id, timeout=180)
     finished_at = time.time()
