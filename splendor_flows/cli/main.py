@@ -95,26 +95,38 @@ def connect(
         str | None,
         typer.Option(help="Secret block holding an OAuth secret_id obtained beforehand (skips the wait)."),
     ] = None,
+    secret_id_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--secret-id-stdin",
+            help="Read the OAuth secret_id from standard input (one line) when the run asks for it; "
+            "on a terminal it is asked for with hidden input anyway.",
+        ),
+    ] = False,
     credentials_block: CredentialsOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Onboard one source: discover, create, credentials, connection, first sync, ingestion."""
+    from splendor_flows.cli.oauth_prompt import asking_for_secret_id, check_secret_id_options
+
+    check_secret_id_options(secret_id_stdin, oauth_secret_block)
     spec = load_spec(spec_file)
     from splendor_flows.flows.connect_source import connect_source
 
     sync_id = new_sync_id(sync_id)
-    summary = run(
-        connect_source(
-            spec=spec,
-            sync_id=sync_id,
-            force=force,
-            oauth_secret_block=oauth_secret_block,
-            credentials_block=credentials_block,
-        ),
-        resume_hint=f"resume with: splendor-flows connect {spec_file} --sync-id {sync_id}",
-        verbose=verbose,
-        steps=True,
-    )
+    with asking_for_secret_id(secret_id_stdin):
+        summary = run(
+            connect_source(
+                spec=spec,
+                sync_id=sync_id,
+                force=force,
+                oauth_secret_block=oauth_secret_block,
+                credentials_block=credentials_block,
+            ),
+            resume_hint=f"resume with: splendor-flows connect {spec_file} --sync-id {sync_id}",
+            verbose=verbose,
+            steps=True,
+        )
     show(f"connect-source {spec.source_key}", summary)
 
 
