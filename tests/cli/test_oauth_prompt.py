@@ -4,6 +4,7 @@ pseudo-terminal (or pipes), the consent link it prints is opened and approved on
 page, and the secret_id from the redirect is typed back. The secret_id must never show on the terminal,
 in the run's logs or in its input afterwards."""
 
+import json
 import os
 import pty
 import re
@@ -19,10 +20,12 @@ import httpx
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
+from prefect.settings import PREFECT_API_URL
 
 from splendor_emulator import Emulator
 from tests.cli.test_terminal_output import CLI, cli_env
 from tests.flows.conftest import mutating_counts
+from tests.prefect_events import read_events
 
 CONSENT_LINK = re.compile(r"https?://\S+/_emulator/oauth/consent/[\w-]+")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[@-~]")
@@ -121,7 +124,7 @@ async def run_of_consent(consent_url: str) -> UUID:
 
 
 async def assert_left_nowhere(flow_run_id: UUID, secret_id: str) -> dict[str, Any]:
-    """The run's input and logs hold no trace of the secret_id; returns the run's input keys."""
+    """The run's input, logs and events hold no trace of the secret_id; returns the run's input keys."""
     async with get_client() as client:
         inputs = await client.filter_flow_run_input(flow_run_id, key_prefix="", limit=100, exclude_keys=set())
         logs = await client.read_logs(
@@ -130,6 +133,10 @@ async def assert_left_nowhere(flow_run_id: UUID, secret_id: str) -> dict[str, An
     assert inputs, "the run holds no input at all: the check below would prove nothing"
     assert not [i.key for i in inputs if secret_id in i.value]
     assert logs and not [log.message for log in logs if secret_id in log.message]
+    events = await read_events(
+        str(PREFECT_API_URL.value()), resource_prefix=f"prefect.flow-run.{flow_run_id}"
+    )
+    assert events and secret_id not in json.dumps(events)
     return {i.key: i.value for i in inputs}
 
 
