@@ -194,3 +194,29 @@ def test_without_verbose_run_logs_stay_off_the_terminal() -> None:
     warning.levelno = logging.WARNING
     assert quiet.filter(warning)
     assert quiet.filter(record("prefect", "Starting temporary server on http://127.0.0.1:8000", __file__))
+
+
+async def test_without_an_event_stream_the_view_says_so_and_the_command_goes_on() -> None:
+    import asyncio
+    import socket
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from splendor_flows.cli.live_view import Watch, following
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    board = Board("fleet", total=1)
+
+    async def command() -> str:
+        for _ in range(200):
+            if board.snapshot().notice:
+                break
+            await asyncio.sleep(0.1)
+        return "summary"
+
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+        assert await following(command(), Watch(board, fleet_tracker(False))) == "summary"
+    notice = board.snapshot().notice
+    assert notice is not None and notice.startswith("no live progress: the Prefect event stream is unavailable")
