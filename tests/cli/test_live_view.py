@@ -219,4 +219,5 @@ async def test_without_an_event_stream_the_view_says_so_and_the_command_goes_on(
     with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
         assert await following(command(), Watch(board, fleet_tracker(False))) == "summary"
     notice = board.snapshot().notice
-    assert notice is not None and notice.startswith("no live progress: the Prefect event stream is unavailable")
+    assert notice is not None
+    assert notice.startswith("no live progress: the Prefect event stream is unavailable")
