@@ -17,7 +17,7 @@ No `from __future__ import annotations` here (served runs resolve parameter type
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -30,7 +30,7 @@ from prefect.settings import PREFECT_UI_URL
 from pydantic import BaseModel
 
 from splendor_api import SplendorClient, SplendorConfig
-from splendor_flows.engine.freshness import automation_threshold
+from splendor_flows.engine.freshness import FRESHNESS_AUTOMATION, automation_threshold
 from splendor_flows.engine.source_status import (
     LastRun,
     PersonWait,
@@ -116,6 +116,18 @@ async def api_limit(tenant: str) -> int | None:
     return limit.limit if limit.active else None
 
 
+async def freshness_threshold() -> float:
+    """The staleness automation's window: the one on the Prefect server when it is there (an operator
+    may have applied it with another `--within`), else the one deployments/automations.yaml ships."""
+    async with get_client() as client:
+        live = await client.read_automations_by_name(FRESHNESS_AUTOMATION)
+    for automation in live:
+        within = getattr(automation.trigger, "within", None)
+        if isinstance(within, timedelta) and within.total_seconds() > 0:
+            return within.total_seconds()
+    return automation_threshold(load_automations())
+
+
 @dataclass(frozen=True)
 class StatusReport:
     tenant: str
@@ -148,7 +160,7 @@ async def collect(
 ) -> StatusReport:
     """Read Splendor and Prefect and build the rows, with at most `in_flight` Splendor calls at once."""
     specs = load_connectors(connectors_file).sources if connectors_file else None
-    threshold = automation_threshold(load_automations())
+    threshold = await freshness_threshold()
     prefect = await read_prefect()
     tuned = config.model_copy(update={"max_concurrency": in_flight})
     async with SplendorClient(tuned, transport=current_runtime().transport) as client:

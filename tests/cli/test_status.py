@@ -340,3 +340,41 @@ def test_the_deployment_is_declared_with_its_hourly_schedule() -> None:
     [schedule] = deployment.schedules or []
     assert isinstance(schedule.schedule, CronSchedule) and schedule.schedule.cron == "5 * * * *"
     assert "splendor" in deployment.tags
+
+
+def test_the_window_without_a_schedule_is_the_live_automation_threshold(emu: Emulator) -> None:
+    """The automation as applied on the server (perhaps with another `--within`) wins over the file."""
+    from prefect.events.actions import DoNothing
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger
+
+    from splendor_flows.engine.freshness import FRESHNESS_AUTOMATION
+    from splendor_flows.orchestration.automations import load
+
+    with api(emu) as client:
+        synced(client, "unscheduled")
+    code, report = as_json()
+    assert code == 0
+    [shipped] = [a for a in load() if a["name"] == FRESHNESS_AUTOMATION]
+    assert rows_of(report)["unscheduled"]["window_seconds"] == shipped["trigger"]["within"]
+
+    async def apply_with(within: int) -> Any:
+        trigger = EventTrigger.model_validate({**shipped["trigger"], "within": within})
+        async with get_client() as prefect:
+            return await prefect.create_automation(
+                AutomationCore(name=FRESHNESS_AUTOMATION, trigger=trigger, actions=[DoNothing()])
+            )
+
+    async def delete(automation_id: Any) -> None:
+        async with get_client() as prefect:
+            await prefect.delete_automation(automation_id)
+
+    automation_id = asyncio.run(apply_with(600))
+    try:
+        # Synced just now: still fresh with a 10-minute window.
+        code, report = as_json()
+    finally:
+        asyncio.run(delete(automation_id))
+    assert code == 0
+    assert report["threshold_seconds"] == 600
+    row = rows_of(report)["unscheduled"]
+    assert (row["window_seconds"], row["window_basis"]) == (600, "automation threshold")
