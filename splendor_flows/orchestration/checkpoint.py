@@ -15,7 +15,8 @@ from prefect import Task
 from prefect.cache_policies import CachePolicy
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
-from pydantic import BaseModel
+from prefect.serializers import JSONSerializer
+from pydantic import BaseModel, Field
 
 from splendor_flows.engine.errors import is_transient
 from splendor_flows.engine.store import CACHE_VERSION, checkpoint_key
@@ -89,11 +90,29 @@ async def retry_only_transient(task: Task[..., Any], task_run: TaskRun, state: S
     return False
 
 
+class MaskingJSONSerializer(JSONSerializer[Any]):
+    """Prefect's JSON serializer, with the secrets this context handled masked in what it writes.
+
+    A step's result can quote Splendor (a failed run's `error_message`), and an upstream may quote what
+    it was given, a token or a key; checkpoints are plain files in result storage. Each record names
+    its serializer, and this one reads as JSON does, so checkpoints written with plain `json` still read.
+    """
+
+    type: str = Field(default="splendor-masked-json", frozen=True)
+
+    def dumps(self, obj: Any) -> bytes:
+        # Imported here: events imports this module (for Scope).
+        from splendor_flows.orchestration.events import masked_json
+
+        return masked_json(super().dumps(obj))
+
+
 # What every checkpointed task shares, minus the cache policy: a task brings its own (pipeline steps
-# get theirs from `step_options`; uploads key on the file instead).
+# get theirs from `step_options`; uploads key on the file instead). The fleet's store writes through
+# the same serializer (prefect_compat.TaskResultCheckpoints).
 STEP_OPTIONS: dict[str, Any] = dict(
     persist_result=True,
-    result_serializer="json",
+    result_serializer=MaskingJSONSerializer(),
     cache_expiration=CHECKPOINT_TTL,
     retries=2,
     retry_delay_seconds=[2, 10],

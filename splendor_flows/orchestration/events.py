@@ -12,6 +12,7 @@ global: what one flow run loaded is masked in its own events and in the tasks it
 """
 
 import functools
+import json
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
@@ -66,6 +67,15 @@ def masked(text: str) -> str:
     """`text` with the secrets this context handled masked (for logs that quote Splendor's errors)."""
     result: str = mask_secrets(text, _SECRETS.get())
     return result
+
+
+def masked_json(data: bytes) -> bytes:
+    """Serialized JSON with the secrets this context handled masked, each as JSON writes it (escaped)."""
+    secrets = _SECRETS.get()
+    if not secrets:
+        return data
+    masked_text: str = mask_secrets(data.decode(), [json.dumps(secret)[1:-1] for secret in secrets])
+    return masked_text.encode()
 
 
 def mask_failure(exc: BaseException) -> None:

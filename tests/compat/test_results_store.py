@@ -17,6 +17,7 @@ from splendor_flows.engine.results import FinishedRun, StartedRun
 from splendor_flows.engine.scope import Step
 from splendor_flows.engine.store import checkpoint_key
 from splendor_flows.orchestration.checkpoint import Scope, StepCheckpoint
+from splendor_flows.orchestration.events import remember_secrets
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
@@ -96,3 +97,24 @@ def test_a_checkpoint_hit_is_a_state_named_cached() -> None:
 
     assert inspect.getsource(prefect.task_engine).count('terminal_state.name = "Cached"') == 2
     assert inspect.iscoroutinefunction(State.aresult)
+
+
+async def test_a_checkpoint_masks_the_secrets_its_context_handled(tmp_path: Path) -> None:
+    # A failed run's error_message quoting the token (an upstream quoting the request it was given).
+    token = 'canary-"tok"-secret'
+    finished = FinishedRun(
+        run_id=9,
+        status=RunStatus.FAILED,
+        records_synced=None,
+        bytes_synced=None,
+        error_message=f"refused Authorization: Bearer {token}",
+        duration_seconds=3.0,
+        polls=2,
+    )
+    key = checkpoint_key(Step.POLL, SCOPE, run_id=9)
+    remember_secrets([token])
+    await (await _checkpoints(tmp_path)).put(key, finished)
+    stored = (tmp_path / key).read_bytes()
+    assert b"canary" not in stored and b"Bearer ***" in stored
+    read = await (await _checkpoints(tmp_path)).get(key, FinishedRun)
+    assert read == finished.model_copy(update={"error_message": "refused Authorization: Bearer ***"})

@@ -291,7 +291,8 @@ async def test_no_secret_leaves_a_fleet(
 ) -> None:
     """A fleet whose API errors quote the canary token: a Splendor run that fails with it in its error
     message (an upstream quoting the request it was given), and sync starts answered by a gateway error
-    page that quotes the whole request. Its summary, table artifact, events, logs and result must not."""
+    page that quotes the whole request. Its summary, table artifact, events, logs and result must not,
+    nor the checkpoints the fleet and then sync-source (the same run failure) leave in result storage."""
     await audit_setup(caplog)
     token = f"canary-tok-{uuid.uuid4().hex}"
     credential = f"canary-cred-{uuid.uuid4().hex}"
@@ -327,20 +328,26 @@ async def test_no_secret_leaves_a_fleet(
             return_state=True,
         )
         failure = await state.aresult(raise_on_failure=False)
+        # The same failure through sync-source's step tasks, whose results Prefect persists.
+        single = await sync_source(
+            source_key=failing, credentials_block=CREDS_BLOCK, max_sync_attempts=1, return_state=True
+        )
         mutation_log = json.dumps(emu.mutations())
     # One source failed, so the run fails; its exception carries the summary the run would return.
     assert state.is_failed() and isinstance(failure, FleetFailed), failure
     summary = failure.summary
+    assert single.is_failed() and "Stripe refused the request" in (single.message or "")
     [failed] = [o for o in summary.outcomes if o.status == SourceStatus.FAILED]
     assert failed.source_key == failing and summary.succeeded == 2
     # The gateway's error pages were answered: the fleet had API errors quoting the token to handle.
     assert sum(m["status"] == 502 for m in json.loads(mutation_log)) == 2
 
     outputs = await prefect_outputs(prefect_harness, caplog, capsys, {"splendor.sync.failed"})
-    outputs |= await run_records([state.state_details.flow_run_id])  # type: ignore[list-item]
+    runs = [state.state_details.flow_run_id, single.state_details.flow_run_id]
+    outputs |= await run_records([r for r in runs if r is not None])
     outputs |= {
         "fleet summary (the flow's result)": summary.model_dump_json(),
-        "exception texts": f"{state.message}\n{failure}\n{failure!r}",
+        "exception texts": f"{state.message}\n{failure}\n{failure!r}\n{single.message}",
         "run history": (tmp_path / "run-history.json").read_bytes(),
         "emulator mutation log": mutation_log,
     }
