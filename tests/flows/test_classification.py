@@ -5,14 +5,22 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.input.actions import acreate_flow_run_input
 from prefect.settings import PREFECT_API_URL
 
 from splendor_emulator import Emulator
-from splendor_flows.flows.classify import artifact_key
+from splendor_flows.engine.classification import Classification, FieldProposal, Role
+from splendor_flows.flows.classify import _ask_admin, artifact_key
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.orchestration.checkpoint import Scope
 from tests.flows.conftest import mutating_counts, stripe_spec
@@ -252,3 +260,57 @@ async def test_an_unanswered_review_fails_naming_the_wait_and_applies_nothing(
     )
     after = mutating_counts(emulator)
     assert after["update"] == before["update"] and after["connect"] == before["connect"]
+
+
+# --- a run whose resume form holds an answer already (a Retried or resumed run) ------------------------
+
+ANSWERED_SOURCE_ID = 7
+
+
+def two_field_proposal() -> Classification:
+    return Classification(
+        fields=[
+            FieldProposal(stream="charges", field="description", type="string", role=Role.TEXT, reason="r"),
+            FieldProposal(stream="charges", field="status", type="string", role=Role.VOCABULARY, reason="r"),
+        ]
+    )
+
+
+@flow(persist_result=False)
+async def answered_before(source_key: str, stored: dict[str, Any]) -> Classification:
+    """A run whose resume form already holds `stored`, as a suspended run's does when it starts again."""
+    await acreate_flow_run_input(key=f"suspended-classify-{ANSWERED_SOURCE_ID}-response", value=stored)
+    scope = Scope(api_base="", tenant="acme", source_key=source_key, sync_id=source_key)
+    spec = stripe_spec(source_key, classification="review", classification_timeout_seconds=10)
+    return await _ask_admin(scope, spec, ANSWERED_SOURCE_ID, two_field_proposal())
+
+
+async def state_names(flow_run_id: UUID) -> list[str]:
+    async with get_client() as client:
+        return [s.name or "" for s in await client.read_flow_run_states(flow_run_id)]
+
+
+async def test_an_answer_the_run_holds_already_is_used_without_asking(source_key: str) -> None:
+    stored = {"decision": "approve", "text_fields": ["status"], "vocabulary_fields": []}
+    state = await asyncio.wait_for(answered_before(source_key, stored, return_state=True), timeout=60)
+    approved = await state.aresult()
+    assert approved.names(Role.TEXT) == ["status"] and approved.names(Role.VOCABULARY) == []
+    # Not asked: no pause, no proposal published.
+    assert "Paused" not in await state_names(state.state_details.flow_run_id)
+    assert await _artifacts(source_key) == []
+
+
+async def test_an_answer_that_no_longer_fits_is_asked_again_with_the_proposal(source_key: str) -> None:
+    stale = {"decision": "approve", "text_fields": ["a_field_discovery_no_longer_reports"]}
+    state = await asyncio.wait_for(answered_before(source_key, stale, return_state=True), timeout=60)
+    assert state.is_failed(), state
+    assert "nobody reviewed the proposed classification within 10 s" in str(state.message)
+    run_id = state.state_details.flow_run_id
+    assert "Paused" in await state_names(run_id)
+    [artifact] = await _artifacts(source_key)
+    assert artifact.flow_run_id == run_id
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    messages = [log.message for log in logs]
+    assert any("no longer fits the form; asking again" in m for m in messages)
+    assert any(m.startswith("Waiting up to 10 s for an admin to review") for m in messages)
