@@ -24,7 +24,8 @@ import httpx
 import pytest
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL
 
-from bench.seed import connectors_yaml
+from bench.seed import connectors_yaml, onboard
+from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import EmulatorConfig, UserTokenConfig, running_emulator
 from splendor_emulator.config import _default_tokens
 from splendor_flows.engine.polling import PollOptions
@@ -305,9 +306,13 @@ async def test_no_secret_leaves_a_fleet(
     with running_emulator(emulator_with(token, tmp_path), log_level="debug") as emu:
         await save_blocks(emu.base_url, token, credential)
         specs = [stripe_spec(key, credentials_secret=SECRET_BLOCK) for key in keys]
-        for spec in specs:
-            connected = await connect_source(spec=spec, credentials_block=CREDS_BLOCK, sync=False)
-            assert connected.status == "connected"
+        # Connected straight through the client, as the fleet's worker finds them: a connect-source run
+        # in this process would leave its secrets in this context's masking, which the fleet's own
+        # process would not have.
+        async with SplendorClient(
+            SplendorConfig(api_base=emu.base_url, tenant_id="acme", token=token)
+        ) as client:
+            await onboard(client, specs, {"api_key": f"sk_test_{credential}", "account_id": "acct_audit"})
         connectors = tmp_path / "connectors.yaml"
         connectors.write_text(connectors_yaml(specs))
 
