@@ -309,9 +309,11 @@ class BatchHolds:
                     await _release(lease_id)
         except Exception:
             batch = None  # each source asks on its own, and reports the failure as its own
-        for _, future in waiting:
+        for name, future in waiting:
             if not future.done():
                 future.set_result(batch)
+            elif batch is not None:
+                batch.leave(name)  # its run was cancelled while it waited: it will never leave itself
         if batch is not None:
             await batch.keep()
 

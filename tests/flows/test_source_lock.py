@@ -105,3 +105,38 @@ async def test_force_starts_a_new_sync_after_a_finished_one(
         source_key=source_key, sync_id=forced.sync_id, poll=FAST_POLL, trigger="manual"
     )
     assert resumed.run_id == forced.run_id
+
+
+async def test_a_batch_is_released_when_its_sources_are_done_even_one_cancelled_while_waiting(
+    emulator: Emulator, source_key: str
+) -> None:
+    from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy, hold_source
+
+    scopes = [_scope(emulator, f"{source_key}-{i}", "batch") for i in range(3)]
+    # Every limit exists first (a batch with a source never held falls back to one hold per source).
+    for scope in scopes:
+        async with hold_source(scope, wait_seconds=5):
+            pass
+    holds = BatchHolds(wait_seconds=5)
+    inside = asyncio.Event()
+
+    async def member(scope: Scope) -> None:
+        async with holds.hold(scope):
+            inside.set()
+            await asyncio.sleep(0.5)
+
+    tasks = [asyncio.create_task(member(scope)) for scope in scopes]
+    await asyncio.sleep(0)
+    tasks[2].cancel()  # cancelled while the batch is still being gathered
+    await inside.wait()
+    # Held by the batch: another pipeline does not get the sources meanwhile.
+    try:
+        async with hold_source(scopes[0], wait_seconds=0.1):
+            raise AssertionError("a source of a held batch was held twice")
+    except SourceBusy:
+        pass
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # All three released once the two that ran were done: the cancelled one does not keep the lease alive.
+    for scope in scopes:
+        async with hold_source(scope, wait_seconds=3) as waited:
+            assert waited < 3
