@@ -5,6 +5,7 @@ calls in flight; and the `tenant-status` flow's artifact."""
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -292,15 +293,18 @@ def test_a_thousand_sources_in_under_30_seconds(tmp_path: Path, splendor_env: No
         asyncio.run(onboard())
         emu.reset_counters()
         env = {**os.environ, "SPLENDOR_API_BASE": emu.base_url, "SPLENDOR_TOKEN": ADMIN}
-        started = time.monotonic()
+        started, children = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [str(CLI), "status", "--json"], env=env, capture_output=True, text=True, timeout=120
         )
         took = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         counts = emu.counts()
     report = json.loads(done.stdout)
     assert report["sources"] == 1000, done.stderr
-    print(f"status of 1,000 sources: {took:.1f} s, {sum(counts.values())} API calls")
+    # The command's own CPU time beside the wall time: on a shared machine the gap is the wait for a core.
+    print(f"status of 1,000 sources: {took:.1f} s ({cpu:.1f} s CPU), {sum(counts.values())} API calls")
     assert took < 30
     assert counts == {LIST_SOURCES: 1, LIST_INGEST: 1, GET_AIRBYTE: 1000, LIST_RUNS: 1000}
 
