@@ -306,15 +306,12 @@ class Watch:
     board: Board
     tracker: Tracker
     event_prefixes: tuple[str, ...] = ("splendor.",)
-    tenant: str | None = None
+    # The command's sources: other commands may publish events to the same Prefect server meanwhile.
     source_keys: Collection[str] | None = None
 
     def wants(self, event: "Event") -> bool:
         if event.event.startswith(_FLOW_RUN):
-            return True
-        tenant = event.resource.get("splendor.tenant")
-        if self.tenant is not None and tenant != self.tenant:
-            return False
+            return True  # names only the run; the tracker keeps the runs it has seen a source for
         return self.source_keys is None or event.resource.get(SOURCE_KEY) in self.source_keys
 
 

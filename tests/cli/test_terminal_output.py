@@ -174,3 +174,28 @@ async def test_sync_prints_its_steps_in_plain_words(
     assert re.search(r"\| Task run 'sync-[^']+' - Started sync run \d+ \(attempt 1\)", loud), loud
     assert "Finished in state Completed()" in loud
     assert not re.search(r"^sync: ", loud, re.MULTILINE), loud
+
+
+async def test_a_temporary_servers_output_stays_off_the_live_view(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    """Without PREFECT_API_URL Prefect starts a server of its own, whose process writes to the
+    terminal it inherited whenever it likes; on a terminal the CLI gives it a log file instead."""
+    path, _ = await onboarded_file(tmp_path, source_key, 3)
+    home = tmp_path / "prefect-home"
+    env = {key: value for key, value in cli_env(emulator).items() if key != "PREFECT_API_URL"}
+    env |= {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
+        # A fresh home migrates a new database first: slow on a busy machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    }
+
+    result = run_on_pty([CLI, "fleet", str(path)], env, rows=40, cols=120)
+
+    shown = "\n".join(result.screen.text())
+    assert result.returncode == 0, shown
+    assert "3 of 3 source(s) succeeded." in shown
+    assert "Starting temporary server" not in shown and "prefect.io/docs" not in shown, shown
+    log = ANSI.sub("", (home / "splendor" / "temporary-server.log").read_text())
+    assert "Starting temporary server on http://127.0.0.1:" in log
