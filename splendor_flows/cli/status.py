@@ -79,7 +79,10 @@ def register(app: typer.Typer) -> None:
             fail(str(exc), code=EXIT_FAILED)
         except httpx.HTTPError as exc:
             # The Splendor client turns its own HTTP failures into SplendorError: this one is Prefect's.
-            fail(f"the Prefect API did not answer ({type(exc).__name__}: {exc})", code=EXIT_FAILED)
+            from prefect.settings import PREFECT_API_URL
+
+            where = PREFECT_API_URL.value() or "(the temporary server)"
+            fail(f"the Prefect API at {where} did not answer ({type(exc).__name__}: {exc})", code=EXIT_FAILED)
         finally:
             client_log.setLevel(level)
         if as_json:

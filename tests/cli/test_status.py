@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -244,6 +245,19 @@ def test_a_command_that_cannot_run_exits_2_with_one_line(
     emu.add_fault(kind="server_error", route=LIST_SOURCES)
     code, output = status("--json")
     assert code == 2 and output.startswith("error:")
+
+    # A Prefect server that does not answer, as a user's shell would meet it.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "SPLENDOR_API_BASE": emu.base_url}
+    done = subprocess.run([str(CLI), "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: the Prefect API at http://127.0.0.1:{port}/api did not answer "
+        "(ConnectError: All connection attempts failed)"
+    ]
 
 
 def test_calls_in_flight_stay_within_the_tenant_api_limit(emu: Emulator) -> None:
