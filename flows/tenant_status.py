@@ -106,17 +106,15 @@ async def read_prefect() -> PrefectView:
     return PrefectView(by_key, waits)
 
 
-async def api_limit(tenant: str) -> int | None:
-    """The slots of the tenant's global concurrency limit, when one is active."""
-    name = limit_name(DEFAULT_CONCURRENCY_LIMIT, tenant)
-    if name is None:
-        return None
+async def api_limit(tenant: str) -> tuple[str, int | None]:
+    """The name of the tenant's global concurrency limit, and its slots when it is active."""
+    name = limit_name(DEFAULT_CONCURRENCY_LIMIT, tenant) or ""
     async with get_client() as client:
         try:
             limit = await client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            return None
-    return limit.limit if limit.active else None
+            return name, None
+    return name, limit.limit if limit.active else None
 
 
 async def freshness_threshold() -> float:

@@ -55,11 +55,16 @@ def register(app: typer.Typer) -> None:
 
         async def look() -> StatusReport:
             config = await load_config(credentials_block)
-            limit = await api_limit(config.tenant)
+            name, limit = await api_limit(config.tenant)
             # Within the tenant's API limit without taking its slots: a morning check never waits
             # behind a fleet holding them.
-            in_flight = min(STATUS_MAX_CONCURRENCY, config.max_concurrency, limit or STATUS_MAX_CONCURRENCY)
-            return await collect(config, max(1, in_flight), connectors_file)
+            if limit is not None and limit < 1:
+                raise ValueError(
+                    f"global concurrency limit '{name}' allows 0 slots, so no call to Splendor may be "
+                    f"made: raise it (`prefect gcl update {name} --limit 5`) or disable it"
+                )
+            bounds = [STATUS_MAX_CONCURRENCY, config.max_concurrency] + ([limit] if limit is not None else [])
+            return await collect(config, min(bounds), connectors_file)
 
         # The client's retry warnings would repeat, line by line, what the one error line says.
         client_log = logging.getLogger("splendor_api")

@@ -276,6 +276,14 @@ def test_calls_in_flight_stay_within_the_tenant_api_limit(emu: Emulator) -> None
                     GlobalConcurrencyLimitCreate(name="splendor-api-acme", limit=slots)
                 )
 
+    asyncio.run(set_limit(0))
+    try:
+        code, output = status()
+    finally:
+        asyncio.run(set_limit(None))
+    assert code == 2
+    assert "error: global concurrency limit 'splendor-api-acme' allows 0 slots" in output
+
     asyncio.run(set_limit(3))
     try:
         # Slow answers make the requests pile up behind whatever bound there is.
