@@ -131,6 +131,8 @@ def test_a_healthy_tenant_exits_0_reads_only_and_costs_two_calls_per_source(emu:
     with api(emu) as client:
         synced(client, "grouped")
         synced(client, "splendor-cron", schedule_type="cron", cron_expression="*/30 * * * *")
+        hosted = {"source_key": "uploads", "name": "Uploads", "dataset_id": "uploads"}
+        client.post("/v1/admin/hosted-sources", json=hosted).raise_for_status()
     asyncio.run(join_group("grouped", "0 9 * * *", "Europe/Paris"))
     emu.reset_counters()
     before = len(emu.mutations())
@@ -138,7 +140,10 @@ def test_a_healthy_tenant_exits_0_reads_only_and_costs_two_calls_per_source(emu:
     code, report = as_json()
     assert code == 0, report
     rows = rows_of(report)
-    assert set(rows) == {"grouped", "splendor-cron"}
+    assert set(rows) == {"grouped", "splendor-cron", "uploads"}
+    # A hosted source has no sync runs to judge, and costs no call of its own.
+    uploads = rows.pop("uploads")
+    assert (uploads["provider"], uploads["scheduler"], uploads["problems"]) == ("hosted", "none", [])
     at = datetime.fromisoformat(report["at"])
     grouped, cron = rows["grouped"], rows["splendor-cron"]
     assert (grouped["scheduler"], grouped["cron"], grouped["timezone"]) == (
@@ -154,7 +159,8 @@ def test_a_healthy_tenant_exits_0_reads_only_and_costs_two_calls_per_source(emu:
         assert (row["stale"], row["failures_in_row"], row["problems"]) == (False, 0, [])
         assert row["ingest"] in ("ready", "in progress")
 
-    # Reads only, and exactly the calls the docs state: two for the tenant, two per Airbyte source.
+    # Reads only, and exactly the calls the docs state: two for the tenant, two per Airbyte source,
+    # none for the hosted one.
     assert len(emu.mutations()) == before
     assert emu.counts() == {LIST_SOURCES: 1, LIST_INGEST: 1, GET_AIRBYTE: 2, LIST_RUNS: 2}
 
