@@ -101,7 +101,7 @@ def _print(report: "StatusReport") -> None:
     from splendor_flows.flows.tenant_status import table_rows
 
     rows = table_rows(report)
-    table = Table(title=cell(report.headline()), title_justify="left")
+    table = Table(title=cell(f"{report.headline()} (times in UTC)"), title_justify="left")
     columns = list(rows[0]) if rows else ["source"]
     for column in columns:
         table.add_column(column, no_wrap=column == "source")
