@@ -6,7 +6,16 @@ from .conftest import PREFECT, Stack, api, deployment_id
 
 pytestmark = pytest.mark.e2e
 
-NAMES = {"connect-source", "sync-source", "repair-ingest", "after-upload", "sync-fleet", "sync-fleet-shard"}
+NAMES = {
+    "connect-source",
+    "sync-source",
+    "sync-scheduled",
+    "repair-ingest",
+    "after-upload",
+    "sync-fleet",
+    "sync-fleet-shard",
+    "tenant-status",
+}
 
 
 def _state(stack: Stack) -> tuple[dict[str, int], list[dict]]:
@@ -22,20 +31,20 @@ def test_deploy_all_registers_once_and_redeploy_does_not_duplicate(deployed: Sta
     first_counts, first_automations = _state(deployed)
     assert first_counts == dict.fromkeys(NAMES, 1)
     assert [a["name"] for a in first_automations] == ["splendor-upload-completed"]
-    sync_id = deployment_id(deployed, "sync-source")
-    # Per-source schedules come from `splendor-flows apply` (tests/fleet/test_plan_apply_schedules.py),
+    scheduled_id = deployment_id(deployed, "sync-scheduled")
+    # The schedule groups come from `splendor-flows apply` (tests/fleet/test_plan_apply_schedules.py),
     # not from prefect.yaml: a fresh deploy makes none, and a redeploy keeps the ones apply made.
-    assert api(deployed, "GET", f"/deployments/{sync_id}")["schedules"] == []
+    assert api(deployed, "GET", f"/deployments/{scheduled_id}")["schedules"] == []
     [managed] = api(
         deployed,
         "POST",
-        f"/deployments/{sync_id}/schedules",
+        f"/deployments/{scheduled_id}/schedules",
         json=[
             {
                 "schedule": {"cron": "0 0 1 1 *", "timezone": "Europe/Paris"},
                 "active": False,
-                "parameters": {"source_key": "e2e-kept", "trigger": "scheduled"},
-                "slug": "source-e2e-kept",
+                "parameters": {"source_keys": ["e2e-kept"], "trigger": "scheduled"},
+                "slug": "sources-e2e-kept",
             }
         ],
     )
@@ -45,11 +54,13 @@ def test_deploy_all_registers_once_and_redeploy_does_not_duplicate(deployed: Sta
     assert counts == first_counts
     assert len(automations) == 1
 
-    sync = api(deployed, "GET", f"/deployments/{sync_id}")
-    assert [(s["id"], s["slug"]) for s in sync["schedules"]] == [(managed["id"], "source-e2e-kept")]
-    api(deployed, "DELETE", f"/deployments/{sync_id}/schedules/{managed['id']}")
-    assert sync["global_concurrency_limit"]["limit"] == 1
-    assert sync["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    scheduled = api(deployed, "GET", f"/deployments/{scheduled_id}")
+    assert [(s["id"], s["slug"]) for s in scheduled["schedules"]] == [(managed["id"], "sources-e2e-kept")]
+    api(deployed, "DELETE", f"/deployments/{scheduled_id}/schedules/{managed['id']}")
+    # Neither sync deployment has a deployment-wide limit: it would serialise every source of the tenant
+    # (one pipeline per source comes from the source's own slot).
+    sync = api(deployed, "GET", f"/deployments/{deployment_id(deployed, 'sync-source')}")
+    assert sync["global_concurrency_limit"] is None and scheduled["global_concurrency_limit"] is None
     assert sync["work_pool_name"] == "splendor-local"
     assert sync["enforce_parameter_schema"] is True
 
