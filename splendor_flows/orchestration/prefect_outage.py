@@ -108,7 +108,8 @@ def _outage_of(exc: BaseException) -> PrefectUnavailable | None:
     if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code in RETRIED_STATUSES:
         response = exc.response
         request = _request_of(exc)
-        api_url = api_url or (_public(str(request.url.copy_with(path="/"))) if request else "?")
+        if not api_url:  # no URL configured (a temporary server): its API sits under /api
+            api_url = _public(str(request.url.copy_with(path="/api"))) if request else "?"
         call = f" to {_api_call(request, api_url)}" if request else ""
         return PrefectUnavailable(
             api_url,
