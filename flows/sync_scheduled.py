@@ -20,15 +20,26 @@ sources as long as a fleet does.
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from prefect import flow
+from prefect import State, flow, get_client, get_run_logger
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run
+from prefect.states import AwaitingRetry
 from pydantic import Field
 
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
+from splendor_flows.flows.fleet_shards import RESUMED_UP_TO_RUN_COUNT, ZOMBIE_MESSAGE
 from splendor_flows.orchestration.events import masks_failures
 from splendor_flows.specs.source import validate_source_key
 
@@ -37,6 +48,48 @@ TICK_SOURCE_WAIT_SECONDS = 50.0
 # Slots of the tenant's API limit a tick holds: a share, so that the ticks of several groups (and a
 # fleet) run side by side within the limit instead of queueing behind each other.
 TICK_MAX_CONCURRENCY = 10
+
+
+async def resume_crashed_ticks(source_keys: list[str]) -> int:
+    """Reschedule this group's earlier ticks that zombie detection marked Crashed; returns how many.
+
+    The resume automation (deployments/automations.yaml) does this for every run of the project, but in
+    Prefect 3.9.1 it was measured not to act on the Crashed event of a run the scheduler created (the same
+    automation resumes a run of the same deployment started by hand: tests/e2e_stack). A crashed tick may
+    hold Splendor runs it started and never handed to ingestion, so the group's next tick sets it back to
+    AwaitingRetry, as the automation would, within the same bound (twice per run).
+    """
+    this = flow_run.get_id()
+    deployment = runtime_deployment.get_id()
+    if this is None or deployment is None:
+        return 0
+    wanted = sorted(set(source_keys))
+    async with get_client() as client:
+        crashed = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[UUID(deployment)]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+            ),
+            limit=50,
+        )
+        resumed = 0
+        for run in crashed:
+            if (
+                str(run.id) == this
+                or sorted(set(run.parameters.get("source_keys") or [])) != wanted
+                or run.state is None
+                or run.state.message != ZOMBIE_MESSAGE
+                or run.run_count > RESUMED_UP_TO_RUN_COUNT
+            ):
+                continue
+            retry: State[Any] = AwaitingRetry(
+                message="Rescheduled by the group's next tick after missing heartbeats"
+            )
+            result = await client.set_flow_run_state(run.id, retry)
+            if result.status.value == "ACCEPT":
+                resumed += 1
+                get_run_logger().warning("Tick %s had crashed (its worker died): rescheduled it", run.name)
+    return resumed
 
 
 @flow(name="sync-scheduled", log_prints=False)
@@ -82,6 +135,7 @@ async def sync_scheduled(
         wait_for_ingest=wait_for_ingest,
         concurrency_limit=concurrency_limit,
     )
+    await resume_crashed_ticks(source_keys)
     if (flow_run.run_count or 1) > 1:
         # A tick resumed after a crash or a Retry may have started runs it has not handed to ingestion:
         # leaving a source to another pipeline now would leave that run un-ingested. It waits for each
