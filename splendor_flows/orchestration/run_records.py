@@ -10,11 +10,8 @@ run ids, attempt numbers, digests of sync_ids and timestamps: nothing secret.
 """
 
 import asyncio
-import contextlib
 import os
 import uuid
-import weakref
-from collections.abc import AsyncIterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from splendor_api import ConfigError
 from splendor_flows.engine.run_records import RunRecords, SourceRuns, StoredRunRecords, source_digest
 from splendor_flows.engine.scope import ScopeLike
+from splendor_flows.orchestration.prefect_calls import prefect_call
 from splendor_flows.orchestration.prefect_compat import read_variables_tagged
 
 RECORDS_ENV = "SPLENDOR_RUN_RECORDS"
@@ -122,24 +120,6 @@ def _is_missing(exc: Exception) -> bool:
 
 TAG = "splendor-run-record"
 PREFIX = "splendor-runs-"
-# Record calls in flight at once per event loop. Prefect's client pools 16 connections and keeps 8 alive:
-# a fleet recording the starts of hundreds of sources at once would queue hundreds of requests inside
-# that pool, whose bookkeeping grows with the square of its queue (a fifth of a 200-source shard's CPU
-# when measured), and open connections only to close them. They wait here instead, on a semaphore.
-CALLS_AT_ONCE = 8
-_SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-@contextlib.asynccontextmanager
-async def _slot() -> AsyncIterator[None]:
-    loop = asyncio.get_running_loop()
-    slots = _SLOTS.get(loop)
-    if slots is None:
-        slots = _SLOTS[loop] = asyncio.Semaphore(CALLS_AT_ONCE)
-    async with slots:
-        yield
 
 
 def variable_name(scope: ScopeLike) -> str:
@@ -154,7 +134,7 @@ class PrefectRunRecords:
 
     async def read(self, scope: ScopeLike) -> SourceRuns:
         name = variable_name(scope)
-        async with _slot(), get_client() as client:
+        async with prefect_call() as client:
             variable = await client.read_variable_by_name(name)
         if variable is None:
             self._missing.add(name)
@@ -166,7 +146,7 @@ class PrefectRunRecords:
         name = variable_name(scope)
         value = runs.model_dump(mode="json")
         create_first = name in self._missing
-        async with _slot(), get_client() as client:
+        async with prefect_call() as client:
             # Update first when the variable was there at the last read; a missing one answers 404, then
             # it is created. Two writers creating it at once: the loser's create fails with 409 and it
             # updates instead.

@@ -38,6 +38,7 @@ from prefect.settings import PREFECT_API_URL
 from splendor_flows.engine.errors import StepError
 from splendor_flows.engine.run_records import source_digest
 from splendor_flows.engine.scope import ScopeLike
+from splendor_flows.orchestration.prefect_calls import prefect_call
 
 LIMIT_PREFIX = "splendor-source-"
 # Prefect's minimum lease. A shorter one would release a dead holder's sources sooner.
@@ -123,20 +124,25 @@ def _warn(message: str) -> None:
 
 
 async def _create_limit(name: str) -> None:
-    async with get_client() as client:
+    async with prefect_call() as client:
         with contextlib.suppress(ObjectAlreadyExists):
             await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
+# Answers that mean "ask again later": the slot is taken (423), or the server is too busy to say (503).
+NOT_NOW = (423, 503)
+
+
 async def _increment(names: list[str]) -> tuple[UUID, set[str]] | None:
-    """One lease on the slot of every limit in `names` that exists, or None when one of them is taken."""
-    async with get_client() as client:
+    """One lease on the slot of every limit in `names` that exists, or None when one of them is taken
+    (or the server is too busy to grant it now)."""
+    async with prefect_call() as client:
         try:
             response = await client.increment_concurrency_slots_with_lease(
                 names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS, holder=_holder()
             )
         except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 423:
+            if exc.response.status_code in NOT_NOW:
                 return None
             raise
     body = response.json()
@@ -144,7 +150,7 @@ async def _increment(names: list[str]) -> tuple[UUID, set[str]] | None:
 
 
 async def _release(lease_id: UUID) -> None:
-    async with get_client() as client:
+    async with prefect_call() as client:
         await client.release_concurrency_slots_with_lease(lease_id)
 
 
@@ -169,7 +175,7 @@ async def _renew(lease_id: UUID, holder: asyncio.Task[object], lost: list[bool])
     while True:
         await asyncio.sleep(RENEW_EVERY_SECONDS)
         try:
-            async with get_client() as client:
+            async with prefect_call() as client:
                 await client.renew_concurrency_lease(lease_id, lease_duration=LEASE_SECONDS)
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code in (404, 410):
@@ -248,6 +254,7 @@ class BatchHolds:
         self._waiting: list[tuple[str, asyncio.Future[_Batch | None]]] = []
         self._flush: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._one_at_a_time: asyncio.Lock | None = None
 
     @contextlib.asynccontextmanager
     async def hold(self, scope: ScopeLike) -> AsyncIterator[None]:
@@ -298,15 +305,13 @@ class BatchHolds:
     async def _acquire(self, waiting: list[tuple[str, "asyncio.Future[_Batch | None]"]]) -> None:
         names = sorted({name for name, _ in waiting})
         batch: _Batch | None = None
+        if self._one_at_a_time is None:
+            self._one_at_a_time = asyncio.Lock()
         try:
-            granted = await _increment(names)
-            if granted is not None:
-                lease_id, held = granted
-                if held == set(names):
-                    batch = _Batch(lease_id, set(names))
-                else:
-                    # Some sources have no limit yet: they are held one by one (which creates it).
-                    await _release(lease_id)
+            # One batch asked for at a time: each is a write transaction on every limit it names, and a
+            # SQLite-backed server answers concurrent ones with "database is locked" and retries.
+            async with self._one_at_a_time:
+                batch = await self._ask(names)
         except Exception:
             batch = None  # each source asks on its own, and reports the failure as its own
         for name, future in waiting:
@@ -316,6 +321,20 @@ class BatchHolds:
                 batch.leave(name)  # its run was cancelled while it waited: it will never leave itself
         if batch is not None:
             await batch.keep()
+
+    async def _ask(self, names: list[str]) -> "_Batch | None":
+        for _ in range(2):
+            granted = await _increment(names)
+            if granted is None:
+                return None
+            lease_id, held = granted
+            if held == set(names):
+                return _Batch(lease_id, set(names))
+            # Sources held for the first time have no limit yet: create theirs and ask once more.
+            await _release(lease_id)
+            for name in sorted(set(names) - held):
+                await _create_limit(name)
+        return None
 
 
 class _Batch:
@@ -343,7 +362,7 @@ class _Batch:
             except TimeoutError:
                 pass
             try:
-                async with get_client() as client:
+                async with prefect_call() as client:
                     await client.renew_concurrency_lease(self.lease_id, lease_duration=LEASE_SECONDS)
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code in (404, 410):
