@@ -127,9 +127,35 @@ def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_kill
         assert manual.wait(timeout=120) == 0, manual.stdout.read() if manual.stdout else ""
         fleet_done = stack.wait_run(fleet["id"], timeout=180)
         assert fleet_done["state"]["type"] == "COMPLETED", fleet_done["state"]
-        # The killed tick: marked Crashed by zombie detection, rescheduled by the resume automation, run
-        # again on the surviving worker, where it hands the runs it had started to ingestion.
-        resumed = stack.wait_run(second["id"], timeout=240)
+        # The killed tick: marked Crashed by zombie detection, rescheduled by its group's next tick (Prefect's
+        # resume automation does not act on runs its scheduler made), run again on the surviving worker,
+        # where it hands the runs it had started to ingestion.
+        try:
+            resumed = wait_for(
+                "the killed tick to be resumed and complete",
+                lambda: (
+                    (run := stack.read_run(second["id"]))["state"]["type"] in ("COMPLETED", "FAILED") and run
+                ),
+                timeout=240,
+                every=1,
+            )
+        except AssertionError:
+            states = [(s["name"], s["timestamp"], s.get("message")) for s in stack.run_states(second["id"])]
+            events = stack.api(
+                "POST",
+                "/events/filter",
+                json={
+                    "filter": {
+                        "event": {"prefix": ["prefect.automation.action"]},
+                        "related": {"resources_in_roles": [[f"prefect.flow-run.{second['id']}", "target"]]},
+                    },
+                    "limit": 20,
+                },
+            )
+            actions = [(e["event"], e.get("payload")) for e in events.get("events", [])]
+            raise AssertionError(
+                f"the killed tick never completed: {states}; automation actions: {actions}"
+            ) from None
         assert resumed["state"]["type"] == "COMPLETED" and resumed["run_count"] >= 2, resumed["state"]
     finally:
         stack.restart_worker(victim)

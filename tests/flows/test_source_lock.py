@@ -14,9 +14,12 @@ import asyncio
 import uuid
 from datetime import datetime
 
+import pytest
+
 from splendor_emulator import Emulator
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.engine.run_records import pipeline_of
+from splendor_flows.engine.run_records import SourceRuns, pipeline_of
+from splendor_flows.engine.scope import ScopeLike
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
 from splendor_flows.orchestration.checkpoint import Scope
@@ -39,23 +42,32 @@ def _intervals(emulator: Emulator, source_id: int) -> list[tuple[datetime, datet
 
 
 async def test_two_pipelines_on_one_source_take_turns_and_lose_no_start_record(
-    emulator: Emulator, source_key: str, stripe_secret: str
+    emulator: Emulator, source_key: str, stripe_secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await connect_source(spec=stripe_spec(source_key), sync=False)
     [source] = [s for s in emulator.sources("acme") if s["source_key"] == source_key]
     first, second = f"first-{uuid.uuid4().hex[:6]}", f"second-{uuid.uuid4().hex[:6]}"
-    records = PrefectRunRecords()
     scope = _scope(emulator, source_key, first)
-    # Slow starts: without the exclusion both pipelines would read the records, then write them back,
-    # while the other's start is in flight.
+    # A slow record store and slow starts: without the exclusion both pipelines read the records before
+    # either writes them back (the second write drops the first's intent), and the second start lands
+    # while the first run is in flight.
+    read = PrefectRunRecords.read
+
+    async def slow_read(self: PrefectRunRecords, scope: ScopeLike) -> SourceRuns:
+        runs = await read(self, scope)
+        await asyncio.sleep(0.5)
+        return runs
+
+    monkeypatch.setattr(PrefectRunRecords, "read", slow_read)
     emulator.add_fault(kind="latency", route=START, seconds=1.0)
     seen: dict[str, bool] = {pipeline_of(_scope(emulator, source_key, s)): False for s in (first, second)}
     lost: list[str] = []
     stop = asyncio.Event()
 
     async def watch() -> None:
+        # Reads the records as they are (not through the slowed read) many times a second.
         while not stop.is_set():
-            held = {s.pipeline for s in (await records.read(scope)).starts}
+            held = {s.pipeline for s in (await read(PrefectRunRecords(), scope)).starts}
             for pipeline in seen:
                 if pipeline in held:
                     seen[pipeline] = True
@@ -77,11 +89,18 @@ async def test_two_pipelines_on_one_source_take_turns_and_lose_no_start_record(
     assert not lost, f"a start record vanished after it was written: {lost}"
     assert all(seen.values()), seen
     assert all(s.status == "succeeded" and s.ingest_status == "ready" for s in summaries)
-    # Each pipeline synced once, one after the other: never two runs of the source in flight.
+    # Each pipeline synced once, one after the other: never a start sent while the other's run was in
+    # flight (Splendor would have answered 409 sync_in_progress), never two runs of the source at once.
+    starts = [
+        m["status"]
+        for m in emulator.mutations()
+        if m["route"].endswith("/sync") and str(m["path_params"].get("source_id")) == str(source["source_id"])
+    ]
+    assert starts == [200, 200], starts
     assert len({s.run_id for s in summaries}) == 2
     [(_, first_done), (second_began, _)] = _intervals(emulator, source["source_id"])
     assert second_began >= first_done, "the second pipeline started while the first run was in flight"
-    final = {s.pipeline for s in (await records.read(scope)).starts if s.run_id is not None}
+    final = {s.pipeline for s in (await read(PrefectRunRecords(), scope)).starts if s.run_id is not None}
     assert set(seen) <= final
 
 
