@@ -62,6 +62,9 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # Subprocesses (the crash test) talk to the same API and result storage.
         os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
         os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)
+        # The harness's server is an ephemeral one, which runs no repossessor: a waiter takes back the
+        # source slot of a process the crash tests killed (orchestration/source_lock.py).
+        os.environ["SPLENDOR_PREFECT_REPOSSESSOR"] = "off"
         yield results
 
 

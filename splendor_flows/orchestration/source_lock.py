@@ -21,6 +21,7 @@ fleet of a thousand sources is a thousand threads and two thousand events.
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from prefect.logging import get_logger
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
+from splendor_api import ConfigError
 from splendor_flows.engine.errors import StepError
 from splendor_flows.engine.run_records import source_digest
 from splendor_flows.engine.scope import ScopeLike
@@ -93,8 +95,20 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     return ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
 
 
+# Whether the Prefect server runs its repossessor service (which takes back expired leases): "on" or
+# "off". Unset: off for an ephemeral server (no PREFECT_API_URL: a CLI run, the demo), on otherwise. A
+# server started in-process for tests (Prefect's test harness) is ephemeral too, whatever its URL: its
+# users say "off".
+REPOSSESSOR_ENV = "SPLENDOR_PREFECT_REPOSSESSOR"
+
+
 def _ephemeral_api() -> bool:
-    """Whether this process talks to an ephemeral Prefect server (no PREFECT_API_URL: a CLI run, the demo)."""
+    """Whether nobody on the server side takes back a dead holder's slot, so a waiter must."""
+    raw = os.environ.get(REPOSSESSOR_ENV, "").strip().lower()
+    if raw in ("on", "off"):
+        return raw == "off"
+    if raw:
+        raise ConfigError(f"{REPOSSESSOR_ENV} must be 'on' or 'off', got {raw!r}")
     return not PREFECT_API_URL.value()
 
 
