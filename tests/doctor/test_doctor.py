@@ -20,6 +20,7 @@ from splendor_api.probe import ABSENT_PATH_VALUES
 from splendor_api.routes import Probe, Route
 from splendor_emulator import Emulator, running_emulator
 from splendor_emulator.reshape import ShapeChange
+from splendor_flows.cli.console import console
 from splendor_flows.cli.main import app
 from tests.emulator.helpers import ADMIN, MEMBER, connected_source, fast_config, wait_ingest_ready, wait_run
 
@@ -62,7 +63,14 @@ def doctor(emu: Emulator, *args: str, token: str = ADMIN, **env: str) -> tuple[i
         "COLUMNS": "300",
         **env,
     }
-    result = CliRunner().invoke(app, ["doctor", *args], env=settings)
+    # The CLI's console took its width when it was first imported in this process (another test may have
+    # imported it under a narrow COLUMNS): the table is read cell by cell, so it must not wrap.
+    width = console.width
+    console.width = 300
+    try:
+        result = CliRunner().invoke(app, ["doctor", *args], env=settings)
+    finally:
+        console.width = width
     return result.exit_code, result.output
 
 

@@ -190,6 +190,8 @@ CALLS: dict[str, Call] = {
     "list_sources": lambda c: c.list_sources(),
     "me": lambda c: c.me(),
     "preflight": lambda c: c.preflight(),
+    # doctor's probe of a mutating route with ids that name nothing (a route that takes a tenant).
+    "probe_absent": lambda c: c.probe_absent("start_sync"),
     "provision": lambda c: c.provision(1, {"api_key": "sk_test_x"}),
     "put_object": lambda c: c.put_object("https://objects.test/b/k?sig=abc", b"x", {}),
     "refresh_run": lambda c: c.refresh_run(1),
