@@ -53,6 +53,8 @@ TICK_MAX_CONCURRENCY = 10
 async def resume_crashed_ticks(source_keys: list[str]) -> int:
     """Reschedule this group's earlier ticks that zombie detection marked Crashed; returns how many.
 
+    `source_keys` are the group's sources, sorted and without repeats.
+
     The resume automation (deployments/automations.yaml) does this for every run of the project, but in
     Prefect 3.9.1 it was measured not to act on the Crashed event of a run the scheduler created (the same
     automation resumes a run of the same deployment started by hand: tests/e2e_stack). A crashed tick may
@@ -63,7 +65,7 @@ async def resume_crashed_ticks(source_keys: list[str]) -> int:
     deployment = runtime_deployment.get_id()
     if this is None or deployment is None:
         return 0
-    wanted = sorted(set(source_keys))
+    wanted = sorted(source_keys)
     async with get_client() as client:
         crashed = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -135,12 +137,11 @@ async def sync_scheduled(
         wait_for_ingest=wait_for_ingest,
         concurrency_limit=concurrency_limit,
     )
-    await resume_crashed_ticks(source_keys)
+    keys = sorted(set(source_keys))
+    await resume_crashed_ticks(keys)
     if (flow_run.run_count or 1) > 1:
         # A tick resumed after a crash or a Retry may have started runs it has not handed to ingestion:
         # leaving a source to another pipeline now would leave that run un-ingested. It waits for each
         # source as a fleet does, then attaches to its own run.
-        return await sync_sources(sorted(set(source_keys)), options)
-    return await sync_sources(
-        sorted(set(source_keys)), options, source_wait_seconds=source_wait_seconds, skip_busy=True
-    )
+        return await sync_sources(keys, options)
+    return await sync_sources(keys, options, source_wait_seconds=source_wait_seconds, skip_busy=True)

@@ -102,7 +102,7 @@ def _holder() -> ConcurrencyLeaseHolder | None:
 REPOSSESSOR_ENV = "SPLENDOR_PREFECT_REPOSSESSOR"
 
 
-def _ephemeral_api() -> bool:
+def _no_repossessor() -> bool:
     """Whether nobody on the server side takes back a dead holder's slot, so a waiter must."""
     raw = os.environ.get(REPOSSESSOR_ENV, "").strip().lower()
     if raw in ("on", "off"):
@@ -217,7 +217,7 @@ async def hold_source(scope: ScopeLike, *, wait_seconds: float) -> AsyncIterator
         waited = time.monotonic() - started
         if waited >= wait_seconds:
             raise SourceBusy(scope.source_key, waited)
-        if not reclaimed and waited >= RELEASE_BOUND_SECONDS and _ephemeral_api():
+        if not reclaimed and waited >= RELEASE_BOUND_SECONDS and _no_repossessor():
             await _reclaim(name, scope.source_key)
             reclaimed = True
             continue
