@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from splendor_api import NotFound, SplendorClient, models
 from splendor_flows.engine.errors import PermanentStepError, SpecError
+from splendor_flows.engine.scope import Step
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import Scope, retry_only_transient, step_options
 from splendor_flows.specs.source import SourceSpec
@@ -113,9 +114,11 @@ async def discover_provider(
 async def discover_streams(scope: Scope, source_id: int) -> list[models.StreamSchema]:
     """The streams and fields the connector reports for this source (needs ready credentials).
 
-    Not checkpointed: a read, and the connector's catalog may change between runs.
+    Not checkpointed: a read, and the connector's catalog may change between runs. Its failures read
+    "[connect] ...": the streams are read for the connection, and operators know the pipeline's steps,
+    not the names of the tasks inside them.
     """
-    async with open_client(scope.credentials_block) as client:
+    async with open_client(scope.credentials_block, step=Step.CONNECT, source_key=scope.source_key) as client:
         return await client.discover_schema(source_id)
 
 
