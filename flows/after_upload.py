@@ -23,7 +23,8 @@ from splendor_flows.engine.errors import PermanentStepError, label_failure
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.pipeline import SOURCE_WAIT_SECONDS, resolve_scope
 from splendor_flows.orchestration.api import load_config, open_client
-from splendor_flows.orchestration.events import artifact_slug, masks_failures
+from splendor_flows.orchestration.artifact_slugs import artifact_slug
+from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.orchestration.source_lock import hold_source
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import wait_for_ingest

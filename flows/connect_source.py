@@ -23,7 +23,7 @@ from splendor_flows.flows.pipeline import (
     sync_and_ingest,
 )
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
-from splendor_flows.orchestration.events import masks_failures
+from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.connection import ensure_connection

@@ -32,9 +32,9 @@ from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.report import Event, Level
 from splendor_flows.engine.run_records import RunRecords
 from splendor_flows.engine.store import CheckpointStore
-from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
-from splendor_flows.orchestration.events import masked
+from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.secret_masking import masked
 from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy
 
 

@@ -20,11 +20,11 @@ from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.results import FinishedRun, IngestResult, StartedRun, SyncOutcome
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.orchestration.api import load_config, open_client
-from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
-from splendor_flows.orchestration.events import artifact_slug
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.orchestration.run_records import records_place
+from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.source_lock import hold_source
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest

@@ -21,8 +21,8 @@ from splendor_flows.engine.repair import MAX_ATTEMPTS_LIMIT, MAX_RUNS_LIMIT, Rep
 from splendor_flows.engine.scope import Step
 from splendor_flows.flows.pipeline import SOURCE_WAIT_SECONDS, resolve_scope
 from splendor_flows.orchestration.api import open_client
+from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.engine_adapter import step_context
-from splendor_flows.orchestration.events import artifact_slug
 from splendor_flows.orchestration.source_lock import hold_source
 
 

@@ -24,7 +24,7 @@ from splendor_flows.flows.fleet import (
     run_fleet,
 )
 from splendor_flows.flows.fleet_shards import run_sharded
-from splendor_flows.orchestration.events import masks_failures
+from splendor_flows.orchestration.failure_masking import masks_failures
 
 
 @flow(name="sync-fleet", log_prints=False)

@@ -40,7 +40,7 @@ from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
 from splendor_flows.flows.fleet_shards import RESUMED_UP_TO_RUN_COUNT, ZOMBIE_MESSAGE
-from splendor_flows.orchestration.events import masks_failures
+from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.specs.source import validate_source_key
 
 # Below the shortest interval a cron can express (a minute): a tick never waits into the next one.

@@ -20,7 +20,7 @@ from splendor_flows.flows.pipeline import (
     sync_and_ingest,
 )
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.events import masks_failures
+from splendor_flows.orchestration.failure_masking import masks_failures
 
 
 @flow(name="sync-source", log_prints=False)

@@ -8,8 +8,9 @@ from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import ConnectionRef
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.checkpoint import Scope, step_options
+from splendor_flows.orchestration.checkpoint import step_options
 from splendor_flows.orchestration.events import emit
+from splendor_flows.orchestration.scope import Scope
 
 
 @task(name="connect", **step_options("connect", inputs=("source_id", "streams")))

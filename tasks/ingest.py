@@ -9,8 +9,9 @@ from splendor_flows.engine import ingest
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.results import IngestResult
 from splendor_flows.engine.scope import Step
-from splendor_flows.orchestration.checkpoint import Scope, step_options
+from splendor_flows.orchestration.checkpoint import step_options
 from splendor_flows.orchestration.engine_adapter import step_context
+from splendor_flows.orchestration.scope import Scope
 
 
 @task(name=Step.ENQUEUE_INGEST, **step_options(Step.ENQUEUE_INGEST, ordinals=("run_id",)))

@@ -11,8 +11,9 @@ from splendor_flows.engine import sync
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.results import FinishedRun, StartedRun
 from splendor_flows.engine.scope import Step
-from splendor_flows.orchestration.checkpoint import Scope, step_options
+from splendor_flows.orchestration.checkpoint import step_options
 from splendor_flows.orchestration.engine_adapter import run_history, step_context
+from splendor_flows.orchestration.scope import Scope
 
 
 @task(name=Step.SYNC, **step_options(Step.SYNC, ordinals=("source_id", "attempt")))

@@ -31,9 +31,10 @@ from splendor_flows.engine.uploads import (
     inspect_files,
 )
 from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.checkpoint import CACHE_VERSION, CHECKPOINT_TTL, STEP_OPTIONS, Scope
+from splendor_flows.orchestration.checkpoint import CACHE_VERSION, CHECKPOINT_TTL, STEP_OPTIONS
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.runtime import current_runtime
+from splendor_flows.orchestration.scope import Scope
 from splendor_flows.specs.source import safe_slug
 
 # Callers (the CLI) check files with these before they start a flow.

@@ -11,7 +11,7 @@ ephemeral server on PREFECT_HOME's database when it is unset).
 import asyncio
 import sys
 
-from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.source_lock import hold_source
 
 

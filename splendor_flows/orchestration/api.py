@@ -14,8 +14,8 @@ from pydantic import Field, SecretStr
 from splendor_api import ConfigError, SplendorClient, SplendorConfig, SplendorError
 from splendor_api.config import tuning_from_env
 from splendor_flows.engine.errors import label_failure
-from splendor_flows.orchestration.events import remember_secrets
 from splendor_flows.orchestration.runtime import current_runtime, shared_gate
+from splendor_flows.orchestration.secret_masking import remember_secrets
 
 
 class SplendorCredentials(Block):

@@ -16,37 +16,22 @@ from prefect.cache_policies import CachePolicy
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.serializers import JSONSerializer
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from splendor_flows.engine.errors import is_transient
 from splendor_flows.engine.store import CACHE_VERSION, checkpoint_key
+from splendor_flows.orchestration.secret_masking import masked_json
 
 __all__ = [
     "CACHE_VERSION",
     "CHECKPOINT_TTL",
     "STEP_OPTIONS",
-    "Scope",
     "StepCheckpoint",
     "retry_only_transient",
     "step_options",
 ]
 
 CHECKPOINT_TTL = timedelta(days=14)
-
-
-class Scope(BaseModel):
-    """Identifies one pipeline execution; every step takes it as its first argument."""
-
-    # The API the pipeline talks to: checkpoints and run records of one API never serve another.
-    api_base: str
-    tenant: str
-    source_key: str
-    sync_id: str
-    credentials_block: str | None = None
-
-    @property
-    def resource_id(self) -> str:
-        return f"splendor.source.{self.tenant}.{self.source_key}"
 
 
 @dataclass(kw_only=True)
@@ -101,9 +86,6 @@ class MaskingJSONSerializer(JSONSerializer[Any]):
     type: str = Field(default="splendor-masked-json", frozen=True)
 
     def dumps(self, obj: Any) -> bytes:
-        # Imported here: events imports this module (for Scope).
-        from splendor_flows.orchestration.events import masked_json
-
         return masked_json(super().dumps(obj))
 
 

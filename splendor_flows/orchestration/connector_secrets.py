@@ -12,7 +12,7 @@ import jsonschema  # type: ignore[import-untyped]
 from prefect.blocks.system import Secret
 
 from splendor_flows.engine.errors import SpecError
-from splendor_flows.orchestration.events import remember_secrets
+from splendor_flows.orchestration.secret_masking import remember_secrets
 
 
 async def load_connector_credentials(source_key: str, block_name: str | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from clientkit import ClientFactory, Recorder, fixture
 
 from splendor_flows.engine.errors import PermanentStepError
-from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.scope import Scope
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.discover import ProviderDetails
 from splendor_flows.tasks.source import resolve_source

@@ -16,9 +16,10 @@ from splendor_api.models import RunStatus
 from splendor_flows.engine.results import FinishedRun, StartedRun
 from splendor_flows.engine.scope import Step
 from splendor_flows.engine.store import checkpoint_key
-from splendor_flows.orchestration.checkpoint import Scope, StepCheckpoint
-from splendor_flows.orchestration.events import remember_secrets
+from splendor_flows.orchestration.checkpoint import StepCheckpoint
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
+from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.secret_masking import remember_secrets
 from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
 from splendor_flows.tasks.sync import start_sync, wait_for_run
 

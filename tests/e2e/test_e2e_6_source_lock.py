@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from splendor_flows.orchestration.checkpoint import Scope
+from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.source_lock import RELEASE_BOUND_SECONDS, SourceBusy, hold_source
 
 from .conftest import REPO, Stack

@@ -10,13 +10,13 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileS
 
 from splendor_api import ConfigError
 from splendor_flows.engine.run_records import SourceRuns, StartRecord, StoredRunRecords
-from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.run_records import (
     PrefectRunRecords,
     RecordsPlace,
     ResultStorageFiles,
     records_place,
 )
+from splendor_flows.orchestration.scope import Scope
 
 
 def _scope(source_key: str) -> Scope:

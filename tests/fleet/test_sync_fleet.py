@@ -213,7 +213,7 @@ async def test_a_source_held_elsewhere_waits_while_the_rest_of_the_fleet_syncs(
     import time
     from datetime import datetime
 
-    from splendor_flows.orchestration.checkpoint import Scope
+    from splendor_flows.orchestration.scope import Scope
     from splendor_flows.orchestration.source_lock import hold_source
 
     path = await _fleet_file(tmp_path, source_key, 4)

@@ -22,8 +22,8 @@ from splendor_flows.engine.run_records import SourceRuns, pipeline_of
 from splendor_flows.engine.scope import ScopeLike
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
-from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.run_records import PrefectRunRecords
+from splendor_flows.orchestration.scope import Scope
 from tests.flows.conftest import stripe_spec
 
 FAST_POLL = PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=30)

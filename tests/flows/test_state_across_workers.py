@@ -28,8 +28,8 @@ from splendor_emulator.store import CredentialRec
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
-from splendor_flows.orchestration.checkpoint import Scope
 from splendor_flows.orchestration.run_records import variable_name
+from splendor_flows.orchestration.scope import Scope
 from tests.flows.conftest import MUTATING, mutating_counts, stripe_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -191,7 +191,7 @@ async def test_after_upload_hands_airbyte_source_off_once_per_event(
 
 
 def test_event_id_is_stable_per_upload_session() -> None:
-    from splendor_flows.orchestration.checkpoint import Scope
+    from splendor_flows.orchestration.scope import Scope
     from splendor_flows.tasks.uploads import upload_event_id
 
     scope = Scope(api_base="http://splendor.test", tenant="acme", source_key="catalog", sync_id="a")

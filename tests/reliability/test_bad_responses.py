@@ -163,8 +163,8 @@ async def test_malformed_answers(
 async def test_unknown_run_status_fails_closed(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A status the contract does not list stops the pipeline's poll step with a clear error."""
     from splendor_flows.engine.errors import PermanentStepError
-    from splendor_flows.orchestration.checkpoint import Scope
     from splendor_flows.orchestration.runtime import use_runtime
+    from splendor_flows.orchestration.scope import Scope
     from splendor_flows.tasks.sync import wait_for_run
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -181,8 +181,8 @@ async def test_unknown_run_status_fails_closed(emulator: Any, monkeypatch: pytes
 
 async def test_unknown_ingest_status_fails_closed(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from splendor_flows.engine.errors import PermanentStepError
-    from splendor_flows.orchestration.checkpoint import Scope
     from splendor_flows.orchestration.runtime import use_runtime
+    from splendor_flows.orchestration.scope import Scope
     from splendor_flows.tasks.ingest import wait_for_ingest
 
     def handler(request: httpx.Request) -> httpx.Response:
