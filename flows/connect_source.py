@@ -11,8 +11,6 @@ from pydantic import Field
 
 from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.classify import classify_source
-from splendor_flows.flows.oauth import connect_oauth
 from splendor_flows.flows.pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
@@ -22,6 +20,8 @@ from splendor_flows.flows.pipeline import (
     summarise,
     sync_and_ingest,
 )
+from splendor_flows.human_waits.classification_review import classify_source
+from splendor_flows.human_waits.oauth import connect_oauth
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
 from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.orchestration.prefect_compat import call_task

@@ -2,7 +2,7 @@
 
 OAuth providers need an admin's consent, and waiting for a person belongs to the flow run, not to a
 task (a task that pauses and times out gets retried, publishes a second consent link, and cannot
-pause again): this step only says whether their credentials are ready; `flows/oauth.py` does the rest.
+pause again): this step only says whether their credentials are ready; `human_waits/oauth.py` does the rest.
 """
 
 from typing import Any
@@ -80,7 +80,7 @@ async def ensure_credentials(
     async with open_client(scope.credentials_block) as client:
         status = await credential_status(client, source_id)
         if provider.auth_mode == AuthMode.OAUTH:
-            # Not ready: consent is the flow run's business (flows/oauth.py), which announces it.
+            # Not ready: consent is the flow run's business (human_waits/oauth.py), which announces it.
             state = CredentialState(source_id=source_id, credential_status=status, provisioned=False)
             return announce_ready(scope, state) if status == CredentialStatus.READY else state
         config = await load_connector_credentials(scope.source_key, credentials_secret)

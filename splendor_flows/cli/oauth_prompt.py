@@ -2,7 +2,7 @@
 
 The run pauses as it does without a terminal, so its resume form in the Prefect UI still works. Beside
 it, this asks the person who started the command for the secret_id the provider's page shows after
-approval, and answers the run's resume form with it (`flows.oauth.prompting_for_secret_id`). The flow
+approval, and answers the run's resume form with it (`human_waits.oauth.prompting_for_secret_id`). The flow
 reads it from there and deletes it: it is never echoed, printed, logged or kept anywhere else.
 
 - On a terminal the input is hidden (echo off, as getpass does), and asked again when it is empty or
@@ -75,7 +75,7 @@ async def _read_line_beside_the_run(fd: int, hidden_prompt: str | None) -> str |
 
 def problem_with(secret_id: str) -> str | None:
     """What is wrong with a pasted secret_id (never quoting it), or None."""
-    from splendor_flows.flows.oauth import SECRET_ID_MAX_LENGTH
+    from splendor_flows.human_waits.oauth import SECRET_ID_MAX_LENGTH
 
     if not secret_id:
         return "secret_id: nothing was pasted; paste the secret_id the provider's page shows"
@@ -85,7 +85,7 @@ def problem_with(secret_id: str) -> str | None:
 
 
 class SecretIdPrompt:
-    """Asks for the secret_id of a consent the flow published (a `flows.oauth.SecretIdPrompt`)."""
+    """Asks for the secret_id of a consent the flow published (a `human_waits.oauth.SecretIdPrompt`)."""
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
@@ -125,7 +125,7 @@ def asking_for_secret_id(from_stdin: bool) -> Iterator[None]:
     """The local runs started inside the block ask for a secret_id: on the terminal when standard
     input is one, from standard input with `from_stdin`, not at all otherwise (the resume form in
     the Prefect UI answers then, as it always can)."""
-    from splendor_flows.flows.oauth import prompting_for_secret_id
+    from splendor_flows.human_waits.oauth import prompting_for_secret_id
 
     if from_stdin:
         mode: Mode = "stdin"

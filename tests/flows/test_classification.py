@@ -20,8 +20,8 @@ from prefect.settings import PREFECT_API_URL
 
 from splendor_emulator import Emulator
 from splendor_flows.engine.classification import Classification, FieldProposal, Role
-from splendor_flows.flows.classify import _ask_admin, artifact_key
 from splendor_flows.flows.connect_source import connect_source
+from splendor_flows.human_waits.classification_review import _ask_admin, artifact_key
 from splendor_flows.orchestration.scope import Scope
 from tests.flows.conftest import mutating_counts, stripe_spec
 from tests.prefect_events import wait_for_events

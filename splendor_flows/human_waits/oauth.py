@@ -10,7 +10,7 @@ Retrying). The wait is the flow run's:
 - a local run (CLI, tests) pauses in place, since there is no deployment to resubmit it; the CLI asks
   for the secret_id at the terminal (`prompting_for_secret_id`) and answers the form with it.
 
-The wait itself is `orchestration.admin_wait`'s (shared with the classification review). Nobody
+The wait itself is `human_waits.admin_wait`'s (shared with the classification review). Nobody
 answering within `timeout_seconds` ends the run Failed, naming the wait. A paused run's timeout
 raises there; a suspended run has no process left to raise, so the automation
 `splendor-fail-unanswered-oauth` (deployments/automations.yaml) fails it.
@@ -27,7 +27,6 @@ answer is the one other place it lives, and only until Splendor has taken or ref
   run that could never read it.
 """
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
@@ -39,12 +38,14 @@ from prefect.blocks.system import Secret
 from prefect.input import RunInput
 from pydantic import Field
 
-from splendor_api import OutcomeUnknown, SplendorClient, ValidationFailed
+from splendor_api import OutcomeUnknown, SplendorClient, SplendorError, ValidationFailed
 from splendor_api.models import CredentialStatus
+from splendor_flows.engine.clock import Clock, SystemClock
 from splendor_flows.engine.errors import PermanentStepError, SpecError
+from splendor_flows.engine.polling import PollGuard, PollOptions, backoff
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import CredentialState
-from splendor_flows.orchestration.admin_wait import (
+from splendor_flows.human_waits.admin_wait import (
     AnswerPrompt,
     earlier_answer,
     forget_answer,
@@ -159,21 +160,36 @@ async def _complete(client: SplendorClient, scope: Scope, source_id: int, secret
         ) from None
 
 
-async def _wait_ready(client: SplendorClient, scope: Scope, source_id: int, timeout_seconds: int) -> None:
-    """oauth_mode=splendor: Splendor runs the OAuth itself; its callback flips the status."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_seconds
-    delay = 1.0
-    while loop.time() < deadline:
-        status = await credential_status(client, source_id)
-        if status == CredentialStatus.READY:
-            return
-        if status == CredentialStatus.FAILED:
-            raise PermanentStepError(
-                STEP, scope.source_key, "OAuth authorisation failed (credential_status=failed)"
-            )
-        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-        delay = min(delay * 1.5, 10.0)
+async def _wait_ready(
+    client: SplendorClient, scope: Scope, source_id: int, timeout_seconds: int, clock: Clock | None = None
+) -> None:
+    """oauth_mode=splendor: Splendor runs the OAuth itself; its callback flips the status.
+
+    Polled on the engine's rules (`PollGuard`): a failed request only slows the wait, an answer that
+    asking again cannot change ends it. It looks at once, then after a second, each pause 1.5 times
+    longer, never more than 10 s: an admin approves within seconds or minutes, not hours.
+    """
+    clock = clock or SystemClock()
+    options = PollOptions(initial_seconds=1.0, factor=1.5, cap_seconds=10.0, deadline_seconds=timeout_seconds)
+    guard = PollGuard(clock, options, step=STEP, scope=scope)
+    answers = 0
+    while guard.elapsed() < timeout_seconds:
+        try:
+            status = await credential_status(client, source_id)
+        except SplendorError as exc:
+            guard.failed(exc, f"the credentials of source {source_id}")
+        else:
+            guard.answered()
+            if status == CredentialStatus.READY:
+                return
+            if status == CredentialStatus.FAILED:
+                raise PermanentStepError(
+                    STEP, scope.source_key, "OAuth authorisation failed (credential_status=failed)"
+                )
+            answers += 1
+        # The wait ends at the timeout, not at the first look past it.
+        pause = guard.pause_after(backoff(options, max(0, answers - 1)))
+        await clock.sleep(min(pause, max(0.0, timeout_seconds - guard.elapsed())))
     raise _unanswered(scope, timeout_seconds)
 
 

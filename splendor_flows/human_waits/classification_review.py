@@ -9,7 +9,7 @@ classification is applied with `PUT /v1/admin/sources/{id}` and announced by the
 applies the proposal without waiting. An explicit search_config / semantic_config in the spec wins:
 no proposal, no wait (the create step applied the spec's config).
 
-The wait is the flow run's, like the OAuth consent's (`orchestration.admin_wait`): a deployment run
+The wait is the flow run's, like the OAuth consent's (`human_waits.admin_wait`): a deployment run
 suspends and releases its worker, a local run pauses. A task cannot hold it: a task cannot suspend,
 and a retried task would publish a second proposal.
 
@@ -46,7 +46,7 @@ from splendor_flows.engine.classification import (
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.store import checkpoint_key
-from splendor_flows.orchestration.admin_wait import earlier_answer, wait_for_admin
+from splendor_flows.human_waits.admin_wait import earlier_answer, wait_for_admin
 from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL, step_options
@@ -140,7 +140,7 @@ async def _ask_admin(
     timeout = spec.classification_timeout_seconds
     form = review_form(scope, proposal)
     # Answered already: a suspended run started again, or a Retry or a crashed attempt's resume of
-    # this run. The answer stands; asking again would delete it (see orchestration.admin_wait).
+    # this run. The answer stands; asking again would delete it (see human_waits.admin_wait).
     answer = await earlier_answer(form, pause_key)
     if answer is not None:
         get_run_logger().info(
