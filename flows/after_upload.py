@@ -21,13 +21,13 @@ from pydantic import BaseModel
 from splendor_api import NotFound, SplendorError
 from splendor_flows.engine.errors import PermanentStepError, label_failure
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.pipeline import SOURCE_WAIT_SECONDS, resolve_scope
-from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.orchestration.source_lock import hold_source
+from splendor_flows.orchestration.splendor_clients import load_config, open_client
+from splendor_flows.source_pipeline import SOURCE_WAIT_SECONDS, resolve_scope
 from splendor_flows.specs.source import validate_source_key
-from splendor_flows.tasks.ingest import wait_for_ingest
+from splendor_flows.tasks.ingest import await_ingest_ready
 from splendor_flows.tasks.uploads import (
     hand_off_latest,
     validate_upload_session_id,
@@ -115,7 +115,7 @@ async def after_upload(
         if handed.skipped_reason:
             summary.notes.append(f"hand-off skipped: {handed.skipped_reason}")
         elif handed.ingest_run_ids:
-            result = await wait_for_ingest(scope, handed.run_id or 0, handed.ingest_run_ids, poll)
+            result = await await_ingest_ready(scope, handed.run_id or 0, handed.ingest_run_ids, poll)
             summary.handed_off_run_id = handed.run_id
             summary.ingest_run_ids = result.ingest_run_ids
             summary.ingest_statuses = result.statuses

@@ -11,20 +11,20 @@ from pydantic import Field
 
 from splendor_api.models import AuthMode, CredentialStatus
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.pipeline import (
+from splendor_flows.human_waits.classification_review import classify_source
+from splendor_flows.human_waits.oauth import connect_oauth
+from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
+from splendor_flows.orchestration.failure_masking import masks_failures
+from splendor_flows.orchestration.prefect_compat import call_task
+from splendor_flows.source_pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
     outcome_steps,
     publish_summary,
     resolve_scope,
     summarise,
-    sync_and_ingest,
+    sync_and_ingest_as_tasks,
 )
-from splendor_flows.human_waits.classification_review import classify_source
-from splendor_flows.human_waits.oauth import connect_oauth
-from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
-from splendor_flows.orchestration.failure_masking import masks_failures
-from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.connection import ensure_connection
 from splendor_flows.tasks.discover import check_streams, discover_provider, discover_streams
@@ -134,7 +134,7 @@ async def connect_source(
 
     outcome = None
     if sync:
-        outcome = await sync_and_ingest(
+        outcome = await sync_and_ingest_as_tasks(
             scope,
             source.source_id,
             trigger="manual",

@@ -47,7 +47,6 @@ from splendor_flows.flows.fleet_source import (
     fleet_source,
     not_onboarded,
 )
-from splendor_flows.orchestration.api import load_config
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
 from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
@@ -55,6 +54,7 @@ from splendor_flows.orchestration.run_records import records_place, run_records
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.shared_pause import SharedPause
 from splendor_flows.orchestration.source_lock import BatchHolds
+from splendor_flows.orchestration.splendor_clients import load_config
 from splendor_flows.specs.connectors_file import load_connectors
 from splendor_flows.tasks.sync import start_sync
 

@@ -50,7 +50,7 @@ from splendor_flows.flows.fleet import (
     shard_of,
 )
 from splendor_flows.flows.fleet_source import SourceOutcome, SourceStatus
-from splendor_flows.orchestration.api import load_config
+from splendor_flows.orchestration.splendor_clients import load_config
 from splendor_flows.specs.connectors_file import load_connectors
 
 # One Prefect API read per poll for all children together.

@@ -19,11 +19,11 @@ from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.repair import MAX_ATTEMPTS_LIMIT, MAX_RUNS_LIMIT, RepairReport, repair_source
 from splendor_flows.engine.scope import Step
-from splendor_flows.flows.pipeline import SOURCE_WAIT_SECONDS, resolve_scope
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.engine_adapter import step_context
 from splendor_flows.orchestration.source_lock import hold_source
+from splendor_flows.orchestration.splendor_clients import open_client
+from splendor_flows.source_pipeline import SOURCE_WAIT_SECONDS, resolve_scope
 
 
 @flow(name="repair-ingest", log_prints=False)

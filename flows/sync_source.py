@@ -11,16 +11,16 @@ from pydantic import Field
 from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
-from splendor_flows.flows.pipeline import (
+from splendor_flows.orchestration.failure_masking import masks_failures
+from splendor_flows.orchestration.splendor_clients import open_client
+from splendor_flows.source_pipeline import (
     PipelineSummary,
     outcome_steps,
     publish_summary,
     resolve_scope,
     summarise,
-    sync_and_ingest,
+    sync_and_ingest_as_tasks,
 )
-from splendor_flows.orchestration.api import open_client
-from splendor_flows.orchestration.failure_masking import masks_failures
 
 
 @flow(name="sync-source", log_prints=False)
@@ -58,7 +58,7 @@ async def sync_source(
         state = await client.get_airbyte_source(source.source_id)
     if not state.airbyte.airbyte_connection_id:
         raise PermanentStepError("sync", source_key, "the source has no connection yet", CONNECT_FIRST)
-    outcome = await sync_and_ingest(
+    outcome = await sync_and_ingest_as_tasks(
         scope,
         source.source_id,
         trigger=trigger,

@@ -43,10 +43,10 @@ from splendor_flows.engine.source_status import (
     read_splendor,
 )
 from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, fleet_slots, limit_name
-from splendor_flows.orchestration.api import load_config
 from splendor_flows.orchestration.automations import load as load_automations
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.source_schedules import read_schedules
+from splendor_flows.orchestration.splendor_clients import load_config
 from splendor_flows.specs.connectors_file import load_connectors
 
 # A share of the tenant's API limit, as a schedule tick takes: status runs beside fleets and ticks.

@@ -13,10 +13,10 @@ from pydantic import Field
 
 from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.engine.uploads import DEFAULT_PART_SIZE
-from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import load_config, open_client
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.uploads import (
     UploadedFile,

@@ -7,10 +7,10 @@ from splendor_api.models import ConnectionStatus
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import ConnectionRef
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import step_options
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import open_client
 
 
 @task(name="connect", **step_options("connect", inputs=("source_id", "streams")))

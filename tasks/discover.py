@@ -9,9 +9,9 @@ from pydantic import BaseModel
 from splendor_api import NotFound, SplendorClient, models
 from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.engine.scope import Step
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import retry_only_transient, step_options
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import open_client
 from splendor_flows.specs.source import SourceSpec
 
 

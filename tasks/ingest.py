@@ -21,7 +21,7 @@ async def enqueue_ingest(scope: Scope, source_id: int, run_id: int, look_first: 
 
 
 @task(name=Step.INGEST_READY, **step_options(Step.INGEST_READY, ordinals=("run_id",)))
-async def wait_for_ingest(
+async def await_ingest_ready(
     scope: Scope, run_id: int, ingest_run_ids: list[str], poll: PollOptions | None = None
 ) -> IngestResult:
     async with step_context(scope, Step.INGEST) as ctx:

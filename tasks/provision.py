@@ -15,11 +15,11 @@ from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import CredentialState
 from splendor_flows.orchestration import fingerprints
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import step_options
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import open_client
 from splendor_flows.tasks.discover import ProviderDetails
 
 

@@ -10,10 +10,10 @@ from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorClient, mod
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.results import SourceRef
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import step_options
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import open_client
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.discover import ProviderDetails
 

@@ -24,7 +24,7 @@ async def start_sync(scope: Scope, source_id: int, attempt: int, trigger: str = 
 
 
 @task(name=Step.POLL, **step_options(Step.POLL, ordinals=("run_id",), retries=1))
-async def wait_for_run(
+async def poll_run(
     scope: Scope, run_id: int, poll: PollOptions | None = None, expected_seconds: float | None = None
 ) -> FinishedRun:
     history = run_history()

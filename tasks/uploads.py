@@ -30,11 +30,11 @@ from splendor_flows.engine.uploads import (
     UploadReady,
     inspect_files,
 )
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.checkpoint import CACHE_VERSION, CHECKPOINT_TTL, STEP_OPTIONS
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import open_client
 from splendor_flows.specs.source import safe_slug
 
 # Callers (the CLI) check files with these before they start a flow.
@@ -131,7 +131,7 @@ async def upload_file(
 ) -> UploadedFile:
     """Initiate, send (resuming finished parts) and complete one file."""
     async with open_client(scope.credentials_block) as client:
-        return await engine.upload_file(
+        return await engine.send_file(
             client,
             engine.SystemClock(),
             ResultStoreCheckpoints(scope),
@@ -150,7 +150,7 @@ async def upload_file(
 async def wait_upload_ready(scope: Scope, upload_session_id: str, poll: PollOptions) -> UploadReady:
     """Follow a hosted upload's ingest run to `ready`."""
     async with open_client(scope.credentials_block) as client:
-        return await engine.wait_upload_ready(
+        return await engine.poll_upload_ready(
             client,
             engine.SystemClock(),
             upload_session_id,
@@ -165,7 +165,7 @@ async def hand_off_latest(scope: Scope, source_id: int) -> HandOff:
     """Hand the source's latest succeeded sync run to ingestion; the checkpoint makes a duplicate event
     skip even the (idempotent) enqueue call."""
     async with open_client(scope.credentials_block) as client:
-        return await engine.hand_off_latest(
+        return await engine.hand_off_latest_run(
             client, source_id, source_key=scope.source_key, log=get_run_logger()
         )
 

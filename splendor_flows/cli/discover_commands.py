@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _search(text: str, credentials_block: str | None) -> "list[models.SourceDefinition]":
-    from splendor_flows.orchestration.api import open_client
+    from splendor_flows.orchestration.splendor_clients import open_client
 
     async with open_client(credentials_block) as client:
         return await client.search_catalog(text)
@@ -155,7 +155,7 @@ async def _discover(
 ) -> "tuple[ProviderDetails, list[models.StreamSchema] | None]":
     from splendor_api.models import CredentialStatus
     from splendor_flows.engine.errors import PermanentStepError
-    from splendor_flows.orchestration.api import open_client
+    from splendor_flows.orchestration.splendor_clients import open_client
     from splendor_flows.tasks.discover import lookup_definition, lookup_provider
 
     async with open_client(credentials_block) as client:

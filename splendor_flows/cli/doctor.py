@@ -441,7 +441,7 @@ def register(app: typer.Typer) -> None:
         client_log.setLevel(logging.ERROR)
         try:
             if credentials_block:
-                from splendor_flows.orchestration.api import load_config
+                from splendor_flows.orchestration.splendor_clients import load_config
 
                 config = asyncio.run(load_config(credentials_block))
             else:

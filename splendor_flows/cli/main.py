@@ -142,8 +142,8 @@ def sync(
     verbose: VerboseOption = False,
 ) -> None:
     """Sync an onboarded source once, then hand the data to ingestion and wait until it is ready."""
-    from splendor_flows.flows.pipeline import forced_sync_id
     from splendor_flows.flows.sync_source import sync_source
+    from splendor_flows.source_pipeline import forced_sync_id
 
     # A forced sync gets its sync_id here rather than in the flow, so the resume line below names it.
     sync_id = forced_sync_id(sync_id, uuid.uuid4().hex) if force and sync_id else new_sync_id(sync_id)
@@ -234,7 +234,7 @@ def list_failed_ingest(source_key: str, credentials_block: str | None) -> None:
     """One row per failed ingest run of the source's syncs; reads only."""
     from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError
     from splendor_flows.engine.repair import FailedRun, failed_runs, read_ingest
-    from splendor_flows.orchestration.api import open_client
+    from splendor_flows.orchestration.splendor_clients import open_client
 
     async def look() -> list[FailedRun]:
         async with open_client(credentials_block, step="repair", source_key=source_key) as client:
@@ -325,7 +325,7 @@ def upload(
 def whoami(credentials_block: CredentialsOption = None) -> None:
     """Show who the configured token is: tenant, role, admin or not, plan. Never the token."""
     from splendor_api import SplendorConfig, SplendorError, models
-    from splendor_flows.orchestration.api import load_config, open_client
+    from splendor_flows.orchestration.splendor_clients import load_config, open_client
 
     async def look() -> tuple[SplendorConfig, str, models.Me, models.TenantAccess | None, str | None]:
         config = await load_config(credentials_block)

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             api_limit,
             collect,
         )
-        from splendor_flows.orchestration.api import load_config
+        from splendor_flows.orchestration.splendor_clients import load_config
 
         async def look() -> StatusReport:
             config = await load_config(credentials_block)

@@ -40,7 +40,6 @@ from splendor_flows.engine.schedules import (
     schedule_slug,
 )
 from splendor_flows.orchestration import fingerprints
-from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.fingerprints import Fingerprint
 from splendor_flows.orchestration.source_schedules import (
     SCHEDULED_DEPLOYMENT,
@@ -48,6 +47,7 @@ from splendor_flows.orchestration.source_schedules import (
     apply_change,
     read_schedules,
 )
+from splendor_flows.orchestration.splendor_clients import load_config, open_client
 from splendor_flows.specs.connectors_file import ConnectorsFile, load_connectors
 from splendor_flows.specs.source import SourceSpec
 from splendor_flows.tasks.source import config_drift

@@ -5,7 +5,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from splendor_flows.engine.api import SyncApi
+from splendor_flows.engine.client_protocol import SyncApi
 from splendor_flows.engine.clock import Clock, SystemClock
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.report import Reporter

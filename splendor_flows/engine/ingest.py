@@ -4,7 +4,7 @@ from typing import Any
 
 from splendor_api import Conflict, OutcomeUnknown, SplendorError, models
 from splendor_api.models import INGEST_ACTIVE, INGEST_TERMINAL_BAD, INGEST_TERMINAL_OK
-from splendor_flows.engine.api import ConflictCode
+from splendor_flows.engine.client_protocol import ConflictCode
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.polling import PollGuard, PollOptions, PollPlan

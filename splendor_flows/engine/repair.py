@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from splendor_api import BadRequest, Conflict, NotFound, OutcomeUnknown, ValidationFailed, models
 from splendor_api.models import INGEST_ACTIVE, IngestStatus
-from splendor_flows.engine.api import SyncApi
+from splendor_flows.engine.client_protocol import SyncApi
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.errors import DeadlineExceeded
 from splendor_flows.engine.ingest import failure_payload, poll_ingest_runs

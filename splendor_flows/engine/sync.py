@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from splendor_api import Conflict, NotFound, OutcomeUnknown, SplendorError, models
 from splendor_api.models import RUN_ACTIVE, RUN_TERMINAL, RunStatus
-from splendor_flows.engine.api import ConflictCode
+from splendor_flows.engine.client_protocol import ConflictCode
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.errors import CONNECT_FIRST, PermanentStepError, StepError, resume_hint
 from splendor_flows.engine.history import run_age, run_duration

@@ -320,7 +320,7 @@ def _report(progress: Progress | None, filename: str, sent: int) -> None:
 # --- the upload -----------------------------------------------------------------------------------------
 
 
-async def upload_file(
+async def send_file(
     client: UploadApi,
     clock: Clock,
     store: CheckpointStore,
@@ -562,7 +562,7 @@ async def _complete(
 # --- after the upload -----------------------------------------------------------------------------------
 
 
-async def wait_upload_ready(
+async def poll_upload_ready(
     client: UploadApi,
     clock: Clock,
     upload_session_id: str,
@@ -638,7 +638,9 @@ def _readiness_outcome(
     return None
 
 
-async def hand_off_latest(client: UploadApi, source_id: int, *, source_key: str, log: Log = _log) -> HandOff:
+async def hand_off_latest_run(
+    client: UploadApi, source_id: int, *, source_key: str, log: Log = _log
+) -> HandOff:
     """Enqueue ingestion of the source's latest succeeded sync run (the API picks it).
 
     Enqueuing the same run twice returns the same ingest runs, so a resend after an unknown outcome

@@ -47,12 +47,12 @@ from splendor_flows.engine.errors import PermanentStepError
 from splendor_flows.engine.report import Event
 from splendor_flows.engine.store import checkpoint_key
 from splendor_flows.human_waits.admin_wait import earlier_answer, wait_for_admin
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL, step_options
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.splendor_clients import open_client
 from splendor_flows.specs.source import SourceSpec
 
 STEP = "classify"

@@ -52,10 +52,10 @@ from splendor_flows.human_waits.admin_wait import (
     reruns_as_itself,
     wait_for_admin,
 )
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.secret_masking import remember_secrets
+from splendor_flows.orchestration.splendor_clients import open_client
 from splendor_flows.tasks.discover import ProviderDetails
 from splendor_flows.tasks.provision import announce_ready, credential_status
 

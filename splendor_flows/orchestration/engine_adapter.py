@@ -16,11 +16,11 @@ from prefect.settings import PREFECT_HOME
 from splendor_flows.engine.context import SourceContext
 from splendor_flows.engine.history import RunHistory, history_path
 from splendor_flows.engine.report import Event, Level
-from splendor_flows.orchestration.api import open_client
 from splendor_flows.orchestration.events import emit
 from splendor_flows.orchestration.run_records import run_records
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.secret_masking import masked
+from splendor_flows.orchestration.splendor_clients import open_client
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

@@ -20,8 +20,8 @@ from splendor_flows.orchestration.checkpoint import StepCheckpoint
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.secret_masking import remember_secrets
-from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
-from splendor_flows.tasks.sync import start_sync, wait_for_run
+from splendor_flows.tasks.ingest import await_ingest_ready, enqueue_ingest
+from splendor_flows.tasks.sync import poll_run, start_sync
 
 SCOPE = Scope(
     api_base="http://splendor.test",
@@ -74,9 +74,9 @@ def test_the_step_tasks_key_their_checkpoints_as_the_fleet_does() -> None:
             {"scope": SCOPE, "source_id": 3, "attempt": 2, "trigger": "manual"},
             {"source_id": 3, "attempt": 2},
         ),
-        wait_for_run: ({"scope": SCOPE, "run_id": 9, "poll": None}, {"run_id": 9}),
+        poll_run: ({"scope": SCOPE, "run_id": 9, "poll": None}, {"run_id": 9}),
         enqueue_ingest: ({"scope": SCOPE, "source_id": 3, "run_id": 9, "look_first": False}, {"run_id": 9}),
-        wait_for_ingest: ({"scope": SCOPE, "run_id": 9, "ingest_run_ids": ["i"]}, {"run_id": 9}),
+        await_ingest_ready: ({"scope": SCOPE, "run_id": 9, "ingest_run_ids": ["i"]}, {"run_id": 9}),
     }
     for task, (inputs, ordinals) in keys.items():
         policy = task.cache_policy

@@ -25,11 +25,11 @@ from splendor_flows.engine.uploads import (
     STORE_READS,
     LocalFile,
     UploadInputError,
-    hand_off_latest,
+    hand_off_latest_run,
     inspect_files,
     plan_parts,
-    upload_file,
-    wait_upload_ready,
+    poll_upload_ready,
+    send_file,
 )
 from tests.engine.fakes import FakeClock
 
@@ -275,7 +275,7 @@ class Progress:
 async def upload(
     api: FakeUploadApi, clock: FakeClock, store: JsonStore, file: LocalFile, **kwargs: Any
 ) -> Any:
-    return await upload_file(api, clock, store, file, source_key=SOURCE, part_size=PART, **kwargs)
+    return await send_file(api, clock, store, file, source_key=SOURCE, part_size=PART, **kwargs)
 
 
 # --- single and multipart -----------------------------------------------------------------------------
@@ -657,7 +657,7 @@ async def test_readiness_is_polled_with_backoff_until_ready(api: FakeUploadApi, 
         ("processing", {}),
         ("ready", docs),
     ]
-    ready = await wait_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
+    ready = await poll_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
     assert (ready.ingest_status, ready.documents, ready.polls) == ("ready", 4, 4)
     assert clock.sleeps == [2, 4, 4]
 
@@ -676,13 +676,13 @@ async def test_readiness_failures_are_permanent(
 ) -> None:
     api.readiness_script = [answer]
     with pytest.raises(PermanentStepError, match=f"source '{SOURCE}': .*{expected}"):
-        await wait_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
+        await poll_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
 
 
 async def test_readiness_stops_at_its_deadline(api: FakeUploadApi, clock: FakeClock) -> None:
     api.readiness_script = [("processing", {})] * 100
     with pytest.raises(DeadlineExceeded, match="not ready after 60 s"):
-        await wait_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
+        await poll_upload_ready(api, clock, "ups_1", POLL, source_key=SOURCE)
     assert 60 < clock.t <= 64
 
 
@@ -691,13 +691,13 @@ async def test_hand_off_resends_after_an_unknown_outcome_and_skips_without_data(
 ) -> None:
     lost = OutcomeUnknown(method="POST", path="/enqueue", route="enqueue_ingest", cause=TimeoutError())
     api.enqueue_script = [lost, 12]
-    handed = await hand_off_latest(api, 7, source_key=SOURCE)
+    handed = await hand_off_latest_run(api, 7, source_key=SOURCE)
     assert (handed.run_id, handed.ingest_run_ids) == (12, ["ing_1", "ing_2"])
     assert api.calls["enqueue"] == 2
 
     api.enqueue_script = [Conflict(status=409, method="POST", path="/e", detail={"code": "no_landed_data"})]
-    skipped = await hand_off_latest(api, 7, source_key=SOURCE)
+    skipped = await hand_off_latest_run(api, 7, source_key=SOURCE)
     assert skipped.skipped_reason == "no landed data"
     api.enqueue_script = [Conflict(status=409, method="POST", path="/e", detail={"code": "no_connection"})]
     with pytest.raises(Conflict):
-        await hand_off_latest(api, 7, source_key=SOURCE)
+        await hand_off_latest_run(api, 7, source_key=SOURCE)

@@ -165,7 +165,7 @@ async def test_unknown_run_status_fails_closed(emulator: Any, monkeypatch: pytes
     from splendor_flows.engine.errors import PermanentStepError
     from splendor_flows.orchestration.runtime import use_runtime
     from splendor_flows.orchestration.scope import Scope
-    from splendor_flows.tasks.sync import wait_for_run
+    from splendor_flows.tasks.sync import poll_run
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"run": {**RUN, "status": "exploded"}})
@@ -174,7 +174,7 @@ async def test_unknown_run_status_fails_closed(emulator: Any, monkeypatch: pytes
         api_base="http://splendor.test", tenant="acme", source_key="status-probe", sync_id="unknown-status"
     )
     with use_runtime(transport=httpx.MockTransport(handler)), pytest.raises(PermanentStepError) as caught:
-        await wait_for_run(scope, 7)
+        await poll_run(scope, 7)
     assert "unknown status 'exploded'" in str(caught.value)
     assert "[poll] source 'status-probe'" in str(caught.value)
 
@@ -183,7 +183,7 @@ async def test_unknown_ingest_status_fails_closed(emulator: Any, monkeypatch: py
     from splendor_flows.engine.errors import PermanentStepError
     from splendor_flows.orchestration.runtime import use_runtime
     from splendor_flows.orchestration.scope import Scope
-    from splendor_flows.tasks.ingest import wait_for_ingest
+    from splendor_flows.tasks.ingest import await_ingest_ready
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -201,5 +201,5 @@ async def test_unknown_ingest_status_fails_closed(emulator: Any, monkeypatch: py
         api_base="http://splendor.test", tenant="acme", source_key="ingest-probe", sync_id="unknown-ingest"
     )
     with use_runtime(transport=httpx.MockTransport(handler)), pytest.raises(PermanentStepError) as caught:
-        await wait_for_ingest(scope, 7, ["ing_1"])
+        await await_ingest_ready(scope, 7, ["ing_1"])
     assert "unknown status 'teleported'" in str(caught.value)

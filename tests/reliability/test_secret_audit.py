@@ -35,7 +35,7 @@ from splendor_flows.flows.fleet_source import SourceStatus
 from splendor_flows.flows.repair_ingest import repair_ingest
 from splendor_flows.flows.sync_fleet import sync_fleet
 from splendor_flows.flows.sync_source import sync_source
-from splendor_flows.orchestration.api import SplendorCredentials
+from splendor_flows.orchestration.splendor_clients import SplendorCredentials
 from tests.flows.conftest import stripe_spec
 from tests.flows.test_oauth import _now, approve, oauth_spec, resume_when_paused, wait_for_consent_link
 

@@ -19,22 +19,28 @@ from splendor_flows.engine.errors import label_failure
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.results import FinishedRun, IngestResult, StartedRun, SyncOutcome
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
-from splendor_flows.orchestration.api import load_config, open_client
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.orchestration.run_records import records_place
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.source_lock import hold_source
+from splendor_flows.orchestration.splendor_clients import load_config, open_client
 from splendor_flows.specs.source import validate_source_key
-from splendor_flows.tasks.ingest import enqueue_ingest, wait_for_ingest
-from splendor_flows.tasks.sync import start_sync, wait_for_run
+from splendor_flows.tasks.ingest import await_ingest_ready, enqueue_ingest
+from splendor_flows.tasks.sync import poll_run, start_sync
 
 # How long a run waits for another pipeline (a fleet, a repair, a schedule's tick) to finish with its
 # source before it gives up: long enough for a sync of a big source to end.
 SOURCE_WAIT_SECONDS = 3600.0
 
-__all__ = ["MAX_TOTAL_ATTEMPTS", "PipelineSummary", "SyncOutcome", "resolve_scope", "sync_and_ingest"]
+__all__ = [
+    "MAX_TOTAL_ATTEMPTS",
+    "PipelineSummary",
+    "SyncOutcome",
+    "resolve_scope",
+    "sync_and_ingest_as_tasks",
+]
 
 
 class PipelineSummary(BaseModel):
@@ -127,18 +133,20 @@ class TaskSteps:
         return await call_task(start_sync, self.scope, self.source_id, attempt, self.trigger)
 
     async def wait(self, started: StartedRun) -> tuple[FinishedRun, bool]:
-        return await call_task(wait_for_run, self.scope, started.run_id, self.poll, self.expected_seconds)
+        return await call_task(poll_run, self.scope, started.run_id, self.poll, self.expected_seconds)
 
     async def enqueue(self, run_id: int, look_first: bool) -> IngestResult:
         return (await call_task(enqueue_ingest, self.scope, self.source_id, run_id, look_first))[0]
 
     async def wait_ingest(self, enqueued: IngestResult) -> IngestResult:
         return (
-            await call_task(wait_for_ingest, self.scope, enqueued.run_id, enqueued.ingest_run_ids, self.poll)
+            await call_task(
+                await_ingest_ready, self.scope, enqueued.run_id, enqueued.ingest_run_ids, self.poll
+            )
         )[0]
 
 
-async def sync_and_ingest(
+async def sync_and_ingest_as_tasks(
     scope: Scope,
     source_id: int,
     *,
