@@ -207,7 +207,8 @@ def run_floor(stack: Any, n: int, keys: list[str], limit: int) -> Figures:
 
 
 def one_stack(k: int, n: int, limit: int, work: Path, floor: bool) -> tuple[list[Figures], float]:
-    from stack import Stack, StackConfig
+    from tests.stack_harness import StackConfig
+    from tests.stack_harness import StackHarness as Stack
 
     root = Path(tempfile.mkdtemp(prefix=f"bench-k{k}-", dir=REPO / "var"))
     config_file = root / "emulator.json"

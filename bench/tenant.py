@@ -168,7 +168,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--poll", type=float, default=5.0, help="the workers' poll interval (s)")
     args = parser.parse_args()
-    from stack import Stack, StackConfig
+    from tests.stack_harness import StackConfig
+    from tests.stack_harness import StackHarness as Stack
 
     (REPO / "var").mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="bench-tenant-", dir=REPO / "var"))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from stack.core import DEFAULT_API_LIMIT, REPO, Stack, StackConfig, StackError
+from stack.lifecycle import DEFAULT_API_LIMIT, REPO, Stack, StackConfig, StackError
 
 log = logging.getLogger("stack")
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stack import Stack, StackConfig
-from stack.core import remove_state
+from stack.lifecycle import remove_state
+from tests.stack_harness import StackConfig, StackHarness
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SPEC = REPO / "deployments" / "examples" / "stripe-demo.yaml"
@@ -27,7 +27,7 @@ ZOMBIE_WITHIN_SECONDS = 40.0
 
 
 @pytest.fixture(scope="package")
-def stack() -> Iterator[Stack]:
+def stack() -> Iterator[StackHarness]:
     (REPO / "var").mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="e2e-stack-", dir=REPO / "var"))
     config = StackConfig(
@@ -48,14 +48,14 @@ def stack() -> Iterator[Stack]:
         },
     )
     try:
-        with Stack(config) as running:
+        with StackHarness(config) as running:
             save_demo_secret(running)
             yield running
     finally:
         remove_state(root)
 
 
-def save_demo_secret(stack: Stack) -> None:
+def save_demo_secret(stack: StackHarness) -> None:
     """The connector credentials the demo spec names, as a Secret block on the stack's server."""
     from prefect.blocks.system import Secret
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
@@ -72,7 +72,7 @@ def demo_spec(**overrides: Any) -> dict[str, Any]:
     return spec | overrides
 
 
-def connect(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
+def connect(stack: StackHarness, spec: dict[str, Any]) -> dict[str, Any]:
     """Onboard a source through the connect-source deployment, without its first sync."""
     run = stack.create_run("connect-source", {"spec": spec, "sync": False})
     done = stack.wait_run(run["id"], timeout=120)
@@ -80,7 +80,7 @@ def connect(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
     return done
 
 
-def emulator_source(stack: Stack, source_key: str) -> tuple[int, list[dict[str, Any]]]:
+def emulator_source(stack: StackHarness, source_key: str) -> tuple[int, list[dict[str, Any]]]:
     """The source's id and its connector runs, as the emulator (Splendor) sees them."""
     state = stack.emulator("GET", "/_emulator/state", params={"tenant": stack.config.tenant})
     tenant = state[stack.config.tenant]
@@ -89,7 +89,7 @@ def emulator_source(stack: Stack, source_key: str) -> tuple[int, list[dict[str, 
     return source["source_id"], runs
 
 
-def call_statuses(stack: Stack, source_id: int, route_suffix: str) -> list[int | None]:
+def call_statuses(stack: StackHarness, source_id: int, route_suffix: str) -> list[int | None]:
     """HTTP statuses of the mutating calls on one source's route, in order (the emulator's call log);
     None for a call whose connection was dropped."""
     mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
@@ -100,7 +100,7 @@ def call_statuses(stack: Stack, source_id: int, route_suffix: str) -> list[int |
     ]
 
 
-def successful_calls(stack: Stack, source_id: int, route_suffix: str) -> int:
+def successful_calls(stack: StackHarness, source_id: int, route_suffix: str) -> int:
     """Mutating calls on one source's route that Splendor accepted."""
     return sum(1 for s in call_statuses(stack, source_id, route_suffix) if s is not None and 200 <= s < 300)
 
@@ -116,13 +116,13 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float =
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def polling_task(stack: Stack, run_id: str) -> bool:
+def polling_task(stack: StackHarness, run_id: str) -> bool:
     """Whether the flow run is inside its poll step (waiting for its Splendor run)."""
     tasks = stack.api("POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}})
     return any(t["name"].startswith("poll") and t["state_type"] == "RUNNING" for t in tasks)
 
 
-def state_after(stack: Stack, run_id: str, state_type: str, after: float) -> dict[str, Any] | None:
+def state_after(stack: StackHarness, run_id: str, state_type: str, after: float) -> dict[str, Any] | None:
     for state in stack.run_states(run_id):
         if state["type"] == state_type and seconds(state["timestamp"]) > after:
             return state

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from stack import POOL, Stack
-from stack.core import PREFECT
+from stack import POOL
+from stack.lifecycle import PREFECT
+from tests.stack_harness import StackHarness
 
 pytestmark = pytest.mark.e2e
 
 
-def test_a_client_without_the_auth_string_is_refused(stack: Stack) -> None:
+def test_a_client_without_the_auth_string_is_refused(stack: StackHarness) -> None:
     reads = [
         # The Secret blocks that hold connector credentials, the runs, the deployments.
         ("POST", "/block_documents/filter", {"limit": 5}),
@@ -32,7 +33,7 @@ def test_a_client_without_the_auth_string_is_refused(stack: Stack) -> None:
     assert httpx.get(f"{stack.api_url}/health", timeout=10).status_code == 200
 
 
-def test_the_auth_string_is_private_to_the_stack_user_and_never_printed(stack: Stack) -> None:
+def test_the_auth_string_is_private_to_the_stack_user_and_never_printed(stack: StackHarness) -> None:
     assert stack.auth_file.stat().st_mode & 0o777 == 0o600
     assert stack.auth_file.read_text().strip() == stack.auth_string
     assert len(stack.auth_string.partition(":")[2]) >= 40
@@ -41,7 +42,7 @@ def test_the_auth_string_is_private_to_the_stack_user_and_never_printed(stack: S
     assert str(stack.auth_file) in summary
 
 
-def test_the_prefect_cli_works_with_the_stack_env_and_is_refused_without_it(stack: Stack) -> None:
+def test_the_prefect_cli_works_with_the_stack_env_and_is_refused_without_it(stack: StackHarness) -> None:
     assert "sync-source" in stack.prefect("deployment", "ls").stdout
     without = {k: v for k, v in stack.cli_env.items() if k != "PREFECT_API_AUTH_STRING"}
     refused = subprocess.run(
@@ -52,7 +53,7 @@ def test_the_prefect_cli_works_with_the_stack_env_and_is_refused_without_it(stac
     assert os.environ.get("PREFECT_API_AUTH_STRING") != stack.auth_string
 
 
-def test_the_workers_reach_the_server_with_it(stack: Stack) -> None:
+def test_the_workers_reach_the_server_with_it(stack: StackHarness) -> None:
     # Each worker heartbeats through the API every poll (1 s here): recent heartbeats mean it is let in.
     recent = datetime.now(UTC) - timedelta(seconds=30)
     workers = stack.api("POST", f"/work_pools/{POOL}/workers/filter", json={})

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from stack import Stack
 from stack.processes import Proc
+from tests.stack_harness import StackHarness
 
 from .conftest import (
     ZOMBIE_WITHIN_SECONDS,
@@ -33,7 +33,7 @@ ZOMBIE_MESSAGE = "Flow run marked as crashed due to missing heartbeats."
 INCOMPLETE_ATTEMPTS = 35
 
 
-def test_killed_worker_run_is_crashed_then_resumed_on_the_other_worker(stack: Stack) -> None:
+def test_killed_worker_run_is_crashed_then_resumed_on_the_other_worker(stack: StackHarness) -> None:
     connect(stack, demo_spec(source_key=SOURCE, source_name="Stripe (zombie)"))
     stack.emulator(
         "POST",
@@ -60,7 +60,7 @@ def test_killed_worker_run_is_crashed_then_resumed_on_the_other_worker(stack: St
         stack.restart_worker(victim)
 
 
-def check_crash_and_resume(stack: Stack, run_id: str, killed_at: float, survivor: Proc) -> None:
+def check_crash_and_resume(stack: StackHarness, run_id: str, killed_at: float, survivor: Proc) -> None:
     crashed = wait_for(
         "Crashed", lambda: state_after(stack, run_id, "CRASHED", killed_at), ZOMBIE_WITHIN_SECONDS + 40
     )

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from stack import Outage, Stack
+from tests.stack_harness import Outage, StackHarness
 
 from .conftest import (
     connect,
@@ -46,11 +46,11 @@ HOLD_DOWN = {
 SEEN_WHILE_DOWN = {"server": {"refused"}, "postgres": {"500", "503"}}
 
 
-def outage_of(stack: Stack, component: str) -> Callable[[], AbstractContextManager[Outage]]:
+def outage_of(stack: StackHarness, component: str) -> Callable[[], AbstractContextManager[Outage]]:
     return {"server": stack.server_down, "postgres": stack.postgres_down}[component]
 
 
-def api_answer(stack: Stack, path: str) -> str:
+def api_answer(stack: StackHarness, path: str) -> str:
     try:
         return str(httpx.get(f"{stack.api_url}{path}", headers=stack.api_headers, timeout=10).status_code)
     except httpx.ConnectError:
@@ -58,7 +58,7 @@ def api_answer(stack: Stack, path: str) -> str:
 
 
 @pytest.mark.parametrize("component", ["server", "postgres"])
-def test_a_sync_in_flight_survives_a_restart_of_the(stack: Stack, component: str) -> None:
+def test_a_sync_in_flight_survives_a_restart_of_the(stack: StackHarness, component: str) -> None:
     source = f"stripe-{component}-restart"
     connect(stack, demo_spec(source_key=source, source_name=f"Stripe ({component} restart)"))
     stack.emulator(
@@ -123,7 +123,7 @@ def test_a_sync_in_flight_survives_a_restart_of_the(stack: Stack, component: str
     )
 
 
-def readable(stack: Stack, run_id: str) -> float | None:
+def readable(stack: StackHarness, run_id: str) -> float | None:
     """The moment a read of the run (a database query on the server) succeeds, else None."""
     try:
         stack.read_run(run_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stack import postgres
-from stack.core import clean_env, remove_state
+from stack.lifecycle import clean_env, remove_state
 from stack.processes import Processes
 
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
+from tests.stack_harness import StackHarness
 
 from .conftest import call_statuses, connect, demo_spec, emulator_source, seconds, successful_calls, wait_for
 
@@ -31,7 +31,7 @@ INCOMPLETE_ATTEMPTS = 3
 FIRST_RUN_IN_SECONDS = 6
 
 
-def test_scheduled_runs_start_by_themselves_and_never_overlap(stack: Stack) -> None:
+def test_scheduled_runs_start_by_themselves_and_never_overlap(stack: StackHarness) -> None:
     connect(stack, demo_spec(source_key=SOURCE, source_name="Stripe (scheduled)"))
     # Every run of this source (and only of this source) is slow.
     stack.emulator(
@@ -106,7 +106,7 @@ def test_scheduled_runs_start_by_themselves_and_never_overlap(stack: Stack) -> N
     )
 
 
-def started_after_a_completed(stack: Stack, schedule: dict[str, Any]) -> bool:
+def started_after_a_completed(stack: StackHarness, schedule: dict[str, Any]) -> bool:
     runs = stack.schedule_runs(schedule["deployment_id"], schedule["id"])
     states = [r["state_type"] for r in runs]
     return "COMPLETED" in states and ("RUNNING" in states or states.count("COMPLETED") >= 2)

@@ -19,7 +19,7 @@ import pytest
 from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_flows.flows.fleet import shard_of
-from stack import Stack
+from tests.stack_harness import StackHarness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ SOURCES = 20
 SHARDS = 2
 
 
-def onboard_fleet(stack: Stack, prefix: str, count: int) -> tuple[Path, dict[str, int]]:
+def onboard_fleet(stack: StackHarness, prefix: str, count: int) -> tuple[Path, dict[str, int]]:
     """Sources created straight through the API (the setup, not what is tested) and their file."""
     specs = [bench_spec(i, source_key=f"{prefix}-{i:02d}") for i in range(count)]
     config = SplendorConfig(
@@ -46,7 +46,7 @@ def onboard_fleet(stack: Stack, prefix: str, count: int) -> tuple[Path, dict[str
     return path, ids
 
 
-def children_of(stack: Stack, sync_id: str, shards: int = SHARDS) -> list[dict[str, Any]]:
+def children_of(stack: StackHarness, sync_id: str, shards: int = SHARDS) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = stack.api(
         "POST", "/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["fleet-shard"]}}}
     )
@@ -58,7 +58,7 @@ def children_of(stack: Stack, sync_id: str, shards: int = SHARDS) -> list[dict[s
     return sorted(mine, key=lambda r: r["parameters"]["shard"])
 
 
-def start_calls(stack: Stack, ids: dict[str, int]) -> dict[str, int]:
+def start_calls(stack: StackHarness, ids: dict[str, int]) -> dict[str, int]:
     """Start-sync calls that Splendor accepted, per source (from the emulator's call log)."""
     mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
     by_id = {source_id: key for key, source_id in ids.items()}
@@ -76,7 +76,7 @@ def start_calls(stack: Stack, ids: dict[str, int]) -> dict[str, int]:
     return counts
 
 
-def worker_of(stack: Stack, run_id: str) -> str | None:
+def worker_of(stack: StackHarness, run_id: str) -> str | None:
     """The stack worker that submitted a run, from the workers' logs."""
     for worker in stack.workers:
         if run_id in worker.log.read_text(errors="replace"):
@@ -84,7 +84,7 @@ def worker_of(stack: Stack, run_id: str) -> str | None:
     return None
 
 
-def run_parent_here(stack: Stack, parameters: dict[str, Any]) -> int:
+def run_parent_here(stack: StackHarness, parameters: dict[str, Any]) -> int:
     """The parent as a local flow run in a process of its own (the bench's entry point), so that it
     holds no worker slot; returns its failed-source count."""
     env = stack.cli_env | {
@@ -105,7 +105,7 @@ def run_parent_here(stack: Stack, parameters: dict[str, Any]) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(stack: Stack) -> None:
+def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(stack: StackHarness) -> None:
     prefix = f"shard-{uuid.uuid4().hex[:6]}"
     path, ids = onboard_fleet(stack, prefix, SOURCES)
     sync_id = str(uuid.uuid4())
@@ -163,7 +163,9 @@ def test_a_fleet_of_20_runs_as_2_shards_on_2_workers_and_each_source_syncs_once(
             stack.restart_worker(worker)
 
 
-def test_a_failed_shard_is_named_and_a_rerun_of_the_parent_resumes_only_that_shard(stack: Stack) -> None:
+def test_a_failed_shard_is_named_and_a_rerun_of_the_parent_resumes_only_that_shard(
+    stack: StackHarness,
+) -> None:
     prefix = f"shardfail-{uuid.uuid4().hex[:6]}"
     path, ids = onboard_fleet(stack, prefix, 8)
     broken = sorted(ids)[0]

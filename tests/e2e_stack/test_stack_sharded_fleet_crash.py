@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from splendor_flows.flows.fleet import shard_of
-from stack import Stack
+from tests.stack_harness import StackHarness
 
 from .test_stack_crash_resume import wait_for
 from .test_stack_sharded_fleet import children_of, onboard_fleet, start_calls
@@ -25,7 +25,7 @@ VICTIM_SHARD = 0
 INCOMPLETE_ATTEMPTS = 20
 
 
-def enqueued(stack: Stack, ids: dict[str, int], keys: list[str]) -> bool:
+def enqueued(stack: StackHarness, ids: dict[str, int], keys: list[str]) -> bool:
     mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
     done = {
         int(m["path_params"]["source_id"])
@@ -35,7 +35,7 @@ def enqueued(stack: Stack, ids: dict[str, int], keys: list[str]) -> bool:
     return all(ids[k] in done for k in keys)
 
 
-def test_a_killed_shard_resumes_elsewhere_without_rerunning_finished_sources(stack: Stack) -> None:
+def test_a_killed_shard_resumes_elsewhere_without_rerunning_finished_sources(stack: StackHarness) -> None:
     prefix = f"shardkill-{uuid.uuid4().hex[:6]}"
     path, ids = onboard_fleet(stack, prefix, SOURCES)
     by_shard = {s: sorted(k for k in ids if shard_of(k, SHARDS) == s) for s in range(SHARDS)}

@@ -5,7 +5,8 @@ import uuid
 import pytest
 
 from splendor_flows.engine.store import CACHE_VERSION
-from stack import POOL, Stack
+from stack import POOL
+from tests.stack_harness import StackHarness
 
 from .conftest import connect, demo_spec, emulator_source, successful_calls
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.e2e
 SOURCE = "stripe-demo"
 
 
-def test_sync_source_completes_on_the_postgres_backed_stack(stack: Stack) -> None:
+def test_sync_source_completes_on_the_postgres_backed_stack(stack: StackHarness) -> None:
     connect(stack, demo_spec())
     run = stack.create_run("sync-source", {"source_key": SOURCE, "trigger": "manual"})
     done = stack.wait_run(run["id"], timeout=120)
@@ -42,7 +43,7 @@ def test_sync_source_completes_on_the_postgres_backed_stack(stack: Stack) -> Non
         assert not (worker.home / "storage").exists()
 
 
-def test_the_stack_reports_two_online_workers_with_separate_homes(stack: Stack) -> None:
+def test_the_stack_reports_two_online_workers_with_separate_homes(stack: StackHarness) -> None:
     workers = stack.api("POST", f"/work_pools/{POOL}/workers/filter", json={})
     assert {w["name"] for w in workers if w["status"] == "ONLINE"} >= {"stack-worker-1", "stack-worker-2"}
     homes = {w.home for w in stack.workers}

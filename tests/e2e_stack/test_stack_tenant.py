@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from splendor_flows.orchestration.source_lock import RELEASE_BOUND_SECONDS
-from stack import Stack
+from tests.stack_harness import StackHarness
 
 from .conftest import demo_spec, seconds, wait_for
 
@@ -42,7 +42,7 @@ def connectors_file(path: Path, keys: list[str]) -> None:
     path.write_text(yaml.safe_dump({"version": 1, "defaults": shared, "sources": sources}))
 
 
-def tick_runs(stack: Stack, keys: list[str]) -> list[dict[str, Any]]:
+def tick_runs(stack: StackHarness, keys: list[str]) -> list[dict[str, Any]]:
     deployment = stack.deployment("sync-scheduled")
     runs: list[dict[str, Any]] = stack.api(
         "POST", "/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment["id"]]}}}
@@ -50,13 +50,13 @@ def tick_runs(stack: Stack, keys: list[str]) -> list[dict[str, Any]]:
     return [r for r in runs if set(r["parameters"].get("source_keys") or []) == set(keys)]
 
 
-def splendor_state(stack: Stack) -> dict[str, Any]:
+def splendor_state(stack: StackHarness) -> dict[str, Any]:
     state: dict[str, Any] = stack.emulator("GET", "/_emulator/state", params={"tenant": stack.config.tenant})
     return state[stack.config.tenant]
 
 
 def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_killed_worker(
-    stack: Stack, tmp_path: Path
+    stack: StackHarness, tmp_path: Path
 ) -> None:
     prefix = f"tenant-{uuid.uuid4().hex[:5]}"
     keys = [f"{prefix}-{i:02d}" for i in range(SOURCES)]

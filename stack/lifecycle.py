@@ -1,5 +1,7 @@
-"""The production-shaped stack on one machine: PostgreSQL, a Prefect server on it, the Splendor emulator,
-the deployments, the automations and N process workers that stand for separate machines.
+"""The production-shaped stack on one machine (`make stack`): start it, print where everything is, stop it.
+
+PostgreSQL, a Prefect server on it, the Splendor emulator, the deployments, the automations and N process
+workers that stand for separate machines.
 
 Each worker has its own PREFECT_HOME (nothing shared through the home directory, as on separate machines)
 and all of them share one result-storage directory, standing for the network filesystem or bucket that
@@ -10,11 +12,11 @@ the root, mode 0600): without them any local user could read the Secret blocks t
 credentials. The workers, the deploy and every CLI the stack runs get it as PREFECT_API_AUTH_STRING.
 
     with Stack(StackConfig(root=Path("var/stack"))) as stack:
-        run = stack.create_run("sync-source", {"source_key": "stripe-demo"})
-        stack.wait_run(run["id"])
+        print(stack.summary())
+
+What tests do to a running stack (outages, runs, schedules, SQL) is tests/stack_harness.py's.
 """
 
-import asyncio
 import base64
 import contextlib
 import logging
@@ -29,7 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ import httpx
 
 from splendor_flows.orchestration import automations
 from stack import postgres
-from stack.processes import Proc, Processes, is_ancestor
+from stack.processes import Proc, Processes
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,7 +48,6 @@ POOL = "splendor-local"
 # Calls to Splendor in flight at once per tenant, across every worker: the global concurrency limit
 # `splendor-api-<tenant>` that the fleet (and each of its shards) takes its slots from.
 DEFAULT_API_LIMIT = 50
-FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # Long unix socket paths do not fit in sockaddr_un (107 bytes on Linux).
 MAX_SOCKET_PATH = 100
 # The server's basic-auth string ("user:password"), under the stack's root.
@@ -61,21 +62,6 @@ LEASES_ON_DISK = "prefect.server.concurrency.lease_storage.filesystem"
 
 class StackError(RuntimeError):
     pass
-
-
-@dataclass
-class Outage:
-    """One stop and start of a stack component, in wall-clock seconds (comparable with Prefect's
-    timestamps); filled in as it happens."""
-
-    component: str
-    stopping_at: float  # the stop began: from here on clients may be refused
-    down_at: float = 0.0  # the process was gone
-    up_at: float = 0.0  # it answered again (health endpoint, or a new database connection)
-
-    @property
-    def seconds(self) -> float:
-        return self.up_at - self.stopping_at
 
 
 def free_port() -> int:
@@ -444,19 +430,6 @@ class Stack:
     def worker_name(index: int) -> str:
         return f"stack-worker-{index}"
 
-    def restart_worker(self, proc: Proc, limit: int | None = None) -> Proc:
-        """Replace a (killed) worker by a new process with the same name and home: the machine is back.
-
-        `limit` changes its `--limit` (flow runs at once; 1 makes each worker take one shard of a fleet).
-        """
-        position = self.workers.index(proc)
-        proc.stop()
-        since = datetime.now(UTC)
-        # In the dead one's place, so check_alive() does not report the process this one replaces.
-        self.workers[position] = self._start_worker(position + 1, replacing=proc, limit=limit)
-        self._wait_workers(since, [self.workers[position]])
-        return self.workers[position]
-
     def _wait_workers(self, since: datetime, procs: list[Proc]) -> None:
         names = {self.worker_name(self.workers.index(p) + 1) for p in procs}
         deadline = time.monotonic() + self.config.startup_timeout
@@ -474,56 +447,11 @@ class Stack:
             time.sleep(0.3)
         raise StackError(f"workers not online: {sorted(names)}")
 
-    @contextlib.contextmanager
-    def server_down(self) -> Iterator[Outage]:
-        """The Prefect server is stopped for the body of the block (as an upgrade or a crash-looping pod
-        would leave it), then started again on the same database and port. Workers and flow runs keep
-        running; whatever they send meanwhile is refused."""
-        assert self.server is not None, "the stack is not started"
-        old = self.server
-        outage = Outage("Prefect server", stopping_at=time.time())
-        old.stop()
-        outage.down_at = time.time()
-        try:
-            yield outage
-        finally:
-            # Also after a failing body: the other tests share this stack.
-            self.server = self._start_server(replacing=old)
-            self._wait_http(f"{self.api_url}/health", self.server)
-            outage.up_at = time.time()
-
-    @contextlib.contextmanager
-    def postgres_down(self) -> Iterator[Outage]:
-        """PostgreSQL is stopped (fast shutdown: open sessions are cut) for the body of the block, then
-        started again on the same cluster, as a failover or a minor-version upgrade would do. The Prefect
-        server stays up and fails what needs the database meanwhile (HTTP 500 in 3.9.1, which its clients
-        do not retry: docs/deployments.md)."""
-        assert self.postgres is not None, "the stack is not started"
-        old = self.postgres
-        outage = Outage("PostgreSQL", stopping_at=time.time())
-        old.stop()
-        outage.down_at = time.time()
-        try:
-            yield outage
-        finally:
-            self.postgres = self._start_postgres(replacing=old)
-            outage.up_at = time.time()
-
-    def restart_server(self, down_seconds: float = 0.0) -> Outage:
-        with self.server_down() as outage:
-            time.sleep(down_seconds)
-        return outage
-
-    def restart_postgres(self, down_seconds: float = 0.0) -> Outage:
-        with self.postgres_down() as outage:
-            time.sleep(down_seconds)
-        return outage
-
     def check_alive(self) -> Proc | None:
         """The first child that has exited, if any."""
         return next((p for p in self.procs.started if not p.alive()), None)
 
-    # --- using the stack -------------------------------------------------------------------------------
+    # --- its Prefect CLI and API (the start uses both) ---------------------------------------------------
 
     def prefect(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """Run the Prefect CLI against the stack, from the project directory."""
@@ -548,129 +476,6 @@ class Stack:
         )
         response.raise_for_status()
         return response.json() if response.content else None
-
-    def emulator(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.emulator_url}{path}", timeout=30, **kwargs)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def deployment(self, deployment: str) -> dict[str, Any]:
-        """`flow/deployment` (a bare name means flow and deployment share it, as here)."""
-        flow, _, name = deployment.partition("/")
-        found: dict[str, Any] = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
-        return found
-
-    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """A run of `flow/deployment`, as `prefect deployment run` makes it."""
-        dep = self.deployment(deployment)
-        run: dict[str, Any] = self.api(
-            "POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters}
-        )
-        return run
-
-    def add_interval_schedule(
-        self,
-        deployment: str,
-        seconds: float,
-        parameters: dict[str, Any],
-        slug: str,
-        first_run_in: float | None = None,
-    ) -> dict[str, Any]:
-        """Add an active schedule every `seconds`, with its own parameters, to a deployment; its first run
-        comes due `first_run_in` seconds from now (default: one interval). Keep that above 5 s: a slot
-        already past when the scheduler first looks is skipped.
-
-        Through the deployment's update (with slugs, as `prefect deploy` sends them), not a bare POST of
-        the schedule: the update marks the deployment changed, so the server's recent-deployments
-        scheduler (every 5 s) creates the runs, not its main loop (every 60 s); measured 4.6 s against
-        0.6-43 s for a bare POST.
-        """
-        dep = self.deployment(deployment)
-        if not all(s.get("slug") for s in dep["schedules"]):
-            # Without slugs on every existing schedule the server would replace them all by this one.
-            raise StackError(f"{deployment} has schedules without a slug; refusing to replace them")
-        schedule = {
-            "slug": slug,
-            "active": True,
-            "parameters": parameters,
-            "schedule": {
-                "interval": seconds,
-                "anchor_date": (
-                    datetime.now(UTC) + timedelta(seconds=seconds if first_run_in is None else first_run_in)
-                ).isoformat(),
-                "timezone": "UTC",
-            },
-        }
-        self.api("PATCH", f"/deployments/{dep['id']}", json={"schedules": [schedule]})
-        schedules = self.api("GET", f"/deployments/{dep['id']}/schedules")
-        [added] = [s for s in schedules if s["slug"] == slug]
-        return dict(added)
-
-    def schedule_runs(self, deployment_id: str, schedule_id: str) -> list[dict[str, Any]]:
-        """Every flow run a schedule created (past, running and pre-created future ones)."""
-        body = {
-            "deployments": {"id": {"any_": [deployment_id]}},
-            # The scheduler pre-creates up to 100 future runs per schedule: stay under the API's page.
-            "sort": "EXPECTED_START_TIME_ASC",
-            "limit": 200,
-        }
-        runs = self.api("POST", "/flow_runs/filter", json=body)
-        return [r for r in runs if (r.get("created_by") or {}).get("id") == schedule_id]
-
-    def remove_schedule(self, schedule: dict[str, Any], timeout: float = 120.0) -> list[dict[str, Any]]:
-        """Delete a schedule and settle its runs: the server deletes its future ones, runs still waiting
-        (Late, or AwaitingConcurrencySlot, which the server keeps) are cancelled, and runs already
-        under way are waited for, so none of them holds the deployment's concurrency slot afterwards.
-        Returns the schedule's runs that remain, all final."""
-        deployment_id, schedule_id = str(schedule["deployment_id"]), str(schedule["id"])
-        self.api("DELETE", f"/deployments/{deployment_id}/schedules/{schedule_id}")
-        deadline = time.monotonic() + timeout
-        while True:
-            runs = self.schedule_runs(deployment_id, schedule_id)
-            open_runs = [r for r in runs if r["state_type"] not in FINAL_STATES]
-            if not open_runs:
-                return runs
-            if time.monotonic() > deadline:
-                raise StackError(f"runs of schedule {schedule['slug']} still open: {open_runs}")
-            for run in open_runs:
-                if run["state_type"] == "SCHEDULED":
-                    self.api(
-                        "POST",
-                        f"/flow_runs/{run['id']}/set_state",
-                        json={"state": {"type": "CANCELLED", "message": "Its schedule was removed."}},
-                    )
-            time.sleep(0.5)
-
-    def read_run(self, run_id: str) -> dict[str, Any]:
-        run: dict[str, Any] = self.api("GET", f"/flow_runs/{run_id}")
-        return run
-
-    def run_states(self, run_id: str) -> list[dict[str, Any]]:
-        states: list[dict[str, Any]] = self.api("GET", "/flow_run_states/", params={"flow_run_id": run_id})
-        return sorted(states, key=lambda s: s["timestamp"])
-
-    def wait_run(self, run_id: str, timeout: float = 120.0) -> dict[str, Any]:
-        """Wait until the run is in a final state and return it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.read_run(run_id)
-            if run["state"]["type"] in FINAL_STATES:
-                return run
-            if time.monotonic() > deadline:
-                raise StackError(f"run {run_id} still {run['state']['name']} after {timeout:.0f} s")
-            time.sleep(0.5)
-
-    def worker_running(self, run: dict[str, Any]) -> Proc | None:
-        """The worker whose process tree holds the run's process (from its infrastructure pid)."""
-        infra = run.get("infrastructure_pid") or ""
-        pid = infra.rpartition(":")[2]
-        if not pid.isdigit():
-            return None
-        return next((w for w in self.workers if w.alive() and is_ancestor(w.pid, int(pid))), None)
-
-    def query(self, sql: str, *args: object) -> list[dict[str, object]]:
-        """Read the Prefect server's PostgreSQL database directly."""
-        return asyncio.run(postgres.fetch(self.pg, sql, *args))
 
     def summary(self) -> str:
         cfg = self.config
