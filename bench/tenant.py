@@ -16,12 +16,14 @@ Prefect server and PostgreSQL) as a share of one core. Scaled down: only the Spl
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,20 @@ def phase(stack: Any, label: str, minutes: int, workers: list[int], server: list
     }
 
 
+@contextlib.contextmanager
+def _stack_settings(env: dict[str, str]) -> Iterator[None]:
+    """This process's Prefect client pointed at the stack. Prefect reads its settings from the
+    environment once, at import: changing os.environ afterwards would leave the client on an ephemeral
+    server of its own, where sync-scheduled is not deployed."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    os.environ.update(env)  # for subprocesses
+    with temporary_settings(
+        {PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: env["PREFECT_API_AUTH_STRING"]}
+    ):
+        yield
+
+
 def scheduled_runs(stack: Any) -> dict[str, int]:
     rows = stack.query(
         "select d.name, count(*) as n from flow_run f join deployment d on f.deployment_id = d.id "
@@ -191,8 +207,7 @@ def main() -> int:
     minutely = {f"minutely-{i:04d}": "* * * * *" for i in range(args.minutely)}
     began = time.perf_counter()
     try:
-        with Stack(config) as stack:
-            os.environ.update(stack.cli_env)
+        with Stack(config) as stack, _stack_settings(stack.cli_env):
             asyncio.run(_onboard(stack, [*hourly, *minutely]))
             applied = asyncio.run(_schedule(hourly | minutely))
             groups = [
