@@ -6,10 +6,16 @@ to the webhook block `custom-webhook/splendor-notify`: they are applied when a w
 given, which creates or re-points the block, or the block already on the server, perhaps set up in the UI)
 and skipped, with the reason, otherwise.
 
-An action may name its block as `block_document: <block type slug>/<block name>`; it is resolved to the
-`block_document_id` Prefect wants here, so the file holds names that mean the same on every server. The
-freshness automation publishes `splendor.source.stale` through a second block, the server's own events
+An action may name its block as `block_document: <block type slug>/<block name>`, and the deployment it
+runs as `deployment: <flow name>/<deployment name>`; each is resolved to the id Prefect wants
+(`block_document_id`, `deployment_id`) here, so the file holds names that mean the same on every server.
+The freshness automation publishes `splendor.source.stale` through a second block, the server's own events
 endpoint (`webhook/splendor-prefect-events`), which is always kept in step.
+
+The upload trigger (`splendor-upload-completed`, which runs the after-upload deployment) is one of these
+automations rather than a `triggers:` entry of prefect.yaml: `prefect deploy` deletes and re-creates a
+deployment's triggers on every deploy, so a second deploy would change it. A deployment an automation
+runs must exist before apply: apply refuses, naming it, rather than leave the trigger out.
 
 Everything is compared before it is written: an automation whose content already matches, or a block whose
 data does, is left as it is, so a second apply changes nothing, and `plan` says what apply would do
@@ -150,12 +156,21 @@ def blocks_named(automations: list[dict[str, Any]]) -> set[str]:
     return {a["block_document"] for auto in automations for a in auto["actions"] if "block_document" in a}
 
 
-def with_block_ids(automation: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
-    """The automation as Prefect takes it: each `block_document` name replaced by its id."""
+def deployments_named(automations: list[dict[str, Any]]) -> set[str]:
+    """The `<flow>/<deployment>` deployments the actions run."""
+    return {a["deployment"] for auto in automations for a in auto["actions"] if "deployment" in a}
+
+
+def with_ids(
+    automation: dict[str, Any], block_ids: dict[str, str], deployment_ids: dict[str, str]
+) -> dict[str, Any]:
+    """The automation as Prefect takes it: each `block_document` and `deployment` name replaced by its id."""
     result = copy.deepcopy(automation)
     for action in result["actions"]:
         if "block_document" in action:
-            action["block_document_id"] = ids[action.pop("block_document")]
+            action["block_document_id"] = block_ids[action.pop("block_document")]
+        if "deployment" in action:
+            action["deployment_id"] = deployment_ids[action.pop("deployment")]
     return result
 
 
@@ -252,9 +267,20 @@ def validate(automations: list[dict[str, Any]]) -> None:
             raise ValueError("an automation without a name: field name is required (a non-empty string)")
         if not isinstance(automation.get("actions"), list):
             raise ValueError(f"automation {name}: field actions is required (a list of actions)")
+        for ref in deployments_named([automation]):
+            flow, _, deployment = str(ref).partition("/")
+            if not flow or not deployment or "/" in deployment:
+                raise ValueError(
+                    f"automation {name}: field actions.deployment: {ref!r} is not "
+                    "<flow name>/<deployment name> (e.g. after-upload/after-upload)"
+                )
         try:
             AutomationCore.model_validate(
-                with_block_ids(automation, dict.fromkeys(blocks_named([automation]), placeholder))
+                with_ids(
+                    automation,
+                    dict.fromkeys(blocks_named([automation]), placeholder),
+                    dict.fromkeys(deployments_named([automation]), placeholder),
+                )
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -353,6 +379,11 @@ class _Server:
             {"data": data, "merge_existing_data": False},
         )
 
+    def deployment_id(self, ref: str) -> str | None:
+        """The id of the deployment `<flow name>/<deployment name>`, or None."""
+        response = self.request(f"reading deployment {ref}", "GET", f"/deployments/name/{ref}")
+        return None if response.status_code == 404 else str(response.json()["id"])
+
     def automations_named(self, name: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.json(
             f"reading automation {name}",
@@ -414,8 +445,31 @@ def _plan_blocks(
     return steps, ids
 
 
+def _deployment_ids(server: _Server, automations: list[dict[str, Any]]) -> tuple[dict[str, str], set[str]]:
+    """The ids of the deployments the automations run, and the names of those the server does not have."""
+    ids: dict[str, str] = {}
+    for ref in sorted(deployments_named(automations)):
+        found = server.deployment_id(ref)
+        if found is not None:
+            ids[ref] = found
+    return ids, deployments_named(automations) - set(ids)
+
+
+def _missing_deployments_error(server: _Server, automations: list[dict[str, Any]], missing: set[str]) -> str:
+    needing = sorted(a["name"] for a in automations if deployments_named([a]) & missing)
+    return (
+        f"{', '.join(needing)} runs the deployment {', '.join(sorted(missing))}, which the Prefect server at "
+        f"{server.api_url} does not have: run `prefect deploy --all` (or `make deploy`) first, then apply "
+        "again"
+    )
+
+
 def _plan_automations(
-    server: _Server, automations: list[dict[str, Any]], block_ids: dict[str, str], new_blocks: set[str]
+    server: _Server,
+    automations: list[dict[str, Any]],
+    block_ids: dict[str, str],
+    new_blocks: set[str],
+    deployment_ids: dict[str, str],
 ) -> list[_AutomationStep]:
     steps: list[_AutomationStep] = []
     for automation in automations:
@@ -425,6 +479,12 @@ def _plan_automations(
         found = server.automations_named(name)
         keep, duplicates = (found[0], [str(d["id"]) for d in found[1:]]) if found else (None, [])
         keep_id = str(keep["id"]) if keep is not None else None
+        absent = deployments_named([automation]) - set(deployment_ids)
+        if absent:
+            # Only a plan gets here (apply refuses first): say what deploying would let it do.
+            detail = f"no deployment {', '.join(sorted(absent))}: run `prefect deploy --all` first"
+            steps.append(_AutomationStep(automation, Action.SKIP, detail, keep_id, []))
+            continue
         if missing:
             detail = f"no block {', '.join(sorted(missing))}"
             if NOTIFY_BLOCK in missing:
@@ -438,7 +498,8 @@ def _plan_automations(
             # It will point at a block that does not exist yet.
             steps.append(_AutomationStep(automation, Action.UPDATE, "actions", keep_id, duplicates))
             continue
-        wanted, current = comparable(with_block_ids(automation, block_ids)), comparable(keep)
+        wanted = comparable(with_ids(automation, block_ids, deployment_ids))
+        current = comparable(keep)
         action = Action.UNCHANGED if wanted == current else Action.UPDATE
         steps.append(
             _AutomationStep(automation, action, _differing_fields(wanted, current), keep_id, duplicates)
@@ -519,12 +580,18 @@ def _run(
     validate(automations)
     server = _Server(api_url, auth_string, api_key)
     try:
+        deployment_ids, absent = _deployment_ids(server, automations)
+        if absent and write:
+            # Before any write: an apply without the upload trigger would look done and never start a run.
+            raise AutomationsError(_missing_deployments_error(server, automations, absent))
         block_steps, block_ids = _plan_blocks(server, automations, notify_url, auth_string)
         new_blocks = {s.ref for s in block_steps if s.action is Action.CREATE}
-        steps = _plan_automations(server, automations, block_ids, new_blocks)
+        steps = _plan_automations(server, automations, block_ids, new_blocks, deployment_ids)
         result = Applied(
             warnings=_heartbeat_warnings(server, [s.automation for s in steps if s.action is not Action.SKIP])
         )
+        if absent:
+            result.warnings.append(_missing_deployments_error(server, automations, absent))
         for block in block_steps:
             result.changes.append(Change("block", block.ref, block.action, block.detail))
             if not write or block.data is None:
@@ -543,7 +610,7 @@ def _run(
                 result.ids[name] = step.automation_id
             if not write or (step.action in (Action.SKIP, Action.UNCHANGED) and not step.duplicates):
                 continue
-            body = with_block_ids(step.automation, block_ids)
+            body = with_ids(step.automation, block_ids, deployment_ids)
             if step.action is Action.CREATE:
                 created = server.json(f"creating automation {name}", "POST", "/automations/", body)
                 result.ids[name] = str(created["id"])

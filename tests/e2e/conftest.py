@@ -179,11 +179,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
 
 
+UPLOAD_TRIGGER = "splendor-upload-completed"
+
+
+def apply_upload_trigger(stack: Stack) -> None:
+    """The automation that starts after-upload runs, applied as `splendor-flows automations apply` does."""
+    from splendor_flows.orchestration import automations
+
+    automations.apply(stack.api_url, [a for a in automations.load() if a["name"] == UPLOAD_TRIGGER])
+
+
 @pytest.fixture(scope="package")
 def deployed(stack: Stack) -> Stack:
-    """The pool exists and `prefect deploy --all` has run once (what `make deploy` does)."""
+    """The pool exists, `prefect deploy --all` has run once and the upload trigger is applied (what
+    `make deploy` does, but for the safety automations: zombie detection and the resume of crashed runs
+    act on every run of the server, and the tests sharing it stop workers and fail runs on purpose;
+    test_e2e_7_automations_apply applies all of them on a server of its own)."""
     stack.run(PREFECT, "work-pool", "create", "splendor-local", "--type", "process", "--overwrite")
     stack.run(PREFECT, "--no-prompt", "deploy", "--all", timeout=120)
+    apply_upload_trigger(stack)
     return stack
 
 

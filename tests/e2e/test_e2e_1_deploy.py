@@ -1,8 +1,9 @@
-"""`prefect deploy --all` registers every deployment of prefect.yaml, its schedules, limits and trigger."""
+"""`prefect deploy --all` registers every deployment of prefect.yaml, its schedules and limits, and leaves
+the upload trigger (an automation of deployments/automations.yaml) as it is."""
 
 import pytest
 
-from .conftest import PREFECT, Stack, api, deployment_id
+from .conftest import PREFECT, UPLOAD_TRIGGER, Stack, api, deployment_id
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ def _state(stack: Stack) -> tuple[dict[str, int], list[dict]]:
 def test_deploy_all_registers_once_and_redeploy_does_not_duplicate(deployed: Stack) -> None:
     first_counts, first_automations = _state(deployed)
     assert first_counts == dict.fromkeys(NAMES, 1)
-    assert [a["name"] for a in first_automations] == ["splendor-upload-completed"]
+    assert [a["name"] for a in first_automations] == [UPLOAD_TRIGGER]
     scheduled_id = deployment_id(deployed, "sync-scheduled")
     # The schedule groups come from `splendor-flows apply` (tests/fleet/test_plan_apply_schedules.py),
     # not from prefect.yaml: a fresh deploy makes none, and a redeploy keeps the ones apply made.
@@ -52,7 +53,10 @@ def test_deploy_all_registers_once_and_redeploy_does_not_duplicate(deployed: Sta
     deployed.run(PREFECT, "--no-prompt", "deploy", "--all", timeout=120)
     counts, automations = _state(deployed)
     assert counts == first_counts
-    assert len(automations) == 1
+    # The same automation, untouched: a trigger of prefect.yaml would have been deleted and re-created.
+    assert [(a["id"], a["updated"]) for a in automations] == [
+        (a["id"], a["updated"]) for a in first_automations
+    ]
 
     scheduled = api(deployed, "GET", f"/deployments/{scheduled_id}")
     assert [(s["id"], s["slug"]) for s in scheduled["schedules"]] == [(managed["id"], "sources-e2e-kept")]

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import Proc, Stack, api, deployment_id, wait_for_runs
+from .conftest import UPLOAD_TRIGGER, Proc, Stack, api, apply_upload_trigger, deployment_id, wait_for_runs
 from .test_e2e_2_runs import CATALOG, emit_raw, seconds
 
 pytestmark = pytest.mark.e2e
@@ -41,17 +41,22 @@ def test_served_after_upload_runs_on_event(deployed: Stack, worker: Proc) -> Non
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPStatusError):
                 current = api(deployed, "GET", f"/deployments/{deployment_id(deployed, 'after-upload')}")
-                if current["id"] != before["id"] and api(deployed, "POST", "/automations/filter", json={}):
+                if current["id"] != before["id"]:
                     break
             assert served.popen.poll() is None, served.tail()
             time.sleep(0.3)
         else:
             raise AssertionError(f"serve did not register after-upload:\n{served.tail()}")
-        # Same limits and the same single trigger automation as `prefect deploy` made.
+        # Same limits as `prefect deploy` made.
         assert current["global_concurrency_limit"]["limit"] == before["global_concurrency_limit"]["limit"]
         assert current["concurrency_options"] == before["concurrency_options"]
+        # The served deployment is a new one: applying the automations again points the upload trigger
+        # at it (docs/deployments.md, `make serve`), in place.
+        [trigger] = api(deployed, "POST", "/automations/filter", json={})
+        apply_upload_trigger(deployed)
         automations = api(deployed, "POST", "/automations/filter", json={})
-        assert [a["name"] for a in automations] == ["splendor-upload-completed"]
+        assert [(a["name"], a["id"]) for a in automations] == [(UPLOAD_TRIGGER, trigger["id"])]
+        assert automations[0]["actions"][0]["deployment_id"] == current["id"]
         assert automations[0]["actions"][0]["parameters"] == {
             "source_key": "{{ event.resource['splendor.source_key'] }}",
             "tenant": "{{ event.resource.get('splendor.tenant') }}",

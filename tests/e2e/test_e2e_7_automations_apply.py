@@ -1,7 +1,9 @@
 """`splendor-flows automations apply`, as `make deploy` runs it, on a fresh `prefect server start` where
-`prefect deploy --all` has run: the safety automations always, the notification ones only with a webhook,
-whose URL stays out of the block's plain fields; a second apply changes nothing; `--plan` writes nothing;
-deployments whose runs send no heartbeats are named; a failed request never carries the server's answer.
+`prefect deploy --all` has run: the safety automations and the upload trigger always, the notification ones
+only with a webhook, whose URL stays out of the block's plain fields; a second apply, and a second
+`make deploy`, change no automation and no block; `--plan` writes nothing; deployments whose runs send no
+heartbeats are named; a deployment the upload trigger needs and that is missing is named before any write;
+a failed request never carries the server's answer.
 """
 
 import base64
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from splendor_flows.orchestration import automations
-from tests.e2e.conftest import BIN, PREFECT, Stack, api, running_stack
+from tests.e2e.conftest import BIN, PREFECT, REPO, UPLOAD_TRIGGER, Stack, api, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +27,7 @@ SAFETY = [
     "splendor-resume-crashed-flow-runs",
     "splendor-fail-unanswered-oauth",
     "splendor-source-freshness",
+    UPLOAD_TRIGGER,
 ]
 NOTIFIERS = [
     "splendor-notify-sync-failed",
@@ -48,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(BIN / "splendor-flows"), "automations", "apply", *args],
         env=stack.env | {"COLUMNS": "250"},
@@ -56,7 +59,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert not check or done.returncode == 0, done.stdout + done.stderr
     return done
 
 
@@ -83,9 +86,9 @@ def test_plan_on_a_fresh_server_says_what_apply_would_do_and_writes_nothing(serv
     assert {("+", "create", "automation", name) for name in SAFETY} <= planned
     assert {("-", "skip", "automation", name) for name in NOTIFIERS} <= planned
     assert "no webhook configured (--notify-url or $SPLENDOR_NOTIFY_URL)" in done.stdout
-    assert done.stdout.rstrip().endswith("Plan: 5 create, 6 skip.")
-    # Only the upload trigger `prefect deploy` made; no block of ours.
-    assert list(on_server(server)) == ["splendor-upload-completed"]
+    assert done.stdout.rstrip().endswith("Plan: 6 create, 6 skip.")
+    # `prefect deploy` made no automation and no block.
+    assert on_server(server) == {}
     assert (
         api(
             server,
@@ -99,7 +102,7 @@ def test_plan_on_a_fresh_server_says_what_apply_would_do_and_writes_nothing(serv
 
 def test_apply_creates_the_safety_automations_and_a_second_apply_changes_nothing(server: Stack) -> None:
     first = cli(server)
-    assert first.stdout.rstrip().endswith("Applied: 5 create, 6 skip.")
+    assert first.stdout.rstrip().endswith("Applied: 6 create, 6 skip.")
     # prefect.yaml gives every deployment's runs heartbeats: nothing to warn about.
     assert "warning" not in first.stderr, first.stderr
     before = on_server(server)
@@ -108,7 +111,7 @@ def test_apply_creates_the_safety_automations_and_a_second_apply_changes_nothing
 
     again = cli(server)
 
-    assert again.stdout.rstrip().endswith("Applied: 5 unchanged, 6 skip.")
+    assert again.stdout.rstrip().endswith("Applied: 6 unchanged, 6 skip.")
     after = on_server(server)
     assert {n: (a["id"], a["updated"]) for n, a in after.items()} == {
         n: (a["id"], a["updated"]) for n, a in before.items()
@@ -139,12 +142,55 @@ def test_the_notification_automations_come_with_a_webhook_kept_in_a_secret_field
 
     notify_block = block(server, automations.NOTIFY_BLOCK)
     again = cli(server, "--notify-url", WEBHOOK)
-    assert again.stdout.rstrip().endswith("Applied: 12 unchanged.")
+    assert again.stdout.rstrip().endswith("Applied: 13 unchanged.")
     assert block(server, automations.NOTIFY_BLOCK)["updated"] == notify_block["updated"]
     # Without a URL the block on the server is used as it is, and kept.
     kept = cli(server)
-    assert kept.stdout.rstrip().endswith("Applied: 12 unchanged.")
+    assert kept.stdout.rstrip().endswith("Applied: 13 unchanged.")
     assert "kept as it is (no URL given)" in kept.stdout
+
+
+def make_deploy(stack: Stack) -> subprocess.CompletedProcess[str]:
+    """The Makefile's `deploy` recipe against the server (`-o`: this venv is taken as installed)."""
+    stamp = REPO / ".venv" / ".installed"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-o", str(stamp), "deploy"],
+        cwd=REPO,
+        env=stack.env | {"COLUMNS": "250", "SPLENDOR_NOTIFY_URL": WEBHOOK, "MAKEFLAGS": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def everything_on(stack: Stack) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """Each automation and named block (copies of one name included): its id and when it last changed."""
+    named = {"block_documents": {"is_anonymous": {"eq_": False}}}
+    blocks = api(stack, "POST", "/block_documents/filter", json=named)
+    found = api(stack, "POST", "/automations/filter", json={})
+    return (
+        sorted((a["name"], a["id"], a["updated"]) for a in found),
+        sorted((b["name"], b["id"], b["updated"]) for b in blocks),
+    )
+
+
+def test_a_second_make_deploy_changes_no_automation_and_no_block(server: Stack) -> None:
+    first = make_deploy(server)
+    automations_before, blocks_before = everything_on(server)
+    assert [name for name, _, _ in automations_before] == sorted([*SAFETY, *NOTIFIERS])
+    assert [name for name, _, _ in blocks_before] == ["splendor-notify", "splendor-prefect-events"]
+
+    second = make_deploy(server)
+
+    assert everything_on(server) == (automations_before, blocks_before)
+    assert "Applied: 13 unchanged." in second.stdout, second.stdout
+    assert WEBHOOK not in first.stdout + first.stderr + second.stdout + second.stderr
+    # The trigger still runs the after-upload deployment (test_e2e_2_runs sees the event start a run).
+    after_upload = api(server, "GET", "/deployments/name/after-upload/after-upload")
+    [action] = on_server(server)[UPLOAD_TRIGGER]["actions"]
+    assert (action["type"], action["deployment_id"]) == ("run-deployment", after_upload["id"])
 
 
 def test_deployments_whose_runs_send_no_heartbeats_are_named(server: Stack) -> None:
@@ -168,10 +214,10 @@ def test_deployments_whose_runs_send_no_heartbeats_are_named(server: Stack) -> N
 
 class EchoServer:
     """A Prefect API stand-in on which everything apply reads is found empty (no block, no automation,
-    no deployment) and every write fails with `status` and a body that echoes the request's headers,
-    as some proxies and error pages do."""
+    no deployment but, when `deployed`, those the automations run) and every write fails with `status`
+    and a body that echoes the request's headers, as some proxies and error pages do."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, *, deployed: bool = True) -> None:
         self.requests: list[str] = []
         outer = self
 
@@ -186,7 +232,8 @@ class EchoServer:
 
             def do_GET(self) -> None:
                 outer.requests.append(f"GET {self.path}")
-                if "/block_types/slug/" in self.path and "/block_documents/" not in self.path:
+                block_type = "/block_types/slug/" in self.path and "/block_documents/" not in self.path
+                if block_type or (deployed and "/deployments/name/" in self.path):
                     self.answer(200, {"id": str(uuid.uuid4())})
                 else:
                     self.answer(404, {"detail": "Not found"})
@@ -255,3 +302,34 @@ def test_an_automation_prefect_would_refuse_is_named_before_any_request() -> Non
     finally:
         echo.close()
     assert echo.requests == []
+
+
+def test_a_missing_deployment_of_the_upload_trigger_is_named_before_any_write() -> None:
+    echo = EchoServer(500, deployed=False)
+    try:
+        with pytest.raises(automations.AutomationsError) as raised:
+            automations.apply(echo.url, automations.load())
+        # Refused on the first answer, before any other request.
+        assert echo.requests == ["GET /api/deployments/name/after-upload/after-upload"]
+        planned = automations.plan(echo.url, automations.load())
+        done = subprocess.run(
+            [str(BIN / "splendor-flows"), "automations", "apply", "--api-url", echo.url],
+            env={"PATH": str(BIN), "COLUMNS": "250"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        echo.close()
+    message = (
+        f"{UPLOAD_TRIGGER} runs the deployment after-upload/after-upload, which the Prefect server at "
+        f"{echo.url} does not have: run `prefect deploy --all` (or `make deploy`) first, then apply again"
+    )
+    assert str(raised.value) == message
+    # A plan says the same, and shows the trigger as skipped with why.
+    assert planned.skipped[UPLOAD_TRIGGER] == (
+        "no deployment after-upload/after-upload: run `prefect deploy --all` first"
+    )
+    assert message in planned.warnings
+    # The command: one line, and a failing exit status.
+    assert (done.returncode, done.stdout, " ".join(done.stderr.split())) == (1, "", f"error: {message}")

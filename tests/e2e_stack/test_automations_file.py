@@ -3,9 +3,11 @@ and templates do what their comments say when the server's own matching and rend
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from splendor_flows.flows.fleet_shards import shard_run_name
@@ -14,10 +16,17 @@ from splendor_flows.orchestration import automations
 
 def test_every_automation_validates_as_prefect_reads_it() -> None:
     loaded = automations.load()
-    # Block names resolve to ids on a server; any ids do for validating the rest.
+    # Block and deployment names resolve to ids on a server; any ids do for validating the rest.
     ids = {ref: str(uuid.uuid4()) for ref in automations.blocks_named(loaded)}
-    parsed = [AutomationCore.model_validate(automations.with_block_ids(a, ids)) for a in loaded]
+    deployment_ids = {ref: str(uuid.uuid4()) for ref in automations.deployments_named(loaded)}
+    parsed = [AutomationCore.model_validate(automations.with_ids(a, ids, deployment_ids)) for a in loaded]
     by_name = {a.name: a for a in parsed}
+
+    # The upload trigger runs the after-upload deployment, the one it names.
+    [run_after_upload] = by_name["splendor-upload-completed"].actions
+    assert getattr(run_after_upload, "deployment_id", None) == uuid.UUID(
+        deployment_ids["after-upload/after-upload"]
+    )
 
     zombie = by_name["splendor-crash-zombie-flow-runs"].trigger
     assert isinstance(zombie, EventTrigger)
@@ -31,6 +40,15 @@ def test_every_automation_validates_as_prefect_reads_it() -> None:
     resume = by_name["splendor-resume-crashed-flow-runs"].trigger
     assert isinstance(resume, EventTrigger)
     assert resume.match.root["prefect.state-message"] == getattr(crash, "message", None)
+
+
+def test_no_deployment_of_prefect_yaml_has_triggers_of_its_own() -> None:
+    # `prefect deploy` deletes and re-creates a deployment's triggers on every deploy, so a second deploy
+    # would change them; the upload trigger is an automation of deployments/automations.yaml instead.
+    document = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())
+    assert [d["name"] for d in document["deployments"] if d.get("triggers")] == []
+    deployments = {f"{d['name']}/{d['name']}" for d in document["deployments"]}
+    assert automations.deployments_named(automations.load()) == {"after-upload/after-upload"} & deployments
 
 
 def test_the_zombie_window_can_be_shortened_without_touching_the_rest() -> None:
@@ -52,6 +70,7 @@ def test_every_splendor_event_an_automation_names_is_one_the_pipelines_publish()
         if name.startswith("splendor.")
     }
     assert named == {
+        Event.UPLOAD_COMPLETED,
         Event.SYNC_FAILED,
         Event.INGEST_FAILED,
         Event.CREDENTIALS_WAITING,
