@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_HOST ?= 127.0.0.1
 export PREFECT_SERVER_PORT ?= 4200
 
-.PHONY: venv demo test lint typecheck fmt server serve deploy stack bench bench-sharded bench-tenant soak emulator clean
+.PHONY: venv demo test check lint typecheck fmt server serve deploy stack bench bench-sharded bench-tenant soak emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ lint: $(STAMP)
 # deployments/ are checked as the splendor_flows subpackages they install as (see .ci/typecheck.py).
 typecheck: $(STAMP)
 	$(PY) .ci/typecheck.py
+
+# The inner loop while changing code: ruff, mypy --strict and every test that starts no server, browser
+# or database (tests/conftest.py marks the others `server`; one that starts a server unmarked fails here).
+# About a minute on two cores; `make test` stays the whole suite.
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) .ci/typecheck.py
+	SPLENDOR_TESTS_NO_SERVER=1 $(PY) -m pytest -q -n 0 -m "not server"
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -15,6 +15,7 @@ in collection order, as before.
 """
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,5 +116,36 @@ def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
 LONG_FIRST = ("tests/reliability/test_short_soak.py::",)
 
 
+# What starts a server for its tests: the packages that exist to drive one (the emulator's own suite and
+# the doctor's, which probes a live API), and the fixtures that start a Prefect test server or an emulator.
+# Their tests get the `server` marker, which `make check` leaves out (`-m "not server"`).
+SERVER_PACKAGES = frozenset({"e2e", "e2e_stack", "browser", "emulator", "doctor"})
+SERVER_FIXTURES = frozenset({"prefect_harness", "emulator", "emu", "stack"})
+
+
+def needs_server(item: pytest.Item) -> bool:
+    package = Path(item.path).relative_to(REPO / "tests").parts[0]
+    return package in SERVER_PACKAGES or not SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(autouse=True)
+def _servers_only_where_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `make check` (SPLENDOR_TESTS_NO_SERVER=1), a test without the `server` marker that starts
+    a server anyway fails at its first listening socket, instead of quietly slowing the inner loop."""
+    if os.environ.get("SPLENDOR_TESTS_NO_SERVER") != "1" or request.node.get_closest_marker("server"):
+        return
+    nodeid = request.node.nodeid
+
+    def refuse(sock: socket.socket, *args: Any) -> None:
+        raise RuntimeError(f"{nodeid} starts a server: add its fixture or package to tests/conftest.py")
+
+    monkeypatch.setattr(socket.socket, "listen", refuse)
+
+
+# First, so the marker is on the items before `-m` selects among them.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_server(item):
+            item.add_marker(pytest.mark.server)
     items.sort(key=lambda item: 0 if item.nodeid.startswith(LONG_FIRST) else 1)
