@@ -1,7 +1,7 @@
 """Screenshots of the browser scenarios.
 
 Every scenario writes its screenshots to `var/browser/` (ignored by git), so a failed CI run leaves
-pictures of what the page showed. Three of them illustrate the README; they are committed as
+pictures of what the page showed. Some of them illustrate the docs; they are committed as
 `docs/ui-*.png` and refreshed with
 
     UPDATE_DOCS_SCREENSHOTS=1 .venv/bin/pytest tests/browser -q
