@@ -34,7 +34,7 @@ from .retry import (
     SHED_STATUSES,
     RetryPolicy,
     is_load_shedding,
-    is_transient,
+    is_retryable,
 )
 from .routes import ROUTES, Idempotency, Probe, Route
 from .version import __version__
@@ -526,7 +526,7 @@ class SplendorClient:
         retrying = AsyncRetrying(
             stop=stop,
             wait=wait,
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(is_retryable),
             sleep=policy.sleep,
             before_sleep=log_retry,
             reraise=False,

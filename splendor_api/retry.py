@@ -94,7 +94,7 @@ class RetryPolicy:
         return min(max(0.0, seconds), self.retry_after_cap)
 
 
-def is_transient(error: BaseException) -> bool:
+def is_retryable(error: BaseException) -> bool:
     """Failures that another attempt may cure (after the caller ruled out unsafe resends)."""
     if isinstance(error, ApiError):
         return error.status in RETRY_STATUSES

@@ -84,7 +84,7 @@ def problem_with(secret_id: str) -> str | None:
     return None
 
 
-class SecretIdPrompt:
+class TerminalSecretIdPrompt:
     """Asks for the secret_id of a consent the flow published (a `human_waits.oauth.SecretIdPrompt`)."""
 
     def __init__(self, mode: Mode) -> None:
@@ -134,7 +134,7 @@ def asking_for_secret_id(from_stdin: bool) -> Iterator[None]:
     else:
         yield
         return
-    with prompting_for_secret_id(SecretIdPrompt(mode)):
+    with prompting_for_secret_id(TerminalSecretIdPrompt(mode)):
         yield
 
 
