@@ -48,6 +48,7 @@ from splendor_flows.flows.fleet_source import (
     not_onboarded,
 )
 from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
+from splendor_flows.orchestration.connector_secrets import remember_credentials, remember_credentials_of
 from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.orchestration.run_records import records_place, run_records
@@ -314,6 +315,8 @@ async def run_fleet(options: FleetOptions) -> FleetSummary:
     keys = [spec.source_key for spec in specs]
     if options.shard is not None:
         keys = [key for key in keys if shard_of(key, options.shards) == options.shard]
+    mine = set(keys)
+    await remember_credentials(spec.credentials_secret for spec in specs if spec.source_key in mine)
     return await sync_sources(keys, options)
 
 
@@ -338,6 +341,8 @@ async def sync_sources(
     config = await load_config(options.credentials_block)
     records_place()  # a bad setting stops the fleet here, before any source is touched
     tenant = config.tenant
+    # The sources' credentials, masked in the table, logs and events like the token (runs may quote them).
+    await remember_credentials_of(tenant, keys)
     sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
     where = "" if options.shard is None else f" (shard {options.shard} of {options.shards})"
     logger.info("Fleet of %s source(s)%s for tenant %s, sync_id=%s", len(keys), where, tenant, sync_id)

@@ -5,14 +5,20 @@ parameters; the spec only names the Secret block. Validation messages name the f
 the rule, never the submitted value (jsonschema's own messages quote it).
 """
 
+import asyncio
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 from prefect.blocks.system import Secret
 
 from splendor_flows.engine.errors import SpecError
+from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.secret_masking import remember_secrets
+
+# Secret blocks read at once when a run learns the credentials of many sources to mask them.
+_BLOCK_READS_IN_FLIGHT = 8
 
 
 async def load_connector_credentials(source_key: str, block_name: str | None) -> dict[str, Any]:
@@ -29,18 +35,51 @@ async def load_connector_credentials(source_key: str, block_name: str | None) ->
             f"credentials_secret: no Secret block named '{block_name}' "
             f"(create it with Secret(value={{...}}).save('{block_name}'))",
         ) from exc
-    value = block.get()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            value = None
-    if not isinstance(value, dict):
+    value = _credential_object(block.get())
+    if value is None:
         raise SpecError(
             source_key, f"credentials_secret: Secret block '{block_name}' must hold a JSON object"
         )
     remember_secrets(value.values())
     return value
+
+
+def _credential_object(value: Any) -> dict[str, Any] | None:
+    """A Secret block's value as the credential object it holds (a dict, or JSON text of one), or None."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+async def remember_credentials(block_names: Iterable[str | None]) -> None:
+    """Mask the values of these Secret blocks (each read once) in everything this context sends out.
+
+    A fleet or a schedule tick syncs sources it did not connect, so it never loads their credentials (a
+    sync needs none), yet a Splendor run's error may quote one: an upstream refusing a key it was given.
+    A block that is gone or holds no credential object is passed over: there is nothing of it to mask.
+    """
+    gate = asyncio.Semaphore(_BLOCK_READS_IN_FLIGHT)
+
+    async def read(name: str) -> dict[str, Any] | None:
+        async with gate:
+            try:
+                block: Secret[Any] = await Secret.aload(name)
+            except ValueError:  # no such block
+                return None
+        return _credential_object(block.get())
+
+    found = await asyncio.gather(*(read(name) for name in sorted({n for n in block_names if n})))
+    remember_secrets(value.values() for value in found if value is not None)
+
+
+async def remember_credentials_of(tenant: str, source_keys: list[str]) -> None:
+    """`remember_credentials` for the Secret blocks these sources were last provisioned from (their
+    fingerprints name them), read with a few filter calls whatever the number of sources."""
+    recorded = await fingerprints.read_all(tenant, source_keys)
+    await remember_credentials(f.secret_block for f in recorded.values())
 
 
 def credential_problems(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:

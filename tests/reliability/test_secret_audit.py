@@ -1,7 +1,9 @@
 """Secret audit: run full pipelines (and failing ones) with a canary API token and canary connector
-credentials, then search every output for them. Zero hits allowed. Three paths: connect, sync and repair
-of one source; a fleet (sync-fleet) whose API errors quote the token; an OAuth consent with a canary
-secret_id.
+credentials, then search every output for them. Zero hits allowed. Four paths: connect, sync and repair
+of one source; a fleet (sync-fleet) whose API errors quote the token and a connector credential; a
+schedule tick (sync-scheduled) whose run error quotes the credential a source was provisioned from; an
+OAuth consent with a canary secret_id. The notification webhook URL has its own audit in
+tests/e2e/test_e2e_7_automations_apply.py (the splendor-notify block, the command's output and errors).
 
 Outputs searched: captured logs (every logger, DEBUG), Prefect's API logs, the Prefect database file
 (raw bytes, WAL included), checkpoint files in result storage, artifacts, events, exception texts and
@@ -34,7 +36,9 @@ from splendor_flows.flows.fleet import FleetFailed
 from splendor_flows.flows.fleet_source import SourceStatus
 from splendor_flows.flows.repair_ingest import repair_ingest
 from splendor_flows.flows.sync_fleet import sync_fleet
+from splendor_flows.flows.sync_scheduled import sync_scheduled
 from splendor_flows.flows.sync_source import sync_source
+from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.splendor_clients import SplendorCredentials
 from tests.flows.conftest import stripe_spec
 from tests.flows.test_oauth import _now, approve, oauth_spec, resume_when_paused, wait_for_consent_link
@@ -290,10 +294,12 @@ async def test_no_secret_leaves_a_fleet(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A fleet whose API errors quote the canary token: a Splendor run that fails with it in its error
-    message (an upstream quoting the request it was given), and sync starts answered by a gateway error
-    page that quotes the whole request. Its summary, table artifact, events, logs and result must not,
-    nor the checkpoints the fleet and then sync-source (the same run failure) leave in result storage."""
+    """A fleet whose API errors quote the canary token and connector credential: a Splendor run that
+    fails with them in its error message (an upstream quoting the request it was given), and sync starts
+    answered by a gateway error page that quotes the whole request. Its summary, table artifact, events,
+    logs and result must not, nor the checkpoints the fleet and then sync-source (the same run failure)
+    leave in result storage. The fleet never loads the credential to sync: it learns it from the Secret
+    block its connectors file names, only to mask it."""
     await audit_setup(caplog)
     token = f"canary-tok-{uuid.uuid4().hex}"
     credential = f"canary-cred-{uuid.uuid4().hex}"
@@ -302,7 +308,10 @@ async def test_no_secret_leaves_a_fleet(
     monkeypatch.setenv("SPLENDOR_MAX_ATTEMPTS", "2")
     keys = [f"audit-fleet-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
     failing = keys[0]
-    upstream_error = f"Stripe refused the request: invalid header Authorization: Bearer {token}"
+    upstream_error = (
+        f"Stripe refused the request: invalid header Authorization: Bearer {token}, "
+        f"api_key sk_test_{credential}"
+    )
     with running_emulator(emulator_with(token, tmp_path), log_level="debug") as emu:
         await save_blocks(emu.base_url, token, credential)
         specs = [stripe_spec(key, credentials_secret=SECRET_BLOCK) for key in keys]
@@ -362,6 +371,58 @@ async def test_no_secret_leaves_a_fleet(
     assert not any(found.values()), f"canary found in: { {k: v for k, v in found.items() if v} }"
     # The scans are real: the failing source's error reached the artifacts, masked.
     assert "Stripe refused the request" in str(outputs["artifacts"])
+    assert "api_key ***" in str(outputs["artifacts"])
+
+
+async def test_no_connector_credential_leaves_a_schedule_tick(
+    tmp_path: Path,
+    prefect_harness: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A schedule tick has no connectors file: the Secret block a source's credentials came from is the
+    one its provision recorded (the fingerprint connect-source and `splendor-flows apply` save). A run
+    error quoting that credential must not reach the tick's artifacts, events, logs or state message."""
+    await audit_setup(caplog)
+    token = f"canary-tok-{uuid.uuid4().hex}"
+    credential = f"canary-cred-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SPLENDOR_RUN_HISTORY", str(tmp_path / "run-history.json"))
+    key = f"audit-tick-{uuid.uuid4().hex[:8]}"
+    secret = {"api_key": f"sk_test_{credential}", "account_id": "acct_audit"}
+    with running_emulator(emulator_with(token, tmp_path), log_level="debug") as emu:
+        await save_blocks(emu.base_url, token, credential)
+        spec = stripe_spec(key, credentials_secret=SECRET_BLOCK)
+        # Connected straight through the client (this context learns nothing), its provision recorded
+        # as connect-source records it.
+        async with SplendorClient(
+            SplendorConfig(api_base=emu.base_url, tenant_id="acme", token=token)
+        ) as client:
+            await onboard(client, [spec], secret)
+        await fingerprints.save("acme", key, fingerprints.new_fingerprint(secret, SECRET_BLOCK))
+        refusal = f"Invalid API Key provided: sk_test_{credential}"
+        emu.add_fault(kind="run_fail", source_key=key, count=5, error_message=refusal)
+        state = await sync_scheduled(
+            source_keys=[key],
+            credentials_block=CREDS_BLOCK,
+            max_sync_attempts=1,
+            poll=PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=60),
+            concurrency_limit=None,
+            return_state=True,
+        )
+        failure = await state.aresult(raise_on_failure=False)
+    assert state.is_failed() and isinstance(failure, FleetFailed), failure
+    [failed] = failure.summary.outcomes
+    assert failed.status == SourceStatus.FAILED
+
+    outputs = await prefect_outputs(prefect_harness, caplog, capsys, {"splendor.sync.failed"})
+    if state.state_details.flow_run_id is not None:
+        outputs |= await run_records([state.state_details.flow_run_id])
+    outputs |= {"exception texts": f"{state.message}\n{failure}\n{failure!r}"}
+    found = {where: hits(blob, [credential]) for where, blob in outputs.items()}
+    assert not any(found.values()), f"canary found in: { {k: v for k, v in found.items() if v} }"
+    # The scans are real: the run's error reached the artifacts, masked.
+    assert "Invalid API Key provided: ***" in str(outputs["artifacts"])
 
 
 async def browsing(action: Awaitable[T]) -> T:
