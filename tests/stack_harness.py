@@ -11,7 +11,7 @@ these test-side tools added, so a test starts the very stack an operator runs.
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,39 +49,42 @@ class StackHarness(Stack):
     # --- outages ----------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def server_down(self) -> Iterator[Outage]:
-        """The Prefect server is stopped for the body of the block (as an upgrade or a crash-looping pod
-        would leave it), then started again on the same database and port. Workers and flow runs keep
-        running; whatever they send meanwhile is refused."""
-        assert self.server is not None, "the stack is not started"
-        old = self.server
-        outage = Outage("Prefect server", stopping_at=time.time())
-        old.stop()
+    def _down(
+        self, component: str, proc: Proc | None, start_again: Callable[[Proc], None]
+    ) -> Iterator[Outage]:
+        """`proc` stopped for the body of the block, then `start_again(proc)`: also after a failing body,
+        since the other tests share this stack."""
+        assert proc is not None, "the stack is not started"
+        outage = Outage(component, stopping_at=time.time())
+        proc.stop()
         outage.down_at = time.time()
         try:
             yield outage
         finally:
-            # Also after a failing body: the other tests share this stack.
-            self.server = self._start_server(replacing=old)
-            self._wait_http(f"{self.api_url}/health", self.server)
+            start_again(proc)
             outage.up_at = time.time()
 
-    @contextlib.contextmanager
-    def postgres_down(self) -> Iterator[Outage]:
+    def server_down(self) -> contextlib.AbstractContextManager[Outage]:
+        """The Prefect server is stopped for the body of the block (as an upgrade or a crash-looping pod
+        would leave it), then started again on the same database and port. Workers and flow runs keep
+        running; whatever they send meanwhile is refused."""
+
+        def start_again(old: Proc) -> None:
+            self.server = self._start_server(replacing=old)
+            self._wait_http(f"{self.api_url}/health", self.server)
+
+        return self._down("Prefect server", self.server, start_again)
+
+    def postgres_down(self) -> contextlib.AbstractContextManager[Outage]:
         """PostgreSQL is stopped (fast shutdown: open sessions are cut) for the body of the block, then
         started again on the same cluster, as a failover or a minor-version upgrade would do. The Prefect
         server stays up and fails what needs the database meanwhile (HTTP 500 in 3.9.1, which its clients
         do not retry: docs/deployments.md)."""
-        assert self.postgres is not None, "the stack is not started"
-        old = self.postgres
-        outage = Outage("PostgreSQL", stopping_at=time.time())
-        old.stop()
-        outage.down_at = time.time()
-        try:
-            yield outage
-        finally:
+
+        def start_again(old: Proc) -> None:
             self.postgres = self._start_postgres(replacing=old)
-            outage.up_at = time.time()
+
+        return self._down("PostgreSQL", self.postgres, start_again)
 
     def restart_server(self, down_seconds: float = 0.0) -> Outage:
         with self.server_down() as outage:
