@@ -215,7 +215,7 @@ def test_deployments_whose_runs_send_no_heartbeats_are_named(server: Stack) -> N
 class EchoServer:
     """A Prefect API stand-in on which everything apply reads is found empty (no block, no automation,
     no deployment but, when `deployed`, those the automations run) and every write fails with `status`
-    and a body that echoes the request's headers, as some proxies and error pages do."""
+    and a body that echoes the request's headers and body, as some proxies and error pages do."""
 
     def __init__(self, status: int, *, deployed: bool = True) -> None:
         self.requests: list[str] = []
@@ -240,13 +240,13 @@ class EchoServer:
 
             def do_POST(self) -> None:
                 outer.requests.append(f"POST {self.path}")
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sent = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
                 if self.path.endswith("/block_schemas/filter"):
                     self.answer(200, [{"id": str(uuid.uuid4())}])
                 elif self.path.endswith("/filter"):
                     self.answer(200, [])
                 else:
-                    self.answer(status, {"detail": "refused", "echo": dict(self.headers)})
+                    self.answer(status, {"detail": "refused", "echo": dict(self.headers), "body": sent})
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -282,12 +282,32 @@ def test_a_failed_request_says_what_failed_and_its_status_never_the_answer(statu
 
 def test_a_bad_webhook_url_is_refused_before_any_request() -> None:
     echo = EchoServer(500)
+    bad = f"hooks.example.com/T0/canary{uuid.uuid4().hex}"
     try:
-        with pytest.raises(ValueError, match=r"--notify-url \(or SPLENDOR_NOTIFY_URL\) must be an http"):
-            automations.apply(echo.url, automations.load(), notify_url="hooks.example.com/T0/secret")
+        with pytest.raises(
+            ValueError, match=r"--notify-url \(or SPLENDOR_NOTIFY_URL\) must be an http"
+        ) as raised:
+            automations.apply(echo.url, automations.load(), notify_url=bad)
     finally:
         echo.close()
     assert echo.requests == []
+    # The message names the option and what it takes, never the value (a webhook URL is a credential).
+    assert "canary" not in str(raised.value)
+
+
+def test_a_refused_notification_block_never_quotes_its_url() -> None:
+    """The server refuses to store the webhook block and echoes the request, URL included."""
+    echo = EchoServer(500)
+    try:
+        with pytest.raises(automations.AutomationsError) as raised:
+            automations.apply(echo.url, automations.load(), notify_url=WEBHOOK)
+    finally:
+        echo.close()
+    assert echo.requests[-1] == "POST /api/block_documents/"
+    assert str(raised.value) == (
+        f"creating block {automations.NOTIFY_BLOCK}: POST /block_documents/ failed with HTTP 500"
+    )
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 def test_an_automation_prefect_would_refuse_is_named_before_any_request() -> None:
