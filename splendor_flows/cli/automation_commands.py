@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from splendor_flows.orchestration.automations import Applied
 
 automations_app = typer.Typer(
-    help="The automations of deployments/automations.yaml (safety and notifications) on a Prefect server.",
+    help="The automations of deployments/automations.yaml (safety, the upload trigger, notifications) "
+    "on a Prefect server.",
     no_args_is_help=True,
 )
 STYLE = {
@@ -60,7 +61,10 @@ def apply_command(
         str | None, typer.Option(help="Prefect API URL; default: PREFECT_API_URL (or the active profile).")
     ] = None,
 ) -> None:
-    """Create or update, by name, the automations the deployments rely on; leave those that match."""
+    """Create or update, by name, the automations the deployments rely on; leave those that match.
+
+    Run it after `prefect deploy --all`: the upload trigger runs the after-upload deployment.
+    """
     from prefect.settings import get_current_settings
 
     from splendor_flows.orchestration import automations

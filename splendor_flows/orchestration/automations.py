@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.resources import files
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import yaml
@@ -381,7 +381,9 @@ class _Server:
 
     def deployment_id(self, ref: str) -> str | None:
         """The id of the deployment `<flow name>/<deployment name>`, or None."""
-        response = self.request(f"reading deployment {ref}", "GET", f"/deployments/name/{ref}")
+        flow, _, deployment = ref.partition("/")
+        path = f"/deployments/name/{quote(flow, safe='')}/{quote(deployment, safe='')}"
+        response = self.request(f"reading deployment {ref}", "GET", path)
         return None if response.status_code == 404 else str(response.json()["id"])
 
     def automations_named(self, name: str) -> list[dict[str, Any]]:

@@ -319,6 +319,14 @@ def test_an_automation_prefect_would_refuse_is_named_before_any_request() -> Non
             automations.apply(echo.url, broken)
         with pytest.raises(ValueError, match="automation splendor-source-freshness: field actions is"):
             automations.apply(echo.url, [{"name": "splendor-source-freshness", "trigger": {}}])
+        upload = [a for a in automations.load() if a["name"] == UPLOAD_TRIGGER]
+        upload[0]["actions"][0]["deployment"] = "after-upload"
+        with pytest.raises(
+            ValueError,
+            match=f"automation {UPLOAD_TRIGGER}: field actions.deployment: 'after-upload' is not "
+            "<flow name>/<deployment name>",
+        ):
+            automations.apply(echo.url, upload)
     finally:
         echo.close()
     assert echo.requests == []
