@@ -134,8 +134,7 @@ class PrefectRunRecords:
 
     async def read(self, scope: ScopeLike) -> SourceRuns:
         name = variable_name(scope)
-        async with prefect_call() as client:
-            variable = await client.read_variable_by_name(name)
+        variable = await prefect_call(lambda client: client.read_variable_by_name(name))
         if variable is None:
             self._missing.add(name)
         else:
@@ -146,26 +145,27 @@ class PrefectRunRecords:
         name = variable_name(scope)
         value = runs.model_dump(mode="json")
         create_first = name in self._missing
-        async with prefect_call() as client:
-            # Update first when the variable was there at the last read; a missing one answers 404, then
-            # it is created. Two writers creating it at once: the loser's create fails with 409 and it
-            # updates instead.
-            for _ in range(2):
-                if not create_first:
-                    try:
-                        await client.update_variable(VariableUpdate(name=name, value=value, tags=[TAG]))
-                        self._missing.discard(name)
-                        return
-                    except httpx.HTTPStatusError as exc:
-                        if exc.response.status_code != 404:
-                            raise
-                create_first = False
+        update = VariableUpdate(name=name, value=value, tags=[TAG])
+        create = VariableCreate(name=name, value=value, tags=[TAG])
+        # Update first when the variable was there at the last read; a missing one answers 404, then it
+        # is created. Two writers creating it at once: the loser's create fails with 409 and it updates
+        # instead.
+        for _ in range(2):
+            if not create_first:
                 try:
-                    await client.create_variable(VariableCreate(name=name, value=value, tags=[TAG]))
+                    await prefect_call(lambda client: client.update_variable(update))
                     self._missing.discard(name)
                     return
-                except ObjectAlreadyExists:
-                    continue
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != 404:
+                        raise
+            create_first = False
+            try:
+                await prefect_call(lambda client: client.create_variable(create))
+                self._missing.discard(name)
+                return
+            except ObjectAlreadyExists:
+                continue
 
     def forget_hint(self, scope: ScopeLike) -> str:
         return f"run `prefect variable unset {variable_name(scope)}`"

@@ -138,9 +138,12 @@ def _warn(message: str) -> None:
 
 
 async def _create_limit(name: str) -> None:
-    async with prefect_call() as client:
-        with contextlib.suppress(ObjectAlreadyExists):
-            await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with contextlib.suppress(ObjectAlreadyExists):
+        await prefect_call(
+            lambda client: client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=1)
+            )
+        )
 
 
 # Answers that mean "ask again later": the slot is taken (423), or the server is too busy to say (503).
@@ -150,22 +153,27 @@ NOT_NOW = (423, 503)
 async def _increment(names: list[str]) -> tuple[UUID, set[str]] | None:
     """One lease on the slot of every limit in `names` that exists, or None when one of them is taken
     (or the server is too busy to grant it now)."""
-    async with prefect_call() as client:
-        try:
-            response = await client.increment_concurrency_slots_with_lease(
-                names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS, holder=_holder()
+    holder = _holder()
+    try:
+        response = await prefect_call(
+            lambda client: client.increment_concurrency_slots_with_lease(
+                names=names, slots=1, mode="concurrency", lease_duration=LEASE_SECONDS, holder=holder
             )
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code in NOT_NOW:
-                return None
-            raise
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code in NOT_NOW:
+            return None
+        raise
     body = response.json()
     return UUID(body["lease_id"]), {str(limit["name"]) for limit in body.get("limits") or []}
 
 
 async def _release(lease_id: UUID) -> None:
-    async with prefect_call() as client:
-        await client.release_concurrency_slots_with_lease(lease_id)
+    await prefect_call(lambda client: client.release_concurrency_slots_with_lease(lease_id))
+
+
+async def _renew_once(lease_id: UUID) -> None:
+    await prefect_call(lambda client: client.renew_concurrency_lease(lease_id, lease_duration=LEASE_SECONDS))
 
 
 async def _try_acquire(name: str) -> UUID | None:
@@ -189,8 +197,7 @@ async def _renew(lease_id: UUID, holder: asyncio.Task[object], lost: list[bool])
     while True:
         await asyncio.sleep(RENEW_EVERY_SECONDS)
         try:
-            async with prefect_call() as client:
-                await client.renew_concurrency_lease(lease_id, lease_duration=LEASE_SECONDS)
+            await _renew_once(lease_id)
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code in (404, 410):
                 lost.append(True)
@@ -376,8 +383,7 @@ class _Batch:
             except TimeoutError:
                 pass
             try:
-                async with prefect_call() as client:
-                    await client.renew_concurrency_lease(self.lease_id, lease_duration=LEASE_SECONDS)
+                await _renew_once(self.lease_id)
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code in (404, 410):
                     self.lost = True
