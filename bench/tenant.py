@@ -6,7 +6,8 @@ and `--minutely` sources every minute. Their schedules are applied through the c
 runs (orchestration.source_schedules), so they land as schedule groups of `sync-scheduled`; Prefect's
 scheduler creates the ticks and the workers run them. Nothing is started by hand.
 
-Two phases of `--minutes` each: the hourly sources alone (the every-minute group paused), then all of
+First one idle minute (the stack with no source schedule: its fixed cost), then two phases of `--minutes`
+each: the hourly sources alone (the every-minute group paused), then all of
 them. For each: the ticks and syncs that ran, how late the work of each due source started (Splendor's
 `created_at` of its run against the cron's fire time: scheduler, worker poll, process start and the
 tick's own work, all real), and the orchestration CPU (workers with their flow-run processes, the
@@ -141,6 +142,13 @@ def phase(stack: Any, label: str, minutes: int, workers: list[int], server: list
         "tick_states": {
             s: sum(r["state_type"] == s for r in ticks) for s in {r["state_type"] for r in ticks}
         },
+        # Why a tick did not complete (a crash, a failure): its state's message and its group's size.
+        "tick_troubles": [
+            f"{r['name']} ({len(r['parameters'].get('source_keys') or [])} sources): {r['state_type']} "
+            f"{(r.get('state') or {}).get('message') or ''}".strip()
+            for r in ticks
+            if r["state_type"] != "COMPLETED"
+        ],
         "due": len(late) + missing,
         "missing": missing,
         "late_p50": _pct(late, 0.5),
@@ -150,7 +158,7 @@ def phase(stack: Any, label: str, minutes: int, workers: list[int], server: list
         "cpu_workers": after["workers"] - before["workers"],
         "cpu_server": after["server"] - before["server"],
         "core_share": cpu / seconds,
-        "cpu_per_sync_ms": 1000 * cpu / max(1, len(late)),
+        "cpu_per_sync_ms": 1000 * cpu / len(late) if late else float("nan"),
     }
 
 
@@ -209,6 +217,10 @@ def main() -> int:
     try:
         with Stack(config) as stack, _stack_settings(stack.cli_env):
             asyncio.run(_onboard(stack, [*hourly, *minutely]))
+            workers = [w.pid for w in stack.workers]
+            server = [p.pid for p in stack.procs.started if p.name in ("server", "postgres")]
+            # What the stack costs with no source scheduled: its services, the workers' polls.
+            idle = phase(stack, "idle stack, no source schedule", 1, workers, server)
             applied = asyncio.run(_schedule(hourly | minutely))
             groups = [
                 s for s in stack.deployment("sync-scheduled")["schedules"] if s["slug"].startswith("sources-")
@@ -223,8 +235,6 @@ def main() -> int:
             )
             time.sleep(70)  # the scheduler's loop creates the groups' runs
             held = scheduled_runs(stack)
-            workers = [w.pid for w in stack.workers]
-            server = [p.pid for p in stack.procs.started if p.name in ("server", "postgres")]
             first = phase(stack, f"{args.hourly} hourly", args.minutes, workers, server)
             stack.api(
                 "PATCH", f"/deployments/{deployment_id}/schedules/{every_minute['id']}", json={"active": True}
@@ -246,7 +256,7 @@ def main() -> int:
         "workers + server & PG | share of one core | CPU per sync (ms) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for p in (first, second):
+    for p in (idle, first, second):
         lines.append(
             f"| {p['label']} ({p['minutes']} min) | {p['ticks']} {p['tick_states']} | {p['due']} | "
             f"{p['missing']} | "
@@ -254,6 +264,8 @@ def main() -> int:
             f"{p['cpu_workers']:.1f} + {p['cpu_server']:.1f} | {100 * p['core_share']:.1f} % | "
             f"{p['cpu_per_sync_ms']:.0f} |"
         )
+    for p in (first, second):
+        lines += [f"Not completed in {p['label']}: {trouble}" for trouble in p["tick_troubles"]]
     lines += ["", f"Bench wall time: {time.perf_counter() - began:.0f} s"]
     print("\n".join(lines))
     return 0
