@@ -30,7 +30,7 @@ from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.pipeline import StoredSteps, sync_and_ingest
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.report import Event, Level
-from splendor_flows.engine.run_records import RunRecords
+from splendor_flows.engine.run_records import HeldRecords, RunRecords
 from splendor_flows.engine.store import CheckpointStore
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.scope import Scope
@@ -132,7 +132,8 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
         scope=scope,
         report=report,
         history=ctx.history,
-        records=ctx.records,
+        # Read once per hold: only this holder writes the source's records while it holds.
+        records=HeldRecords(ctx.records),
         deferred=deferred,
     )
     steps = StoredSteps(source, ctx.store, source_id=source_id, trigger=ctx.trigger, poll=ctx.poll)

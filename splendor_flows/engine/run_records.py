@@ -73,6 +73,42 @@ class RunRecords(Protocol):
         ...
 
 
+class HeldRecords:
+    """One source's records as the holder of its slot sees them: read from the store once, then known
+    from its own writes.
+
+    Only the source's holder writes its records (orchestration.source_lock), so while it holds, what it
+    last read or wrote is what the store has. Reading again before each write cost a store call per
+    start (a Prefect API call: a thousand per fleet of a thousand sources). Made for one hold and never
+    kept past it: between two holds another pipeline may have written.
+    """
+
+    def __init__(self, store: RunRecords) -> None:
+        self._store = store
+        self._known: dict[tuple[str, str, str], SourceRuns] = {}
+
+    @staticmethod
+    def _key(scope: ScopeLike) -> tuple[str, str, str]:
+        return (scope.api_base, scope.tenant, scope.source_key)
+
+    async def read(self, scope: ScopeLike) -> SourceRuns:
+        key = self._key(scope)
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = await self._store.read(scope)
+        return known
+
+    async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
+        key = self._key(scope)
+        # Whether a failed write landed is unknown: the next read asks the store.
+        self._known.pop(key, None)
+        await self._store.write(scope, runs)
+        self._known[key] = runs
+
+    def forget_hint(self, scope: ScopeLike) -> str:
+        return self._store.forget_hint(scope)
+
+
 class MemoryRunRecords:
     """In-process records: for engine tests and one-process runs."""
 
