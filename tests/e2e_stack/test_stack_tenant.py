@@ -2,7 +2,10 @@
 a fleet run and a manual sync landing on some of the same sources, and a worker SIGKILLed mid-tick.
 
 `apply` puts the sources into one schedule group of the sync-scheduled deployment; the scheduler creates
-its runs (ticks) and the workers take them. Nothing here starts a tick by hand. Over the window:
+its runs (ticks) and the workers take them. Nothing here starts a tick by hand. The window is the group's
+first two ticks: the first one meets the fleet and the manual sync on some of its sources, and its worker
+is killed while it syncs; the second one reschedules it once zombie detection has marked it Crashed, and
+meets the sources the dead worker still held. Over the window:
 - no source ever has two Splendor runs in flight at once (every entry point holds the source's slot);
 - every source syncs on each tick, allowing one tick of lateness, and the killed worker's sources within
   the slot's release bound after that;
@@ -21,14 +24,20 @@ import pytest
 import yaml
 
 from splendor_flows.orchestration.source_lock import RELEASE_BOUND_SECONDS
-from tests.stack_harness import StackHarness
+from tests.stack_harness import FINAL_STATES, StackHarness
 
 from .conftest import demo_spec, seconds, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SOURCES = 10
-TICKS = 3
+TICKS = 2
+# The fleet and the manual sync start this long before the first tick, so that it finds them in flight.
+AHEAD_SECONDS = 10
+# A sync counts for a tick from shortly before it (the fleet and the manual sync) until the next tick, plus
+# one tick of lateness, plus the slot's release bound for the sources the killed worker held.
+EARLY_SECONDS = 15
+ALLOWANCE_SECONDS = 60 + 60 + RELEASE_BOUND_SECONDS
 SPLENDOR_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "splendor-flows"
 
 
@@ -55,6 +64,33 @@ def splendor_state(stack: StackHarness) -> dict[str, Any]:
     return state[stack.config.tenant]
 
 
+def sync_spans(stack: StackHarness, keys: list[str]) -> dict[str, list[tuple[float, float, dict[str, Any]]]]:
+    """Each source's Splendor runs in creation order: (created, completed or far future, the run)."""
+    tenant = splendor_state(stack)
+    ids = {s["source_key"]: s["source_id"] for s in tenant["sources"] if s["source_key"] in keys}
+    spans: dict[str, list[tuple[float, float, dict[str, Any]]]] = {}
+    for key in keys:
+        runs = sorted((r for r in tenant["runs"] if r["source_id"] == ids[key]), key=lambda r: r["run_id"])
+        spans[key] = [
+            (seconds(r["created_at"]), seconds(r["completed_at"] or "9999-01-01T00:00:00+00:00"), r)
+            for r in runs
+        ]
+    return spans
+
+
+def unsynced_ticks(
+    spans: dict[str, list[tuple[float, float, dict[str, Any]]]], window_start: float
+) -> list[tuple[str, int]]:
+    """The (source, tick) pairs of the window without a sync begun within the tick's allowance."""
+    missing = []
+    for key, runs in spans.items():
+        for tick in range(TICKS):
+            due = window_start + tick * 60
+            if not any(due - EARLY_SECONDS <= began <= due + ALLOWANCE_SECONDS for began, _, _ in runs):
+                missing.append((key, tick))
+    return missing
+
+
 def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_killed_worker(
     stack: StackHarness, tmp_path: Path
 ) -> None:
@@ -72,59 +108,53 @@ def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_kill
     )
     assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-3000:]
     applied_at = time.time()
+    deployment_id = stack.deployment("sync-scheduled")["id"]
     group = [s for s in stack.deployment("sync-scheduled")["schedules"] if s["parameters"].get("source_keys")]
     assert [sorted(s["parameters"]["source_keys"]) for s in group] == [keys]
 
-    # The first tick the scheduler made and a worker ran: the window starts at its slot.
+    # The first tick the scheduler made: the window starts at its slot.
     first = wait_for(
-        "the first scheduled tick to run",
-        lambda: min(
-            (r for r in tick_runs(stack, keys) if r["start_time"]),
-            key=lambda r: r["expected_start_time"],
-            default=None,
-        ),
-        timeout=180,
-        every=1,
-    )
-    window_start = seconds(first["expected_start_time"])
-
-    # Just before the second tick: a fleet of four of the sources and a manual sync of a fifth.
-    wait_for("the second tick to come near", lambda: time.time() > window_start + 50, timeout=120, every=0.5)
-    fleet_file = tmp_path / "fleet.yaml"
-    connectors_file(fleet_file, keys[:4])
-    fleet = stack.create_run("sync-fleet", {"connectors_file": str(fleet_file), "trigger": "manual"})
-    manual = subprocess.Popen(
-        [str(SPLENDOR_CLI), "sync", keys[5]],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-    # During the second tick, its worker dies with everything it runs (the machine is gone).
-    second = wait_for(
-        "the second tick to run",
-        lambda: next(
-            (
-                r
-                for r in tick_runs(stack, keys)
-                if r["start_time"] and seconds(r["expected_start_time"]) >= window_start + 59
-            ),
-            None,
-        ),
+        "the scheduler to create the group's first tick",
+        lambda: min(tick_runs(stack, keys), key=lambda r: r["expected_start_time"], default=None),
         timeout=120,
         every=0.5,
     )
-    time.sleep(2)  # inside its sources' syncs
-    victim = wait_for("the tick's worker", lambda: stack.worker_running(stack.read_run(second["id"])), 30)
-    killed_at = time.time()
-    victim.kill_tree()
+    window_start = seconds(first["expected_start_time"])
+    victim = None
+    killed_at = 0.0
+    manual = None
     try:
-        window_end = window_start + TICKS * 60
+        # Just before it: a fleet of four of the sources and a manual sync of a fifth.
         wait_for(
-            "the window to pass", lambda: time.time() > window_end + 20, timeout=TICKS * 60 + 120, every=1
+            "the first tick to come near",
+            lambda: time.time() >= window_start - AHEAD_SECONDS,
+            timeout=120,
+            every=0.2,
         )
-        assert manual.wait(timeout=120) == 0, manual.stdout.read() if manual.stdout else ""
+        fleet_file = tmp_path / "fleet.yaml"
+        connectors_file(fleet_file, keys[:4])
+        fleet = stack.create_run("sync-fleet", {"connectors_file": str(fleet_file), "trigger": "manual"})
+        manual = subprocess.Popen(
+            [str(SPLENDOR_CLI), "sync", keys[5]],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+        # During the first tick, its worker dies with everything it runs (the machine is gone).
+        wait_for(
+            "the first tick to run",
+            lambda: stack.read_run(first["id"])["start_time"],
+            timeout=120,
+            every=0.25,
+        )
+        time.sleep(2)  # inside its sources' syncs
+        victim = wait_for("the tick's worker", lambda: stack.worker_running(stack.read_run(first["id"])), 30)
+        killed_at = time.time()
+        victim.kill_tree()
+
+        assert manual.wait(timeout=180) == 0, manual.stdout.read() if manual.stdout else ""
         fleet_done = stack.wait_run(fleet["id"], timeout=180)
         assert fleet_done["state"]["type"] == "COMPLETED", fleet_done["state"]
         # The killed tick: marked Crashed by zombie detection, rescheduled by its group's next tick (Prefect's
@@ -134,20 +164,20 @@ def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_kill
             resumed = wait_for(
                 "the killed tick to be resumed and complete",
                 lambda: (
-                    (run := stack.read_run(second["id"]))["state"]["type"] in ("COMPLETED", "FAILED") and run
+                    (run := stack.read_run(first["id"]))["state"]["type"] in ("COMPLETED", "FAILED") and run
                 ),
-                timeout=240,
-                every=1,
+                timeout=300,
+                every=0.5,
             )
         except AssertionError:
-            states = [(s["name"], s["timestamp"], s.get("message")) for s in stack.run_states(second["id"])]
+            states = [(s["name"], s["timestamp"], s.get("message")) for s in stack.run_states(first["id"])]
             events = stack.api(
                 "POST",
                 "/events/filter",
                 json={
                     "filter": {
                         "event": {"prefix": ["prefect.automation.action"]},
-                        "related": {"resources_in_roles": [[f"prefect.flow-run.{second['id']}", "target"]]},
+                        "related": {"resources_in_roles": [[f"prefect.flow-run.{first['id']}", "target"]]},
                     },
                     "limit": 20,
                 },
@@ -157,49 +187,54 @@ def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_kill
                 f"the killed tick never completed: {states}; automation actions: {actions}"
             ) from None
         assert resumed["state"]["type"] == "COMPLETED" and resumed["run_count"] >= 2, resumed["state"]
-    finally:
-        stack.restart_worker(victim)
-        stack.api(
-            "PATCH",
-            f"/deployments/{stack.deployment('sync-scheduled')['id']}/schedules/{group[0]['id']}",
-            json={"active": False},
-        )
 
-    tenant = splendor_state(stack)
-    ids = {s["source_key"]: s["source_id"] for s in tenant["sources"] if s["source_key"] in keys}
-    runs_of = {
-        key: sorted((r for r in tenant["runs"] if r["source_id"] == ids[key]), key=lambda r: r["run_id"])
-        for key in keys
-    }
-    ingested = {i["connector_run_id"] for i in tenant["ingest_runs"]}
+        # Each tick of the window finds a sync of every source within its allowance: wait for them (the
+        # later ticks keep coming meanwhile), up to the last tick's allowance.
+        window_end = window_start + (TICKS - 1) * 60 + ALLOWANCE_SECONDS
+        wait_for(
+            "every source to sync for every tick of the window",
+            lambda: not unsynced_ticks(sync_spans(stack, keys), window_start),
+            timeout=max(window_end - time.time(), 0) + 5,
+            every=1,
+        )
+    finally:
+        if manual is not None and manual.poll() is None:
+            manual.kill()
+        if victim is not None:
+            stack.restart_worker(victim)
+        # Off: the server deletes the group's future ticks; the ones already due or under way finish.
+        stack.api("PATCH", f"/deployments/{deployment_id}/schedules/{group[0]['id']}", json={"active": False})
+    ticks = wait_for(
+        "the group's ticks to finish",
+        lambda: (
+            (runs := tick_runs(stack, keys)) and all(r["state_type"] in FINAL_STATES for r in runs) and runs
+        ),
+        timeout=180,
+        every=0.5,
+    )
+    assert killed_at, "no worker was killed"
+
+    spans = sync_spans(stack, keys)
+    ingested = {i["connector_run_id"] for i in splendor_state(stack)["ingest_runs"]}
     late: dict[str, float] = {}
-    for key, runs in runs_of.items():
-        spans = [
-            (seconds(r["created_at"]), seconds(r["completed_at"] or "9999-01-01T00:00:00+00:00"))
-            for r in runs
-        ]
-        for (_, ended), (began, _) in itertools.pairwise(spans):
+    for key, runs in spans.items():
+        for (_, ended, _), (began, _, _) in itertools.pairwise(runs):
             assert began >= ended, f"{key}: two Splendor runs in flight at once"
-        assert all(r["status"] == "succeeded" for r in runs), [(r["run_id"], r["status"]) for r in runs]
-        not_ingested = [(r["run_id"], r["created_at"]) for r in runs if r["run_id"] not in ingested]
+        assert all(r["status"] == "succeeded" for _, _, r in runs), [
+            (r["run_id"], r["status"]) for *_, r in runs
+        ]
+        not_ingested = [(r["run_id"], r["created_at"]) for *_, r in runs if r["run_id"] not in ingested]
         assert not not_ingested, f"{key}: succeeded runs never handed to ingestion: {not_ingested}"
-        # Each tick of the window finds a sync of the source by the next tick; the sources of the killed
-        # tick may wait for their slots to be released first.
-        allowance = 60 + 60 + (RELEASE_BOUND_SECONDS if killed_at else 0)
-        for tick in range(1, TICKS):
+        for tick in range(TICKS):
             due = window_start + tick * 60
-            synced = [b for b, _ in spans if due - 15 <= b <= due + allowance]
+            synced = [b for b, _, _ in runs if due - EARLY_SECONDS <= b <= due + ALLOWANCE_SECONDS]
             assert synced, f"{key}: no sync for the tick at +{tick * 60} s"
             late[key] = max(late.get(key, 0.0), min(synced) - due)
-    ticks = [
-        r
-        for r in tick_runs(stack, keys)
-        if r["start_time"] and seconds(r["expected_start_time"]) < window_end
-    ]
     states = {r["name"]: r["state_type"] for r in ticks}
+    assert set(states.values()) == {"COMPLETED"}, states
     print(
         f"\n{SOURCES} sources every minute, {len(ticks)} ticks {states}; runs per source "
-        f"{sorted(len(r) for r in runs_of.values())}; worst lateness {max(late.values()):.1f} s; "
+        f"{sorted(len(r) for r in spans.values())}; worst lateness {max(late.values()):.1f} s; "
         f"worker killed {killed_at - window_start:.0f} s into the window; first tick "
         f"{window_start - applied_at:.0f} s after apply"
     )
