@@ -26,12 +26,14 @@ demo: $(STAMP)
 
 # pytest-xdist: PYTEST_WORKERS processes share the tests (tests/conftest.py says how the suites that share a
 # server stay together). Most tests wait on servers, subprocesses and polls, so more processes than cores
-# pays; PYTEST_WORKERS=0 runs everything in this process. PYTEST_ARGS picks a part, e.g.
+# pays: four of them run the server groups, the others the rest. PYTEST_WORKERS=0 runs everything in
+# this process. PYTEST_ARGS picks a part, e.g.
 # `make test PYTEST_ARGS=tests/flows` or `make test PYTEST_ARGS="--ignore=tests/e2e_stack"`.
-PYTEST_WORKERS ?= 5
+# The 20 slowest test phases close every run's output, to show where the time goes.
+PYTEST_WORKERS ?= 7
 PYTEST_ARGS ?=
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,7 +7,8 @@ starts once, not once in every process that happens to draw one of its tests:
 - tests/e2e_stack: the production-shaped stacks (PostgreSQL, a Prefect server, two workers), split in two
   groups, each on a stack of its own; a test file not named in STACK_GROUPS joins the first;
 - tests/e2e: the SQLite `prefect server start` with its process worker;
-- tests/browser: the Prefect server with its UI, the served deployment and Chromium.
+- tests/browser: the Prefect server with its UI, the served deployment and Chromium; the e2e source-lock
+  tests join it (they mostly wait out lease bounds, so a server of their own there costs little).
 
 The groups go out first, largest first, so the long stack runs start at once and the short tests fill
 the other processes around them. Without `-n` none of this applies and every package runs in one process,
@@ -70,25 +71,32 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 # The second stack of tests/e2e_stack: the fleet scenarios (the CPU-heaviest, and the ones that restart the
-# workers with other limits) and the smoke test; the first keeps the worker kill, the outages and the
-# schedule. Balanced on measured durations: about three minutes of tests each.
+# workers with other limits), the interval schedule and the smoke test; the first keeps the worker kill,
+# the outages and the tenant. Balanced on measured durations: about nine minutes of tests each when the
+# machine is busy.
 STACK_GROUPS = {
     "test_stack_sharded_fleet.py": "e2e_stack-2",
     "test_stack_sharded_fleet_crash.py": "e2e_stack-2",
+    "test_stack_schedule.py": "e2e_stack-2",
     "test_stack_smoke.py": "e2e_stack-2",
 }
-# Packages whose tests share one package-scoped server fixture. The two SQLite-server suites share a
-# process, one after the other: together they last about as long as a stack group, and a process of its
-# own for each would leave none for the short tests at the start.
-PACKAGE_GROUPS = {"e2e": "sqlite-servers", "browser": "sqlite-servers"}
+# Packages whose tests share one package-scoped server fixture.
+PACKAGE_GROUPS = {"e2e": "e2e", "browser": "browser"}
+# Files that run with another package's group: the source-lock tests wait out the lease bounds (more than
+# three minutes, nearly all of it sleeping), which beside the browser suite does not lengthen the e2e one.
+# Their process starts the e2e server for them.
+FILE_GROUPS = {"tests/e2e/test_e2e_6_source_lock.py": "browser"}
 
 
 def group_of(nodeid: str) -> str | None:
     """The group a test belongs to (from its node id: the scheduler sees nothing else), or None."""
-    parts = nodeid.split("::", 1)[0].split("/")
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
     if len(parts) < 3 or parts[0] != "tests":
         return None
     package, filename = parts[1], parts[-1]
+    if path in FILE_GROUPS:
+        return FILE_GROUPS[path]
     if package == "e2e_stack":
         return STACK_GROUPS.get(filename, "e2e_stack-1")
     return PACKAGE_GROUPS.get(package)
@@ -113,7 +121,12 @@ def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
 
 # Long tests outside any group, moved to the front of the collection: single tests go out in collection
 # order, and one this long that started last would finish last, alone.
-LONG_FIRST = ("tests/reliability/test_short_soak.py::",)
+LONG_FIRST = (
+    "tests/reliability/test_short_soak.py::",
+    "tests/reliability/test_prefect_outage.py::",
+    "tests/flows/test_crash.py::",
+    "tests/cli/test_status.py::test_a_thousand_sources",
+)
 
 
 # What starts a server for its tests: the packages that exist to drive one (the emulator's own suite and
