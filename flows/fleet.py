@@ -44,6 +44,7 @@ from splendor_flows.flows.fleet_source import (
     FleetContext,
     SourceOutcome,
     SourceStatus,
+    StartsOut,
     fleet_source,
     not_onboarded,
 )
@@ -246,6 +247,7 @@ async def _sync_all(
         try:
             return await sync(source_key)
         finally:
+            ctx.starts.sent(source_key)  # or never will: the others' run-id records need not wait for it
             finished[0] += 1
 
     progress = asyncio.create_task(_report_progress(ctx, len(keys), finished))
@@ -381,6 +383,7 @@ async def sync_sources(
                 records=await run_records(),
                 holds=BatchHolds(wait_seconds=source_wait_seconds),
                 skip_busy=skip_busy,
+                starts=StartsOut(keys),
             )
             try:
                 outcomes = await _sync_all(ctx, keys, remote)

@@ -14,7 +14,10 @@ What a source did is in the fleet's table artifact, its `splendor.*` events and,
 errors, the flow run's log (each line names the source).
 """
 
+import asyncio
+import contextlib
 import random
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -31,11 +34,58 @@ from splendor_flows.engine.pipeline import StoredSteps, sync_and_ingest
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.report import Event, Level
 from splendor_flows.engine.run_records import HeldRecords, RunRecords
+from splendor_flows.engine.scope import Step
 from splendor_flows.engine.store import CheckpointStore
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.secret_masking import masked
 from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy
+
+
+class StartsOut:
+    """Which sources of the run have not sent their first start yet (or ended without one).
+
+    The run-id record of a start is written beside the wait (engine.context.Deferred); in a fleet it
+    also waits for this, at most `RUN_ID_WRITE_WAIT_SECONDS`. The starts are what hold a fleet back
+    (each waits for its intent's record), and on a SQLite-backed Prefect server, which takes one write
+    at a time, the first sources' run-id writes slowed the last sources' intents.
+    """
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._pending = set(keys)
+        self.all_sent = asyncio.Event()
+        if not self._pending:
+            self.all_sent.set()
+
+    def sent(self, source_key: str) -> None:
+        self._pending.discard(source_key)
+        if not self._pending:
+            self.all_sent.set()
+
+
+# How long a run-id record waits for the other sources' starts: it bounds how long a crash leaves a
+# start known by its intent only (a resume then finds the run by listing the source's runs).
+RUN_ID_WRITE_WAIT_SECONDS = 10.0
+
+
+class AfterStarts(Deferred):
+    """Deferred writes that begin once every source of the fleet sent its start (or after a bound)."""
+
+    def __init__(self, starts: StartsOut) -> None:
+        super().__init__()
+        self._starts = starts
+
+    def add(self, what: str, write: Coroutine[Any, Any, None]) -> None:
+        super().add(what, self._after_starts(write))
+
+    async def _after_starts(self, write: Coroutine[Any, Any, None]) -> None:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._starts.all_sent.wait(), RUN_ID_WRITE_WAIT_SECONDS)
+        except BaseException:
+            write.close()
+            raise
+        await write
 
 
 @dataclass
@@ -63,6 +113,8 @@ class FleetContext:
     # One outcome per source, kept across retries of the source and read when it fails.
     outcomes: dict[str, "SourceOutcome"] = field(default_factory=dict)
     clock: Clock = field(default_factory=SystemClock)
+    # The sources that still have to send their start: run-id records wait for them (`AfterStarts`).
+    starts: StartsOut = field(default_factory=StartsOut)
 
 
 class SourceStatus(StrEnum):
@@ -96,11 +148,14 @@ class FleetReporter:
     flow-run log, events go out as for any pipeline. Info lines are left out: a fleet of 1,000 sources would
     write thousands, and the summary table already says what each source did."""
 
-    def __init__(self, scope: Scope, outcome: SourceOutcome) -> None:
+    def __init__(self, scope: Scope, outcome: SourceOutcome, starts: StartsOut) -> None:
         self.outcome = outcome
         self.publish = PrefectReporter(scope, min_level="warning")
+        self._starts = starts
 
     def step(self, name: str, run_id: int | None = None) -> None:
+        if name == Step.POLL:
+            self._starts.sent(self.outcome.source_key)
         self.outcome.step = name
         if run_id is not None:
             self.outcome.run_id = run_id
@@ -124,9 +179,10 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
         sync_id=ctx.sync_id,
         credentials_block=ctx.credentials_block,
     )
-    report = FleetReporter(scope, outcome)
-    # The run-id record of a start is written while the run is already polled (engine.context.Deferred).
-    deferred = Deferred()
+    report = FleetReporter(scope, outcome, ctx.starts)
+    # The run-id record of a start is written while the run is already polled, once the fleet's starts
+    # are out.
+    deferred = AfterStarts(ctx.starts)
     source = SourceContext(
         api=ctx.client,
         scope=scope,
