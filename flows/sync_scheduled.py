@@ -36,6 +36,7 @@ from prefect.runtime import flow_run
 from prefect.states import AwaitingRetry
 from pydantic import Field
 
+from splendor_api import ConfigError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
@@ -94,10 +95,21 @@ async def resume_crashed_ticks(source_keys: list[str]) -> int:
     return resumed
 
 
+# Prefect 3.9 sets a schedule's parameters to {} on any update that does not send them: pausing or
+# resuming the schedule from its UI toggle, `prefect deployment schedule pause|resume`, or the REST API.
+# A group schedule then ticks with no sources; the tick says how to restore them instead of crashing on
+# a missing parameter.
+NO_SOURCE_KEYS = (
+    "source_keys: this sync-scheduled schedule lists no sources (Prefect clears a schedule's parameters "
+    "when it is paused or resumed); run `splendor-flows apply` on the connectors file to restore the "
+    "schedule groups, and remove a source's `schedule` from its spec to stop syncing it"
+)
+
+
 @flow(name="sync-scheduled", log_prints=False)
 @masks_failures
 async def sync_scheduled(
-    source_keys: list[str],
+    source_keys: list[str] | None = None,
     credentials_block: str | None = None,
     sync_id: str | None = None,
     trigger: Literal["manual", "scheduled", "backfill"] = "scheduled",
@@ -123,6 +135,8 @@ async def sync_scheduled(
         source_wait_seconds: how long to wait for a source another pipeline holds before leaving it to
             that pipeline.
     """
+    if not source_keys:
+        raise ConfigError(NO_SOURCE_KEYS)
     for key in source_keys:
         validate_source_key(key)
     options = FleetOptions(

@@ -180,3 +180,39 @@ async def test_the_spec_schedule_is_a_membership_of_its_schedule_group(
     await apply(str(path))
     assert set(await schedules()) == {"hand-made"}
     assert splendor_schedule(emulator, splendor) == ("cron", "30 1 * * *")
+
+
+async def test_a_group_paused_through_prefect_loses_its_sources_and_apply_restores_them(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    """Prefect clears a schedule's parameters when it is paused or resumed (its UI toggle, `prefect
+    deployment schedule pause`): the group's ticks then name no source. Such a tick fails with the way out,
+    and `plan` / `apply` see the sources out of their group and put them back."""
+    from prefect.blocks.system import Secret
+
+    from splendor_api import ConfigError
+    from splendor_flows.flows.sync_scheduled import sync_scheduled
+
+    secret = f"creds-{source_key}"[:60].lower()
+    await Secret(value=CREDENTIALS).save(secret, overwrite=True)
+    keys = [f"{source_key}-a", f"{source_key}-b"]
+    hourly = {"cron": "7 * * * *", "timezone": "UTC"}
+    path = tmp_path / "connectors.yaml"
+    write(path, secret, dict.fromkeys(keys, hourly))
+    await deploy_sync_scheduled()
+    assert (await apply(str(path))).ok
+    slug = group_slug("7 * * * *", "UTC", None)
+    group = (await schedules())[slug]
+    assert group.parameters["source_keys"] == sorted(keys)
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(SCHEDULED_DEPLOYMENT)
+        await client.update_deployment_schedule(deployment.id, group.id, active=False)
+    assert (await schedules())[slug].parameters == {}
+
+    with pytest.raises(ConfigError, match=r"source_keys: .*splendor-flows apply"):
+        await sync_scheduled()
+    again = await plan(str(path))
+    assert {c.source_key for c in again.changes if c.schedule is not None} == set(keys)
+    assert (await apply(str(path))).ok
+    assert (await schedules())[slug].parameters["source_keys"] == sorted(keys)
