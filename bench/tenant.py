@@ -231,13 +231,16 @@ def main() -> int:
             stack.api(
                 "PATCH",
                 f"/deployments/{deployment_id}/schedules/{every_minute['id']}",
-                json={"active": False},
+                # With its parameters: Prefect clears what a schedule update does not resend.
+                json={"active": False, "parameters": every_minute["parameters"]},
             )
             time.sleep(70)  # the scheduler's loop creates the groups' runs
             held = scheduled_runs(stack)
             first = phase(stack, f"{args.hourly} hourly", args.minutes, workers, server)
             stack.api(
-                "PATCH", f"/deployments/{deployment_id}/schedules/{every_minute['id']}", json={"active": True}
+                "PATCH",
+                f"/deployments/{deployment_id}/schedules/{every_minute['id']}",
+                json={"active": True, "parameters": every_minute["parameters"]},
             )
             time.sleep(70)
             held_all = scheduled_runs(stack)
