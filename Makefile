@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 # pytest-xdist: PYTEST_WORKERS processes share the tests (tests/conftest.py says how the suites that share a
 # server stay together). Most tests wait on servers, subprocesses and polls, so more processes than cores
-# pays: four of them run the server groups, the others the rest. PYTEST_WORKERS=0 runs everything in
+# pays: five of them run the server groups, the others the rest. PYTEST_WORKERS=0 runs everything in
 # this process. PYTEST_ARGS picks a part, e.g.
 # `make test PYTEST_ARGS=tests/flows` or `make test PYTEST_ARGS="--ignore=tests/e2e_stack"`.
 # The 20 slowest test phases close every run's output, to show where the time goes.
