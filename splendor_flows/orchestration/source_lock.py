@@ -351,10 +351,11 @@ class BatchHolds:
             lease_id, held = granted
             if held == set(names):
                 return _Batch(lease_id, set(names))
-            # Sources held for the first time have no limit yet: create theirs and ask once more.
+            # Sources held for the first time have no limit yet: create theirs and ask once more. All at
+            # once (within the calls' bound): one after the other, the first run of a 1,000-source fleet
+            # spent most of its time creating limits while every later batch waited.
             await _release(lease_id)
-            for name in sorted(set(names) - held):
-                await _create_limit(name)
+            await asyncio.gather(*(_create_limit(name) for name in sorted(set(names) - held)))
         return None
 
 
