@@ -20,6 +20,7 @@ from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.results import FinishedRun, IngestResult, StartedRun, SyncOutcome
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
+from splendor_flows.orchestration.connector_secrets import remember_credentials_of
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.orchestration.run_records import records_place
@@ -100,6 +101,10 @@ async def resolve_scope(
     )
     async with open_client(credentials_block, step="preflight", source_key=source_key) as client:
         await client.preflight()
+    # A run of a connected source never loads its connector credentials, yet Splendor may quote them
+    # back (a run refused with "Invalid API Key provided: ..."): mask the values of the Secret block its
+    # last provision recorded, before any of that text can reach a log, event or artifact.
+    await remember_credentials_of(scope.tenant, [source_key])
     if not pipeline:
         return scope
     get_run_logger().info(

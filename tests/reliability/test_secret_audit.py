@@ -374,16 +374,19 @@ async def test_no_secret_leaves_a_fleet(
     assert "api_key ***" in str(outputs["artifacts"])
 
 
-async def test_no_connector_credential_leaves_a_schedule_tick(
+@pytest.mark.parametrize("entry", ["sync-scheduled", "sync-source"])
+async def test_no_connector_credential_leaves_a_run_of_a_connected_source(
+    entry: str,
     tmp_path: Path,
     prefect_harness: Path,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A schedule tick has no connectors file: the Secret block a source's credentials came from is the
-    one its provision recorded (the fingerprint connect-source and `splendor-flows apply` save). A run
-    error quoting that credential must not reach the tick's artifacts, events, logs or state message."""
+    """A schedule tick or a sync-source run has no connectors file nor spec: the Secret block a source's
+    credentials came from is the one its provision recorded (the fingerprint connect-source and
+    `splendor-flows apply` save). A run error quoting that credential must not reach the run's
+    artifacts, events, logs or state message."""
     await audit_setup(caplog)
     token = f"canary-tok-{uuid.uuid4().hex}"
     credential = f"canary-cred-{uuid.uuid4().hex}"
@@ -402,18 +405,30 @@ async def test_no_connector_credential_leaves_a_schedule_tick(
         await fingerprints.save("acme", key, fingerprints.new_fingerprint(secret, SECRET_BLOCK))
         refusal = f"Invalid API Key provided: sk_test_{credential}"
         emu.add_fault(kind="run_fail", source_key=key, count=5, error_message=refusal)
-        state = await sync_scheduled(
-            source_keys=[key],
-            credentials_block=CREDS_BLOCK,
-            max_sync_attempts=1,
-            poll=PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=60),
-            concurrency_limit=None,
-            return_state=True,
-        )
+        poll = PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=60)
+        if entry == "sync-scheduled":
+            state = await sync_scheduled(
+                source_keys=[key],
+                credentials_block=CREDS_BLOCK,
+                max_sync_attempts=1,
+                poll=poll,
+                concurrency_limit=None,
+                return_state=True,
+            )
+        else:
+            state = await sync_source(
+                source_key=key,
+                credentials_block=CREDS_BLOCK,
+                max_sync_attempts=1,
+                poll=poll,
+                return_state=True,
+            )
         failure = await state.aresult(raise_on_failure=False)
-    assert state.is_failed() and isinstance(failure, FleetFailed), failure
-    [failed] = failure.summary.outcomes
-    assert failed.status == SourceStatus.FAILED
+    assert state.is_failed(), failure
+    if entry == "sync-scheduled":
+        assert isinstance(failure, FleetFailed), failure
+        [failed] = failure.summary.outcomes
+        assert failed.status == SourceStatus.FAILED
 
     outputs = await prefect_outputs(prefect_harness, caplog, capsys, {"splendor.sync.failed"})
     if state.state_details.flow_run_id is not None:
