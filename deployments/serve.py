@@ -2,8 +2,9 @@
 
 The deployments are built from prefect.yaml itself, so schedules, triggers, parameters and concurrency
 limits cannot drift from what `prefect deploy --all` registers. Each flow run executes in a
-subprocess of this one; stopping it pauses the schedules but leaves the deployments (and the trigger
-automation) on the server: `prefect deployment delete` removes them for good.
+subprocess of this one; stopping it pauses the schedules but leaves the deployments on the server:
+`prefect deployment delete` removes them for good. The upload trigger is not a deployment trigger but an
+automation of deployments/automations.yaml: `splendor-flows automations apply` makes it (after serving).
 
     python -m splendor_flows.deployments.serve [--only after-upload,sync-source] [--limit 4] [--replace]
 """
