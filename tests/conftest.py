@@ -75,8 +75,8 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 # The second stack of tests/e2e_stack: the fleet scenarios (the CPU-heaviest, and the ones that restart the
 # workers with other limits), the interval schedule and the smoke test; the first keeps the worker kill,
-# the outages and the tenant. Balanced on measured durations: about nine minutes of tests each when the
-# machine is busy.
+# the outages and the tenant. Balanced on measured durations: within three minutes of each other, with the
+# e2e group, on a machine loaded by other work.
 STACK_GROUPS = {
     "test_stack_sharded_fleet.py": "e2e_stack-2",
     "test_stack_sharded_fleet_crash.py": "e2e_stack-2",
