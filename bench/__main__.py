@@ -90,8 +90,8 @@ async def run_all(
     from bench.seed import STRIPE_CREDENTIALS, bench_spec, connectors_yaml, onboard
     from splendor_api import SplendorClient, SplendorConfig
     from splendor_flows.engine.polling import PollOptions
+    from splendor_flows.fleet.run import FleetFailed, FleetSummary
     from splendor_flows.flows.connect_source import connect_source
-    from splendor_flows.flows.fleet import FleetFailed, FleetSummary
     from splendor_flows.flows.sync_fleet import sync_fleet
     from splendor_flows.orchestration.engine_adapter import run_history
     from splendor_flows.orchestration.runtime import use_runtime

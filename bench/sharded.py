@@ -172,7 +172,7 @@ def run_fleet(stack: Any, k: int, n: int, connectors: Path, limit: int) -> Figur
 
 def parent(params: dict[str, Any]) -> int:
     """The parent run of a sharded fleet (k > 1), in this process; prints the failed count."""
-    from splendor_flows.flows.fleet import FleetFailed
+    from splendor_flows.fleet.run import FleetFailed
     from splendor_flows.flows.sync_fleet import sync_fleet
 
     try:

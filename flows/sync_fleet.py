@@ -1,12 +1,12 @@
 """sync_fleet: sync every source of a connectors file concurrently, in one flow run or in shards.
 
-Each source runs start → poll → enqueue inside the fleet's flow run (see flows/fleet_source.py for
+Each source runs start → poll → enqueue inside the fleet's flow run (see splendor_flows/fleet/source.py for
 why not one task run per step or per source), with the same remote reads and the same checkpoint keys
 as `sync_source`, so a source that fails here can be resumed by
 `sync_source(source_key, sync_id=<this run's sync_id>)`.
 
 With `shards` > 1 the run is a parent: it starts one child run of `shard_deployment` per shard, which
-any worker of the pool can take (flows/fleet_shards.py), and summarises them.
+any worker of the pool can take (splendor_flows/fleet/shards.py), and summarises them.
 
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
@@ -16,14 +16,14 @@ from typing import Literal
 from prefect import flow
 
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.fleet import (
+from splendor_flows.fleet.run import (
     DEFAULT_CONCURRENCY_LIMIT,
     DEFAULT_SHARD_DEPLOYMENT,
     FleetOptions,
     FleetSummary,
     run_fleet,
 )
-from splendor_flows.flows.fleet_shards import run_sharded
+from splendor_flows.fleet.shards import run_sharded
 from splendor_flows.orchestration.failure_masking import masks_failures
 
 

@@ -4,7 +4,7 @@
 the `sync-scheduled` deployment: one Prefect schedule per distinct (cron, time zone, credentials
 block), whose parameters list the group's source keys (orchestration/source_schedules.py). Prefect's
 scheduler creates the group's runs as it does for any schedule, and each run (a tick) syncs the
-group's sources concurrently in this one process, as a fleet does (flows/fleet.py).
+group's sources concurrently in this one process, as a fleet does (splendor_flows/fleet/run.py).
 
 Why not one schedule and one flow run per source: a flow-run process costs about a second of CPU to
 start (importing Prefect and this project), which for a tenant of a thousand hourly sources is more
@@ -39,8 +39,8 @@ from pydantic import Field
 from splendor_api import ConfigError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
-from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
-from splendor_flows.flows.fleet_shards import RESUMED_UP_TO_RUN_COUNT, ZOMBIE_MESSAGE
+from splendor_flows.fleet.run import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
+from splendor_flows.fleet.shards import RESUMED_UP_TO_RUN_COUNT, ZOMBIE_MESSAGE
 from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.specs.source import validate_source_key
 

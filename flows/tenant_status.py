@@ -42,7 +42,7 @@ from splendor_flows.engine.source_status import (
     build_rows,
     read_splendor,
 )
-from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, fleet_slots, limit_name
+from splendor_flows.fleet.run import DEFAULT_CONCURRENCY_LIMIT, fleet_slots, limit_name
 from splendor_flows.orchestration.automations import load as load_automations
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.source_schedules import read_schedules

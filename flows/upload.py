@@ -8,14 +8,13 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
-from prefect.runtime import flow_run
 from pydantic import Field
 
 from splendor_flows.engine.errors import PermanentStepError, SpecError
 from splendor_flows.engine.uploads import DEFAULT_PART_SIZE
 from splendor_flows.orchestration.artifact_slugs import artifact_slug
 from splendor_flows.orchestration.failure_masking import masks_failures
-from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.scope import Scope, default_sync_id
 from splendor_flows.orchestration.splendor_clients import load_config, open_client
 from splendor_flows.specs.source import validate_source_key
 from splendor_flows.tasks.uploads import (
@@ -44,7 +43,7 @@ async def upload_scope(source_key: str, upload_id: str | None, credentials_block
         api_base=config.api_base,
         tenant=tenant,
         source_key=source_key,
-        sync_id=upload_id or str(flow_run.get_id() or "local"),
+        sync_id=default_sync_id(upload_id),
         credentials_block=credentials_block,
     )
 

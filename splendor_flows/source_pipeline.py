@@ -5,12 +5,10 @@ same one the fleet runs); here each of its steps is a Prefect task whose persist
 step's checkpoint, so a resumed run skips finished steps without an API call.
 """
 
-import uuid
 from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from splendor_api import SplendorError
@@ -24,7 +22,7 @@ from splendor_flows.orchestration.connector_secrets import remember_credentials_
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.prefect_compat import call_task
 from splendor_flows.orchestration.run_records import records_place
-from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.scope import Scope, default_sync_id
 from splendor_flows.orchestration.source_lock import hold_source
 from splendor_flows.orchestration.splendor_clients import load_config, open_client
 from splendor_flows.specs.source import validate_source_key
@@ -90,7 +88,7 @@ async def resolve_scope(
         label_failure(exc, "preflight", source_key)
         raise
     validate_source_key(source_key)
-    this_run = str(flow_run.get_id() or uuid.uuid4())
+    this_run = default_sync_id()
     given = sync_id or this_run
     scope = Scope(
         api_base=config.api_base,

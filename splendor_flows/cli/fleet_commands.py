@@ -24,7 +24,7 @@ from splendor_flows.cli.live_view import (
 
 if TYPE_CHECKING:
     from splendor_flows.connectors.plan_apply import ApplyResult, Change, Plan
-    from splendor_flows.flows.fleet import FleetSummary
+    from splendor_flows.fleet.run import FleetSummary
 
 FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="Connectors file (YAML).")]
 STYLE = {
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
         show_all: AllRowsOption = False,
     ) -> None:
         """Sync every source of the file (or --only some) concurrently in one flow run."""
-        from splendor_flows.flows.fleet import FleetFailed
+        from splendor_flows.fleet.run import FleetFailed
         from splendor_flows.flows.sync_fleet import sync_fleet
 
         keys = file_keys(file, only)

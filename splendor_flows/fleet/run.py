@@ -10,7 +10,7 @@ Bounds and isolation:
   per run, not one per request: slot acquisition is a server round trip with polling, far too slow
   to wrap each of thousands of calls. A limit of 0 can never grant a slot, so the fleet refuses it
   at once instead of waiting forever.
-- Shards (`shards` > 1): a parent run starts one child run per shard (flows/fleet_shards.py); each
+- Shards (`shards` > 1): a parent run starts one child run per shard (splendor_flows/fleet/shards.py); each
   child syncs the sources whose stable hash falls in its shard (`shard_of`). A 503 seen by one
   shard pauses the others too (orchestration/shared_pause.py).
 - Failures: each source is tried (and retried) on its own; a failing source is recorded and the
@@ -20,7 +20,6 @@ Bounds and isolation:
 import asyncio
 import contextlib
 import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -33,14 +32,13 @@ from prefect.artifacts import (
 )
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, model_validator
 
 from splendor_api import ConfigError, RateGate, SplendorClient, models
 from splendor_flows.engine.history import RunHistory
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
-from splendor_flows.flows.fleet_source import (
+from splendor_flows.fleet.source import (
     FleetContext,
     SourceOutcome,
     SourceStatus,
@@ -54,6 +52,7 @@ from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.orchestration.run_records import records_place, run_records
 from splendor_flows.orchestration.runtime import current_runtime
+from splendor_flows.orchestration.scope import default_sync_id
 from splendor_flows.orchestration.shared_pause import SharedPause
 from splendor_flows.orchestration.source_lock import BatchHolds
 from splendor_flows.orchestration.splendor_clients import load_config
@@ -167,6 +166,24 @@ class FleetFailed(RuntimeError):
     def __init__(self, message: str, summary: FleetSummary) -> None:
         super().__init__(message)
         self.summary = summary
+
+    @classmethod
+    def of(
+        cls, summary: FleetSummary, see: str, shards_not_completed: list[str] | None = None
+    ) -> "FleetFailed":
+        """The one wording of a fleet's failure, sharded or not: what failed, where to look, how to resume."""
+        failed = [o.source_key for o in summary.outcomes if o.status == SourceStatus.FAILED]
+        names = ", ".join(failed[:10]) + (" …" if len(failed) > 10 else "")
+        shards = ""
+        if shards_not_completed is not None:
+            shards = f"; shards not completed: {', '.join(shards_not_completed) or 'none'}"
+            names = names or "none"
+        return cls(
+            f"{len(failed)} of {len(summary.outcomes)} source(s) failed ({names}){shards}"
+            f"{'' if shards else '; the others finished'}. {see}; re-run with "
+            f"sync_id={summary.sync_id} to retry only what is unfinished.",
+            summary,
+        )
 
 
 class ConcurrencyLimitClosed(ConfigError):
@@ -345,7 +362,7 @@ async def sync_sources(
     tenant = config.tenant
     # The sources' credentials, masked in the table, logs and events like the token (runs may quote them).
     await remember_credentials_of(tenant, keys)
-    sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
+    sync_id = default_sync_id(options.sync_id)
     where = "" if options.shard is None else f" (shard {options.shard} of {options.shards})"
     logger.info("Fleet of %s source(s)%s for tenant %s, sync_id=%s", len(keys), where, tenant, sync_id)
     history = run_history()
@@ -393,12 +410,6 @@ async def sync_sources(
     summary = FleetSummary.of(tenant, sync_id, outcomes, api_slots=slots, shard=options.shard)
     await publish(summary)
     if failed:
-        names = ", ".join(o.source_key for o in failed[:10]) + (" …" if len(failed) > 10 else "")
-        raise FleetFailed(
-            f"{len(failed)} of {len(outcomes)} source(s) failed ({names}); the others finished. "
-            f"See the 'splendor-fleet-summary' artifact; re-run with sync_id={sync_id} to retry only "
-            "what is unfinished.",
-            summary,
-        )
+        raise FleetFailed.of(summary, "See the 'splendor-fleet-summary' artifact")
     logger.info("Fleet done: %s source(s) synced", summary.succeeded)
     return summary

@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import json
 import time
-import uuid
 from typing import Any
 from uuid import UUID
 
@@ -38,10 +37,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import arun_deployment
-from prefect.runtime import flow_run
 from prefect.states import AwaitingRetry
 
-from splendor_flows.flows.fleet import (
+from splendor_flows.fleet.run import (
     FleetFailed,
     FleetOptions,
     FleetSummary,
@@ -49,7 +47,8 @@ from splendor_flows.flows.fleet import (
     publish,
     shard_of,
 )
-from splendor_flows.flows.fleet_source import SourceOutcome, SourceStatus
+from splendor_flows.fleet.source import SourceOutcome, SourceStatus
+from splendor_flows.orchestration.scope import default_sync_id
 from splendor_flows.orchestration.splendor_clients import load_config
 from splendor_flows.specs.connectors_file import load_connectors
 
@@ -253,7 +252,7 @@ async def run_sharded(options: FleetOptions) -> FleetSummary:
     keys = [spec.source_key for spec in specs]
     # Credentials are read (not used for any call) for the tenant: it names the children's limit.
     tenant = (await load_config(options.credentials_block)).tenant
-    sync_id = options.sync_id or str(flow_run.get_id() or uuid.uuid4())
+    sync_id = default_sync_id(options.sync_id)
     assigned: dict[int, list[str]] = {shard: [] for shard in range(options.shards)}
     for key in keys:
         assigned[shard_of(key, options.shards)].append(key)
@@ -295,13 +294,10 @@ async def run_sharded(options: FleetOptions) -> FleetSummary:
     await publish(summary)
     bad_shards = [s for s in shard_runs if s.state != "Completed"]
     if failed or bad_shards:
-        names = ", ".join(o.source_key for o in failed[:10]) + (" …" if len(failed) > 10 else "")
-        shards = ", ".join(f"{s.shard} ({s.state})" for s in bad_shards) or "none"
-        raise FleetFailed(
-            f"{len(failed)} of {len(outcomes)} source(s) failed ({names or 'none'}); shards not "
-            f"completed: {shards}. See the 'splendor-fleet-shards' and 'splendor-fleet-summary' "
-            f"artifacts; re-run with sync_id={sync_id} to retry only what is unfinished.",
+        raise FleetFailed.of(
             summary,
+            "See the 'splendor-fleet-shards' and 'splendor-fleet-summary' artifacts",
+            shards_not_completed=[f"{s.shard} ({s.state})" for s in bad_shards],
         )
     logger.info("Fleet done: %s source(s) synced in %s shards", summary.succeeded, options.shards)
     return summary

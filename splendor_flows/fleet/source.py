@@ -36,6 +36,7 @@ from splendor_flows.engine.report import Event, Level
 from splendor_flows.engine.run_records import HeldRecords, RunRecords
 from splendor_flows.engine.scope import Step
 from splendor_flows.engine.store import CheckpointStore
+from splendor_flows.orchestration.checkpoint import STEP_RETRY_DELAYS_SECONDS, STEP_RETRY_JITTER
 from splendor_flows.orchestration.engine_adapter import PrefectReporter
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.secret_masking import masked
@@ -217,11 +218,9 @@ async def sync_one(ctx: FleetContext, source_key: str, source_id: int, outcome: 
 
 
 # A source whose sync failed on something another try could fix (an outage that outlived the HTTP
-# layer's retries, a dropped connection) is tried once more, after a pause with jitter: the rule and
-# budget a step task gets from Prefect (`retries=1`, `retry_only_transient`), without a task run.
-SOURCE_RETRIES = 1
-SOURCE_RETRY_DELAY_SECONDS = 5.0
-SOURCE_RETRY_JITTER = 0.5
+# layer's retries, a dropped connection) is tried again by the rule a step task gets from Prefect
+# (orchestration.checkpoint: same pauses, same jitter, `is_transient`), without a task run.
+SOURCE_RETRY_DELAYS_SECONDS = STEP_RETRY_DELAYS_SECONDS
 
 
 async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> SourceOutcome:
@@ -233,7 +232,8 @@ async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> So
     outcome = ctx.outcomes.setdefault(
         source_key, SourceOutcome(source_key=source_key, source_id=source_id, status=SourceStatus.FAILED)
     )
-    for retry in range(SOURCE_RETRIES + 1):
+    pauses = SOURCE_RETRY_DELAYS_SECONDS
+    for retry in range(len(pauses) + 1):
         try:
             await sync_one(ctx, source_key, source_id, outcome)
             break
@@ -242,13 +242,13 @@ async def fleet_source(ctx: FleetContext, source_key: str, source_id: int) -> So
             outcome.error = masked(str(exc))
             return outcome
         except Exception as exc:
-            if retry == SOURCE_RETRIES or not is_transient(exc):
+            if retry == len(pauses) or not is_transient(exc):
                 outcome.status = SourceStatus.FAILED
                 # The table artifact is stored in plain text: an error that quotes a secret is masked
                 # as the logs and events are.
                 outcome.error = masked(str(exc) or type(exc).__name__)
                 return outcome
-            delay = SOURCE_RETRY_DELAY_SECONDS * (1 + SOURCE_RETRY_JITTER * (2 * random.random() - 1))
+            delay = pauses[retry] * (1 + STEP_RETRY_JITTER * (2 * random.random() - 1))
             outcome.warnings.append(masked(f"retried after: {exc}"))
             await ctx.clock.sleep(delay)
     outcome.status = SourceStatus.SUCCEEDED

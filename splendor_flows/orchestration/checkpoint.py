@@ -92,13 +92,19 @@ class MaskingJSONSerializer(JSONSerializer[Any]):
 # What every checkpointed task shares, minus the cache policy: a task brings its own (pipeline steps
 # get theirs from `step_options`; uploads key on the file instead). The fleet's store writes through
 # the same serializer (prefect_compat.TaskResultCheckpoints).
+# The retry rule of a pipeline step, for the step tasks here and for a fleet's sources (which run the
+# steps without task runs, fleet.source): a failure another try could fix (`retry_only_transient`) is
+# tried again after each of these pauses, each stretched or shrunk by up to the jitter factor.
+STEP_RETRY_DELAYS_SECONDS: tuple[float, ...] = (2.0, 10.0)
+STEP_RETRY_JITTER = 0.5
+
 STEP_OPTIONS: dict[str, Any] = dict(
     persist_result=True,
     result_serializer=MaskingJSONSerializer(),
     cache_expiration=CHECKPOINT_TTL,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_jitter_factor=0.5,
+    retries=len(STEP_RETRY_DELAYS_SECONDS),
+    retry_delay_seconds=list(STEP_RETRY_DELAYS_SECONDS),
+    retry_jitter_factor=STEP_RETRY_JITTER,
     retry_condition_fn=retry_only_transient,
 )
 

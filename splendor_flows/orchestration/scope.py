@@ -1,6 +1,16 @@
 """The identity of one pipeline execution, as the orchestration layer passes it to every step."""
 
+import uuid
+
+from prefect.runtime import flow_run
 from pydantic import BaseModel
+
+
+def default_sync_id(given: str | None = None) -> str:
+    """The sync_id a pipeline keys its checkpoints and start records by: the one given (a resume, a
+    Retry, a fleet's children), else this flow run's id (a Retry of the run then finds the same state),
+    else, outside any flow run, a fresh one (never a shared constant: two runs would share state)."""
+    return given or str(flow_run.get_id() or uuid.uuid4())
 
 
 class Scope(BaseModel):

@@ -12,8 +12,8 @@ from splendor_flows.cli import console
 from splendor_flows.cli.fleet_commands import fleet_table, plan_table
 from splendor_flows.connectors.plan_apply import Change, Plan
 from splendor_flows.engine.errors import PermanentStepError
-from splendor_flows.flows.fleet import FleetSummary
-from splendor_flows.flows.fleet_source import SourceOutcome
+from splendor_flows.fleet.run import FleetSummary
+from splendor_flows.fleet.source import SourceOutcome
 
 
 def render(renderable: object) -> str:

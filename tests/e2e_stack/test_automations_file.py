@@ -10,7 +10,7 @@ import pytest
 import yaml
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-from splendor_flows.flows.fleet_shards import shard_run_name
+from splendor_flows.fleet.shards import shard_run_name
 from splendor_flows.orchestration import automations
 
 
@@ -156,7 +156,7 @@ def firing(event: Any) -> set[str]:
 
 
 def test_a_failed_run_notifies_and_a_crash_notifies_once_nobody_resumes_it() -> None:
-    from splendor_flows.flows.fleet_shards import ZOMBIE_MESSAGE
+    from splendor_flows.fleet.shards import ZOMBIE_MESSAGE
 
     failed = "Flow run encountered an exception: PermanentStepError: [sync] source 'x': no such source"
     assert firing(state_event("Failed", failed)) == {"splendor-notify-flow-run-failed"}

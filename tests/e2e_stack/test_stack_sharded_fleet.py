@@ -18,7 +18,7 @@ import pytest
 
 from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
-from splendor_flows.flows.fleet import shard_of
+from splendor_flows.fleet.run import shard_of
 from tests.stack_harness import StackHarness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from splendor_flows.flows.fleet import shard_of
+from splendor_flows.fleet.run import shard_of
 from tests.stack_harness import StackHarness
 
 from .test_stack_crash_resume import wait_for

@@ -6,8 +6,8 @@ import asyncio
 import pytest
 
 from splendor_flows.engine.report import Level
-from splendor_flows.flows import fleet_source
-from splendor_flows.flows.fleet_source import AfterStarts, StartsOut
+from splendor_flows.fleet import source as fleet_source
+from splendor_flows.fleet.source import AfterStarts, StartsOut
 
 
 class Lines:

@@ -12,8 +12,8 @@ from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
 from splendor_flows.engine.polling import PollOptions
-from splendor_flows.flows.fleet import FleetOptions, FleetSummary, shard_of
-from splendor_flows.flows.fleet_shards import child_parameters, idempotency_key
+from splendor_flows.fleet.run import FleetOptions, FleetSummary, shard_of
+from splendor_flows.fleet.shards import child_parameters, idempotency_key
 from splendor_flows.flows.sync_fleet import sync_fleet
 from splendor_flows.orchestration.runtime import use_runtime
 from splendor_flows.orchestration.shared_pause import SharedPause
@@ -144,7 +144,7 @@ async def test_each_shard_takes_its_share_of_the_tenants_limit(
     from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    from splendor_flows.flows.fleet import DEFAULT_CONCURRENCY_LIMIT, limit_name
+    from splendor_flows.fleet.run import DEFAULT_CONCURRENCY_LIMIT, limit_name
 
     assert limit_name(DEFAULT_CONCURRENCY_LIMIT, "acme") == "splendor-api-acme"
     specs = [bench_spec(i, source_key=f"{source_key}-{i:02d}") for i in range(4)]
@@ -174,7 +174,7 @@ async def test_each_shard_takes_its_share_of_the_tenants_limit(
 
 def test_sources_with_the_longest_expected_syncs_start_first(tmp_path: Path) -> None:
     from splendor_flows.engine.history import RunHistory
-    from splendor_flows.flows.fleet import longest_first
+    from splendor_flows.fleet.run import longest_first
 
     history = RunHistory(tmp_path / "history.json")
     for key, seconds in {"short": 1.0, "long": 20.0, "middle": 8.0}.items():

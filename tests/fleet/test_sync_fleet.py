@@ -12,7 +12,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
-from splendor_flows.flows.fleet import FleetFailed
+from splendor_flows.fleet.run import FleetFailed
 from splendor_flows.flows.sync_fleet import sync_fleet
 from tests.fleet.conftest import RecordingTransport
 
@@ -101,11 +101,11 @@ async def test_a_source_failing_on_a_transient_error_is_tried_once_more(
     start is sent); the fleet tries the source again, which records, starts and ingests it once."""
     import httpx
 
-    import splendor_flows.flows.fleet_source as fleet_source
+    import splendor_flows.fleet.source as fleet_source
     from splendor_flows.orchestration.run_records import PrefectRunRecords
 
     path = await _fleet_file(tmp_path, source_key, 1)
-    monkeypatch.setattr(fleet_source, "SOURCE_RETRY_DELAY_SECONDS", 0.2)
+    monkeypatch.setattr(fleet_source, "SOURCE_RETRY_DELAYS_SECONDS", (0.2, 0.2))
     write = PrefectRunRecords.write
     failures = [httpx.ConnectError("connection reset by the Prefect API")]
 
@@ -187,7 +187,7 @@ async def test_unknown_sources_and_bad_filters_are_reported(tmp_path: Path, sour
 async def test_a_global_concurrency_limit_of_zero_fails_at_once(tmp_path: Path, source_key: str) -> None:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    from splendor_flows.flows.fleet import ConcurrencyLimitClosed
+    from splendor_flows.fleet.run import ConcurrencyLimitClosed
 
     path = tmp_path / "connectors.yaml"
     path.write_text(connectors_yaml([bench_spec(0, source_key=f"{source_key}-00")]))

@@ -31,9 +31,9 @@ from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import EmulatorConfig, UserTokenConfig, running_emulator
 from splendor_emulator.config import _default_tokens
 from splendor_flows.engine.polling import PollOptions
+from splendor_flows.fleet.run import FleetFailed
+from splendor_flows.fleet.source import SourceStatus
 from splendor_flows.flows.connect_source import connect_source
-from splendor_flows.flows.fleet import FleetFailed
-from splendor_flows.flows.fleet_source import SourceStatus
 from splendor_flows.flows.repair_ingest import repair_ingest
 from splendor_flows.flows.sync_fleet import sync_fleet
 from splendor_flows.flows.sync_scheduled import sync_scheduled
