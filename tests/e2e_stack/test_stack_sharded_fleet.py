@@ -77,9 +77,14 @@ def start_calls(stack: StackHarness, ids: dict[str, int]) -> dict[str, int]:
 
 
 def worker_of(stack: StackHarness, run_id: str) -> str | None:
-    """The stack worker that submitted a run, from the workers' logs."""
+    """The stack worker that ran a run, from the workers' logs: the one that submitted it and was not
+    turned away (a worker that lost the race for a run logs its id too, in an aborted submission)."""
     for worker in stack.workers:
-        if run_id in worker.log.read_text(errors="replace"):
+        log = worker.log.read_text(errors="replace")
+        if (
+            f"submitting flow run '{run_id}'" in log
+            and f"Aborted submission of flow run '{run_id}'" not in log
+        ):
             return worker.name
     return None
 

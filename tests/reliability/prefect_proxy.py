@@ -36,13 +36,25 @@ class Outage:
     forwarded: list[tuple[float, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, seconds: float, only: tuple[str, str] | None = None) -> None:
+    # With `from_first_request`, the outage's length, counted from the first request it refuses: a client
+    # slow to start (a CLI on a loaded machine) still meets the whole outage.
+    pending: float | None = None
+
+    def start(
+        self, seconds: float, only: tuple[str, str] | None = None, from_first_request: bool = False
+    ) -> None:
         with self.lock:
-            self.until = time.monotonic() + seconds
+            self.until = float("inf") if from_first_request else time.monotonic() + seconds
+            self.pending = seconds if from_first_request else None
             self.only = only
 
     def active(self, method: str, path: str) -> bool:
-        return time.monotonic() < self.until and self.only in (None, (method, path))
+        if self.only not in (None, (method, path)):
+            return False
+        with self.lock:
+            if self.pending is not None:
+                self.until, self.pending = time.monotonic() + self.pending, None
+        return time.monotonic() < self.until
 
     def note(self, refused: bool, method: str, path: str) -> None:
         with self.lock:

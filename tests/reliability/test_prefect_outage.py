@@ -91,7 +91,7 @@ async def test_pipeline_rides_out_a_prefect_api_answering_503(
 
     with running_proxy(str(PREFECT_API_URL.value())) as proxy:
         # Creating the flow run is refused, as a server whose database another writer holds refuses it.
-        proxy.outage.start(outage, only=("POST", "/api/flow_runs/"))
+        proxy.outage.start(outage, only=("POST", "/api/flow_runs/"), from_first_request=True)
         result = run_cli(proxy.api_url, emulator, "connect", str(spec), "--sync-id", sync_id)
 
     output = result.stdout + result.stderr
