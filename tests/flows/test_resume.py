@@ -83,9 +83,10 @@ async def test_sync_started_elsewhere_is_attached(
     import httpx
 
     # Onboard without syncing, start a run "from the console", then run the pipeline. The console
-    # run goes through a few `incomplete` attempts so it is surely still in flight when asked.
+    # run goes through 20 `incomplete` attempts (about 12 s at 0.6 s each) so it is surely still in flight
+    # when asked, even after the pipeline waited for a busy Prefect server to grant the source's slot.
     first = await connect_source(spec=stripe_spec(source_key), sync=False)
-    emulator.add_fault(kind="run_incomplete", times=5, count=1, source_key=source_key)
+    emulator.add_fault(kind="run_incomplete", times=20, count=1, source_key=source_key)
     headers = {"Authorization": "Bearer acme-admin-token", "X-Splendor-Tenant-Id": "acme"}
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:
         response = await http.post(
