@@ -174,13 +174,13 @@ class FleetFailed(RuntimeError):
         """The one wording of a fleet's failure, sharded or not: what failed, where to look, how to resume."""
         failed = [o.source_key for o in summary.outcomes if o.status == SourceStatus.FAILED]
         names = ", ".join(failed[:10]) + (" …" if len(failed) > 10 else "")
-        shards = ""
-        if shards_not_completed is not None:
-            shards = f"; shards not completed: {', '.join(shards_not_completed) or 'none'}"
-            names = names or "none"
+        if shards_not_completed is None:
+            what = f"({names}); the others finished"
+        else:
+            # A sharded fleet can fail with no source failed: a shard that never completed.
+            what = f"({names or 'none'}); shards not completed: {', '.join(shards_not_completed) or 'none'}"
         return cls(
-            f"{len(failed)} of {len(summary.outcomes)} source(s) failed ({names}){shards}"
-            f"{'' if shards else '; the others finished'}. {see}; re-run with "
+            f"{len(failed)} of {len(summary.outcomes)} source(s) failed {what}. {see}; re-run with "
             f"sync_id={summary.sync_id} to retry only what is unfinished.",
             summary,
         )
