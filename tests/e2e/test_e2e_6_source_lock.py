@@ -4,6 +4,7 @@ runs no such service)."""
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -70,12 +71,17 @@ def test_a_killed_holder_on_an_ephemeral_server_is_taken_back_by_the_next_run(
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     }
     command = [sys.executable, "-m", "tests.lock_holder", stack.emulator.base_url, source_key]
-    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    # A session of its own, killed whole: the CLI and the ephemeral server it started die together, as
+    # they do when a terminal or container stops. Killing the CLI alone would leave its server running,
+    # orphaned, after the suite.
+    holder = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+    )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)
     waiter = subprocess.run(
         [*command, "--wait", str(RELEASE_BOUND_SECONDS + 60)],
