@@ -126,14 +126,23 @@ def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
     return SharedServerScheduling(config, log)
 
 
-# Long tests outside any group, moved to the front of the collection: single tests go out in collection
-# order, and one this long that started last would finish last, alone.
+# Long tests outside any group, moved to the front of the collection in this order (longest first): single
+# tests go out in collection order, and one this long that started last would finish last, alone. Each
+# entry is one test, not a file: xdist hands every node that is not running a group two units at the start
+# and one more only when it is nearly out of work, so a short test listed here would push the next long one
+# back behind a group's last, long tests (a run put the short soak 7th, behind three short outage tests,
+# and it started 476 s in, on the node that had just finished the browser group).
 LONG_FIRST = (
-    "tests/reliability/test_short_soak.py::",
-    "tests/reliability/test_prefect_outage.py::",
-    "tests/flows/test_crash.py::",
-    "tests/cli/test_status.py::test_a_thousand_sources",
+    "tests/reliability/test_short_soak.py::test_short_soak_keeps_every_invariant",
+    "tests/cli/test_status.py::test_a_thousand_sources_in_under_30_seconds",
+    "tests/flows/test_crash.py::test_sigkill_mid_poll_then_resume_attaches",
+    "tests/reliability/test_prefect_outage.py::test_pipeline_rides_out_a_prefect_api_answering_503",
 )
+
+
+def long_first_rank(nodeid: str) -> int:
+    """Where a test goes in the collection: its place in LONG_FIRST, else after all of them."""
+    return LONG_FIRST.index(nodeid) if nodeid in LONG_FIRST else len(LONG_FIRST)
 
 
 # What starts a server for its tests: the packages that exist to drive one (the emulator's own suite and
@@ -168,4 +177,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if needs_server(item):
             item.add_marker(pytest.mark.server)
-    items.sort(key=lambda item: 0 if item.nodeid.startswith(LONG_FIRST) else 1)
+    items.sort(key=lambda item: long_first_rank(item.nodeid))
