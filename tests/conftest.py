@@ -1,4 +1,4 @@
-"""How the suite is split across pytest-xdist processes (`make test` runs `pytest -n 5`).
+"""How the suite is split across pytest-xdist processes (`make test`: `pytest -n 7` by default).
 
 Most tests are independent and go to whichever process is free. The tests that share one expensive
 package-scoped server fixture form a group that one process runs from start to end, so that each server
