@@ -1,0 +1,32 @@
+"""A schedule tick (the sync-scheduled flow that a schedule group starts) syncs every source its group
+lists, with a Splendor run of its own per source and tick, each handed to ingestion once."""
+
+from collections import Counter
+
+from bench.seed import bench_spec, onboard
+from splendor_api import SplendorClient, SplendorConfig
+from splendor_emulator import Emulator
+from splendor_flows.flows.sync_scheduled import sync_scheduled
+
+SYNC = "POST /v1/admin/airbyte-sources/{source_id}/sync"
+
+
+async def test_each_tick_syncs_every_source_of_its_group_once(emulator: Emulator, source_key: str) -> None:
+    specs = [bench_spec(i, source_key=f"{source_key}-{i}") for i in range(3)]
+    async with SplendorClient(SplendorConfig.from_env()) as client:
+        await onboard(client, specs)
+    keys = [spec.source_key for spec in specs]
+    ids = {s["source_id"]: s["source_key"] for s in emulator.sources("acme") if s["source_key"] in keys}
+
+    for tick in (1, 2):
+        emulator.reset_counters()
+        summary = await sync_scheduled(source_keys=keys, concurrency_limit=None)
+        assert summary.failed == 0, summary
+        assert sorted(o.source_key for o in summary.outcomes) == sorted(keys)
+        assert emulator.count(SYNC) == len(keys)
+        runs = [r for r in emulator.runs("acme") if r["source_id"] in ids]
+        assert Counter(ids[r["source_id"]] for r in runs) == dict.fromkeys(keys, tick)
+        assert all(r["status"] == "succeeded" for r in runs)
+        # Every run of the group handed to ingestion once: one ingest run per Splendor run.
+        handed = Counter(i["connector_run_id"] for i in emulator.ingest_runs("acme") if i["connector_run_id"])
+        assert {r["run_id"]: handed[r["run_id"]] for r in runs} == {r["run_id"]: 1 for r in runs}
