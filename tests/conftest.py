@@ -16,6 +16,7 @@ the other processes around them. Without `-n` none of this applies and every pac
 in collection order, as before.
 """
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.prefect_db import HARNESS_DB_NAME, seeded_harness_directories
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,6 +52,7 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_RESULTS_LOCAL_STORAGE_PATH,
         PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
         temporary_settings,
     )
     from prefect.testing.utilities import prefect_test_harness
@@ -63,7 +67,12 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     }
     # 180 s: when the machine is busy (other suites, benchmarks) a server start has been seen to take
     # longer than 90, and a process whose server never starts errors every test it draws.
-    with temporary_settings(updates=settings), prefect_test_harness(server_startup_timeout=180):
+    with temporary_settings(updates=settings), contextlib.ExitStack() as harness:
+        # The harness's server starts on a copy of a migrated database (tests/prefect_db.py).
+        with seeded_harness_directories():
+            harness.enter_context(prefect_test_harness(server_startup_timeout=180))
+        database = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+        assert database.endswith(f"/{HARNESS_DB_NAME}"), f"unseeded harness database: {database}"
         # Subprocesses (the crash test) talk to the same API and result storage.
         os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
         os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(results)

@@ -16,6 +16,7 @@ from bench.seed import bench_spec, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
 from tests.cli.terminal import run_on_pty
+from tests.prefect_db import seed_home
 
 CLI = str(Path(sys.executable).with_name("splendor-flows"))
 ANSI = re.compile(r"\x1b\[[0-9;?]*[@-~]")
@@ -183,11 +184,12 @@ async def test_a_temporary_servers_output_stays_off_the_live_view(
     terminal it inherited whenever it likes; on a terminal the CLI gives it a log file instead."""
     path, _ = await onboarded_file(tmp_path, source_key, 3)
     home = tmp_path / "prefect-home"
+    seed_home(home)
     env = {key: value for key, value in cli_env(emulator).items() if key != "PREFECT_API_URL"}
     env |= {
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
-        # A fresh home migrates a new database first: slow on a busy machine.
+        # Slow to start on a busy machine.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from splendor_emulator import Emulator, EmulatorConfig, running_emulator
+from tests.prefect_db import seed_home
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -129,7 +130,7 @@ def running_stack(base: Path, *, ui: bool = False) -> Iterator[Stack]:
     and serving its static bundles only costs start-up time there.
     """
     home = base / "prefect-home"
-    home.mkdir()
+    seed_home(home)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     procs = Processes(base)
