@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_SERVER_HOST ?= 127.0.0.1
 export PREFECT_SERVER_PORT ?= 4200
 
-.PHONY: venv demo test check lint typecheck fmt server serve deploy stack bench bench-sharded bench-tenant soak emulator clean
+.PHONY: venv demo test check lint typecheck fmt server serve deploy stack bench bench-sharded bench-tenant bench-status soak emulator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-sharded: $(STAMP)
 # BENCH_TENANT_ARGS="--hourly 200 --minutely 20 --minutes 2" for a quick look.
 bench-tenant: $(STAMP)
 	$(PY) -m bench.tenant $(BENCH_TENANT_ARGS)
+
+# `splendor-flows status` on a tenant of 1,000 connected sources, as a user runs it (docs/status.md).
+bench-status: $(STAMP)
+	$(PY) -m bench.status $(BENCH_STATUS_ARGS)
 
 # A local Prefect server with its SQLite database under $(PREFECT_HOME); UI at http://127.0.0.1:4200.
 server: $(STAMP)

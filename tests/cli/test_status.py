@@ -5,11 +5,9 @@ calls in flight; and the `tenant-status` flow's artifact."""
 import asyncio
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -305,37 +303,30 @@ def test_calls_in_flight_stay_within_the_tenant_api_limit(emu: Emulator) -> None
     assert recorder.peak == 3
 
 
-@pytest.mark.slow
-def test_a_thousand_sources_in_under_30_seconds(tmp_path: Path, splendor_env: None) -> None:
-    """At the emulator's default latency, as a user runs the command (a new process, Prefect included)."""
+def test_status_as_a_user_runs_it_costs_two_calls_per_source(tmp_path: Path, splendor_env: None) -> None:
+    """A new process, Prefect included, on 100 sources: two tenant-wide lists and two calls per source.
+    (`make bench-status` times the command on 1,000; docs/status.md has its figures.)"""
     import bench.seed as seed
     from splendor_api import SplendorClient, SplendorConfig
 
+    n = 100
     with running_emulator(EmulatorConfig(bucket_root=tmp_path / "buckets")) as emu:
         config = SplendorConfig(api_base=emu.base_url, tenant_id="acme", token=ADMIN)
 
         async def onboard() -> None:
             async with SplendorClient(config) as client:
-                await seed.onboard(client, [seed.bench_spec(i) for i in range(1000)])
+                await seed.onboard(client, [seed.bench_spec(i) for i in range(n)])
 
         asyncio.run(onboard())
         emu.reset_counters()
         env = {**os.environ, "SPLENDOR_API_BASE": emu.base_url, "SPLENDOR_TOKEN": ADMIN}
-        started, children = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [str(CLI), "status", "--json"], env=env, capture_output=True, text=True, timeout=120
         )
-        took = time.monotonic() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         counts = emu.counts()
     report = json.loads(done.stdout)
-    assert report["sources"] == 1000, done.stderr
-    # The command's own CPU time beside the wall time: on a shared machine the gap is the wait for a core.
-    # The 30 s target is a figure to quote, not an assertion: on a machine shared with the rest of the
-    # suite the wall time is mostly the wait for a core (measured 9.8 s alone, 32 s under CI's load).
-    print(f"status of 1,000 sources: {took:.1f} s ({cpu:.1f} s CPU), {sum(counts.values())} API calls")
-    assert counts == {LIST_SOURCES: 1, LIST_INGEST: 1, GET_AIRBYTE: 1000, LIST_RUNS: 1000}
+    assert report["sources"] == n, done.stderr
+    assert counts == {LIST_SOURCES: 1, LIST_INGEST: 1, GET_AIRBYTE: n, LIST_RUNS: n}
 
 
 async def test_the_tenant_status_flow_publishes_the_same_table(emu: Emulator) -> None:
