@@ -32,8 +32,14 @@ demo: $(STAMP)
 # The 20 slowest test phases close every run's output, to show where the time goes.
 PYTEST_WORKERS ?= 7
 PYTEST_ARGS ?=
+# Bytecode caching on for the tests, whatever the environment says (some images set PYTHONDONTWRITEBYTECODE):
+# the suite starts hundreds of Python processes (xdist's, servers, workers, flow runs, CLI runs) importing
+# the same modules, and without the cache each compiles them from source again and every xdist process
+# rewrites every test module's asserts anew. Measured: collecting the suite 6.4 -> 3.0 s of CPU per
+# process, importing the flows, the CLI and the emulator 1.45 -> 1.28 s per process.
+WITH_BYTECODE := PYTHONDONTWRITEBYTECODE=
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=20 $(PYTEST_ARGS)
+	$(WITH_BYTECODE) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -51,7 +57,7 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) .ci/typecheck.py
-	SPLENDOR_TESTS_NO_SERVER=1 $(PY) -m pytest -q -n 0 -m "not server"
+	$(WITH_BYTECODE) SPLENDOR_TESTS_NO_SERVER=1 $(PY) -m pytest -q -n 0 -m "not server"
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
