@@ -45,7 +45,8 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     Defined here, not in tests/flows/conftest.py whose same-named fixture makes it autouse: a fixture
     imported into several conftests is a separate fixture in each, and each would start its own server
-    (about 10 s of CPU apiece), once per package in every xdist process.
+    (about 4 s of CPU apiece, on a migrated database: tests/prefect_db.py), once per package in every
+    xdist process.
     """
     from prefect.settings import (
         PREFECT_API_URL,

@@ -2,11 +2,12 @@
 
 A `prefect server start` on an empty SQLite file spends most of its start-up running Prefect's migrations:
 9.5 s of wall time and 8 s of CPU here, against 3.5 s and 3 s on a copy of a migrated file, and the suite
-starts a few dozen such servers (the test harness in every xdist process, the e2e, browser and outage
-servers). So the migrations run once per Prefect version into a template file under the repository's
-PREFECT_HOME, and each server starts on a copy of it. The server still checks the schema at start-up
-(`PREFECT_SERVER_DATABASE_MIGRATE_ON_START` stays on): a template that fell behind is brought up to date,
-only slower. The PostgreSQL stacks are left alone, since they are what `make stack` runs.
+starts a few dozen such servers (the test harness in every xdist process; the e2e, browser, admin-waits
+and automations servers; the ephemeral servers of the CLI and source-lock tests). So the migrations run
+once per Prefect version into a template file under the repository's PREFECT_HOME, and each server starts
+on a copy of it. The server still checks the schema at start-up (`PREFECT_SERVER_DATABASE_MIGRATE_ON_START`
+stays on): a template that fell behind is brought up to date, only slower. The PostgreSQL stacks are left
+alone, since they are what `make stack` runs.
 """
 
 import fcntl

@@ -67,9 +67,10 @@ def test_a_killed_holder_on_an_ephemeral_server_is_taken_back_by_the_next_run(
     """No PREFECT_API_URL (a CLI run, the demo): the server is ephemeral and has no repossessor, so the next
     run takes the slot of a holder that died without releasing it back itself, after the same bound."""
     source_key = f"ephemeral-{uuid.uuid4().hex[:6]}"
-    seed_home(tmp_path / "home")
+    home = tmp_path / "home"
+    seed_home(home)
     env = {k: v for k, v in stack.env.items() if k != "PREFECT_API_URL"} | {
-        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(home),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     }
     command = [sys.executable, "-m", "tests.lock_holder", stack.emulator.base_url, source_key]
