@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from bench.seed import TENANT, TOKEN
 
-TOKEN = "acme-admin-token"
-TENANT = "acme"
 REFRESH = "POST /v1/admin/airbyte-runs/{run_id}/refresh"
 MAX_CONCURRENCY = 50
 

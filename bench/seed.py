@@ -3,8 +3,12 @@
 import asyncio
 from typing import Any
 
-from splendor_api import SplendorClient, models
+from splendor_api import SplendorClient, SplendorConfig, models
 from splendor_flows.specs.source import SourceSpec
+
+# The emulator's default tenant and its admin token: every benchmark onboards and runs there.
+TENANT = "acme"
+TOKEN = "acme-admin-token"
 
 STRIPE_CREDENTIALS: dict[str, Any] = {
     "api_key": "sk_test_bench0000000000",
@@ -68,3 +72,9 @@ def connectors_yaml(specs: list[SourceSpec]) -> str:
 
     entries = [s.model_dump(mode="json", exclude_defaults=True) for s in specs]
     return yaml.safe_dump({"version": 1, "sources": entries}, sort_keys=False)
+
+
+async def onboard_at(api_base: str, specs: list[SourceSpec], concurrency: int = 50) -> dict[str, int]:
+    """`onboard` through a client of its own, as the benchmarks' tenant, on the emulator at `api_base`."""
+    async with SplendorClient(SplendorConfig(api_base=api_base, tenant_id=TENANT, token=TOKEN)) as client:
+        return await onboard(client, specs, concurrency=concurrency)

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.__main__ import TENANT, TOKEN, emulator_config
+from bench.__main__ import emulator_config
+from bench.seed import TENANT, TOKEN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,13 +116,10 @@ def measured(stack: Any, figures: Figures) -> Iterator[None]:
 
 
 async def _onboard(stack: Any, n: int, work: Path) -> tuple[Path, list[str]]:
-    from bench.seed import bench_spec, connectors_yaml, onboard
-    from splendor_api import SplendorClient, SplendorConfig
+    from bench.seed import bench_spec, connectors_yaml, onboard_at
 
     specs = [bench_spec(i, provider_key=f"bench-{i % 20 + 1}", source_key=f"fleet-{i:04d}") for i in range(n)]
-    config = SplendorConfig(api_base=stack.emulator_url, tenant_id=TENANT, token=TOKEN)
-    async with SplendorClient(config) as client:
-        await onboard(client, specs, concurrency=50)
+    await onboard_at(stack.emulator_url, specs)
     path = work / "connectors.yaml"
     path.write_text(connectors_yaml(specs))
     return path, [s.source_key for s in specs]

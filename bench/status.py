@@ -20,19 +20,10 @@ import time
 from pathlib import Path
 
 from bench import procs
-from bench.__main__ import TENANT, TOKEN
+from bench.seed import TENANT, TOKEN, bench_spec, onboard_at
 
 TARGET_SECONDS = 30.0
 CLI = Path(sys.executable).with_name("splendor-flows")
-
-
-async def _onboard(api_base: str, n: int) -> None:
-    from bench.seed import bench_spec, onboard
-    from splendor_api import SplendorClient, SplendorConfig
-
-    config = SplendorConfig(api_base=api_base, tenant_id=TENANT, token=TOKEN)
-    async with SplendorClient(config) as client:
-        await onboard(client, [bench_spec(i) for i in range(n)], concurrency=50)
 
 
 def _run_status(env: dict[str, str]) -> tuple[float, float, dict[str, object]]:
@@ -65,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.emulator_process(emulator_config, work) as emu,
             procs.prefect_server(work / "prefect-home") as (api_url, _server),
         ):
-            asyncio.run(_onboard(emu.base_url, args.n))
+            asyncio.run(onboard_at(emu.base_url, [bench_spec(i) for i in range(args.n)]))
             env = os.environ | {
                 "PREFECT_API_URL": api_url,
                 "PREFECT_HOME": str(work / "cli-home"),

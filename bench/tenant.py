@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import TENANT, TOKEN, emulator_config
+from bench.__main__ import emulator_config
+from bench.seed import TENANT
 from bench.sharded import _cpu, _wait_children_reaped
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,14 +43,10 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _onboard(stack: Any, keys: list[str]) -> None:
-    from bench.seed import bench_spec, onboard
-    from splendor_api import SplendorClient, SplendorConfig
+    from bench.seed import bench_spec, onboard_at
 
     specs = [bench_spec(i, provider_key=SYNC_PROVIDER, source_key=key) for i, key in enumerate(keys)]
-    async with SplendorClient(
-        SplendorConfig(api_base=stack.emulator_url, tenant_id=TENANT, token=TOKEN)
-    ) as c:
-        await onboard(c, specs, concurrency=50)
+    await onboard_at(stack.emulator_url, specs)
 
 
 async def _schedule(crons: dict[str, str]) -> float:
