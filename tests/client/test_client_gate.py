@@ -53,7 +53,8 @@ async def test_clients_without_a_shared_gate_do_not_wait_for_each_other(make_cli
         if first:
             first = False
             shed.set()
-            return httpx.Response(503, headers={"Retry-After": "0.3"})
+            # Long against the bound below, so a loaded machine's slowness cannot pass for a shared wait.
+            return httpx.Response(503, headers={"Retry-After": "2"})
         return httpx.Response(200, json=SOURCES)
 
     client_a = make_client(api_a, real_time=True)
@@ -66,7 +67,7 @@ async def test_clients_without_a_shared_gate_do_not_wait_for_each_other(make_cli
         return time.monotonic() - started
 
     _, b_took = await asyncio.gather(client_a.list_sources(), b_after_the_503())
-    assert b_took < 0.2
+    assert b_took < 1.0
 
 
 async def test_gate_bounds_requests_in_flight(make_client: ClientFactory) -> None:
