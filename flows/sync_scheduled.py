@@ -1,10 +1,12 @@
 """sync_scheduled: what a tenant's schedules run, many sources per flow run.
 
 `splendor-flows apply` puts every source whose spec has a Prefect schedule into a *schedule group* on
-the `sync-scheduled` deployment: one Prefect schedule per distinct (cron, time zone, credentials
-block), whose parameters list the group's source keys (orchestration/source_schedules.py). Prefect's
+the `sync-scheduled` deployment: one Prefect schedule per window of crons (a quarter of an hour of
+crons that differ only in their minute), time zone and credentials block, whose parameters list the
+group's source keys and when in the window each is due (orchestration/source_schedules.py). Prefect's
 scheduler creates the group's runs as it does for any schedule, and each run (a tick) syncs the
-group's sources concurrently in this one process, as a fleet does (splendor_flows/fleet/run.py).
+group's sources concurrently in this one process, as a fleet does (splendor_flows/fleet/run.py), each
+from the moment it is due: the tick waits in its process for the sources due later in its window.
 
 Why not one schedule and one flow run per source: a flow-run process costs about a second of CPU to
 start (importing Prefect and this project), which for a tenant of a thousand hourly sources is more
@@ -20,6 +22,8 @@ sources as long as a fleet does.
 No `from __future__ import annotations` here (served runs resolve parameter types at runtime).
 """
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -39,7 +43,13 @@ from pydantic import Field
 from splendor_api import ConfigError
 from splendor_flows.engine.polling import PollOptions
 from splendor_flows.engine.sync import MAX_TOTAL_ATTEMPTS
-from splendor_flows.fleet.run import DEFAULT_CONCURRENCY_LIMIT, FleetOptions, FleetSummary, sync_sources
+from splendor_flows.fleet.run import (
+    DEFAULT_CONCURRENCY_LIMIT,
+    FleetOptions,
+    FleetSummary,
+    finish,
+    synced_summary,
+)
 from splendor_flows.fleet.shards import RESUMED_UP_TO_RUN_COUNT, ZOMBIE_MESSAGE
 from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.specs.source import validate_source_key
@@ -95,6 +105,43 @@ async def resume_crashed_ticks(source_keys: list[str]) -> int:
     return resumed
 
 
+def waves(keys: list[str], start_after_seconds: dict[str, int]) -> list[tuple[int, list[str]]]:
+    """The group's sources by the second after the tick's scheduled time they are due, earliest first."""
+    by_second: dict[int, list[str]] = {}
+    for key in keys:
+        by_second.setdefault(start_after_seconds.get(key, 0), []).append(key)
+    return sorted(by_second.items())
+
+
+async def sync_due(
+    keys: list[str], start_after_seconds: dict[str, int], options: FleetOptions, **how: Any
+) -> FleetSummary:
+    """Sync each source once it is due (what `synced_summary` takes in `how`), then publish one summary.
+
+    The sources due at one moment are synced together, as a fleet's; a wave starts whether or not the
+    earlier ones finished, so a long sync never delays the sources due after it.
+    """
+    scheduled = flow_run.scheduled_start_time or datetime.now(UTC)
+
+    async def wave(after: int, wave_keys: list[str]) -> FleetSummary:
+        wait = (scheduled + timedelta(seconds=after) - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return await synced_summary(wave_keys, options, **how)
+
+    async with asyncio.TaskGroup() as group:
+        running = [
+            group.create_task(wave(after, wave_keys)) for after, wave_keys in waves(keys, start_after_seconds)
+        ]
+    summaries = [task.result() for task in running]
+    if len(summaries) == 1:
+        return await finish(summaries[0])
+    first = summaries[0]
+    outcomes = [outcome for summary in summaries for outcome in summary.outcomes]
+    slots = max(summary.api_slots for summary in summaries)
+    return await finish(FleetSummary.of(first.tenant, first.sync_id, outcomes, api_slots=slots))
+
+
 # Prefect 3.9 sets a schedule's parameters to {} on any update that does not send them: pausing or
 # resuming the schedule from its UI toggle, `prefect deployment schedule pause|resume`, or the REST API.
 # A group schedule then ticks with no sources; the tick says how to restore them instead of crashing on
@@ -119,6 +166,7 @@ async def sync_scheduled(
     wait_for_ingest: bool = False,
     concurrency_limit: str | None = DEFAULT_CONCURRENCY_LIMIT,
     source_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = TICK_SOURCE_WAIT_SECONDS,
+    start_after_seconds: dict[str, Annotated[int, Field(ge=0, le=3600)]] | None = None,
 ) -> FleetSummary:
     """Sync the sources of one schedule group (set by `splendor-flows apply`; not meant to be edited).
 
@@ -134,6 +182,8 @@ async def sync_scheduled(
         concurrency_limit: the tenant's global concurrency limit (`{tenant}` is replaced).
         source_wait_seconds: how long to wait for a source another pipeline holds before leaving it to
             that pipeline.
+        start_after_seconds: when each source is due, in seconds after the tick's scheduled time
+            (absent: at the tick).
     """
     if not source_keys:
         raise ConfigError(NO_SOURCE_KEYS)
@@ -152,10 +202,11 @@ async def sync_scheduled(
         concurrency_limit=concurrency_limit,
     )
     keys = sorted(set(source_keys))
+    due = start_after_seconds or {}
     await resume_crashed_ticks(keys)
     if (flow_run.run_count or 1) > 1:
         # A tick resumed after a crash or a Retry may have started runs it has not handed to ingestion:
         # leaving a source to another pipeline now would leave that run un-ingested. It waits for each
         # source as a fleet does, then attaches to its own run.
-        return await sync_sources(keys, options)
-    return await sync_sources(keys, options, source_wait_seconds=source_wait_seconds, skip_busy=True)
+        return await sync_due(keys, due, options)
+    return await sync_due(keys, due, options, source_wait_seconds=source_wait_seconds, skip_busy=True)

@@ -74,10 +74,10 @@ async def read_prefect() -> PrefectView:
     person, by the Splendor source id their pause key names (`oauth-<id>`, `classify-<id>`)."""
     schedules = await read_schedules()
     by_key = {
-        key: PrefectSchedule(group.cron, group.timezone, group.active)
+        key: PrefectSchedule(cron, group.timezone, group.active)
         for group in schedules.groups
-        if group.cron
         for key in group.source_keys
+        if (cron := group.cron_of(key))
     }
     async with get_client() as client:
         paused = await client.read_flow_runs(

@@ -33,11 +33,15 @@ class CronSchedule(BaseModel):
     cron: str | None
     timezone: str | None
     parameters: dict[str, Any]
+    # False: the deployment runs the source from a schedule group its cron no longer maps to (one made
+    # before crons of a plain minute shared a window's group); apply moves it. Wanted schedules are True.
+    in_its_group: bool = True
 
     def describe(self) -> str:
         if self.cron is None:
             return "a schedule that is not a cron"
-        return f"'{self.cron}' {self.timezone or 'UTC'} {self.parameters}"
+        where = "" if self.in_its_group else " (in an outdated schedule group)"
+        return f"'{self.cron}' {self.timezone or 'UTC'} {self.parameters}{where}"
 
 
 class ScheduleChange(BaseModel):
@@ -72,6 +76,6 @@ def schedule_change(
     return ScheduleChange(slug=slug, action="update", schedule_id=schedule_id, current=now, wanted=wanted)
 
 
-def _normal(schedule: CronSchedule) -> tuple[str | None, str, dict[str, Any]]:
+def _normal(schedule: CronSchedule) -> tuple[str | None, str, dict[str, Any], bool]:
     # Prefect stores no time zone as UTC: the two mean the same schedule.
-    return schedule.cron, schedule.timezone or "UTC", schedule.parameters
+    return schedule.cron, schedule.timezone or "UTC", schedule.parameters, schedule.in_its_group

@@ -355,7 +355,30 @@ async def sync_sources(
 
     Each source is held (`source_lock`) while it is synced; one held elsewhere for longer than
     `source_wait_seconds` is failed, or with `skip_busy` left to its holder and reported busy.
+    Publishes the summary; raises `FleetFailed` when a source failed.
     """
+    return await finish(
+        await synced_summary(keys, options, source_wait_seconds=source_wait_seconds, skip_busy=skip_busy)
+    )
+
+
+async def finish(summary: FleetSummary) -> FleetSummary:
+    """Publish the summary's artifacts; raise `FleetFailed` naming the failed sources, if any."""
+    await publish(summary)
+    if summary.failed:
+        raise FleetFailed.of(summary, "See the 'splendor-fleet-summary' artifact")
+    get_run_logger().info("Fleet done: %s source(s) synced", summary.succeeded)
+    return summary
+
+
+async def synced_summary(
+    keys: list[str],
+    options: FleetOptions,
+    *,
+    source_wait_seconds: float = FLEET_SOURCE_WAIT_SECONDS,
+    skip_busy: bool = False,
+) -> FleetSummary:
+    """`sync_sources` without publishing or raising: for a run that syncs its sources in several goes."""
     logger = get_run_logger()
     config = await load_config(options.credentials_block)
     records_place()  # a bad setting stops the fleet here, before any source is touched
@@ -406,10 +429,4 @@ async def sync_sources(
                 outcomes = await _sync_all(ctx, keys, remote)
             finally:
                 history.save()
-    failed = [o for o in outcomes if o.status == SourceStatus.FAILED]
-    summary = FleetSummary.of(tenant, sync_id, outcomes, api_slots=slots, shard=options.shard)
-    await publish(summary)
-    if failed:
-        raise FleetFailed.of(summary, "See the 'splendor-fleet-summary' artifact")
-    logger.info("Fleet done: %s source(s) synced", summary.succeeded)
-    return summary
+    return FleetSummary.of(tenant, sync_id, outcomes, api_slots=slots, shard=options.shard)

@@ -5,6 +5,8 @@ group, dropping it takes it out (an emptied group is deleted), and a runner=sple
 Splendor's cron and no Prefect schedule."""
 
 import asyncio
+import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,13 @@ from splendor_emulator import Emulator
 from splendor_flows.connectors.plan_apply import Change, apply, plan
 from splendor_flows.deployments.serve import build, load_specs
 from splendor_flows.engine.errors import PermanentStepError
-from splendor_flows.orchestration.source_schedules import SCHEDULED_DEPLOYMENT, group_slug
+from splendor_flows.orchestration.source_schedules import (
+    SCHEDULED_DEPLOYMENT,
+    Group,
+    group_slug,
+    read_schedules,
+    window_of,
+)
 from tests.fleet.test_plan_apply import CREDENTIALS
 
 
@@ -216,3 +224,107 @@ async def test_a_group_paused_through_prefect_loses_its_sources_and_apply_restor
     assert {c.source_key for c in again.changes if c.schedule is not None} == set(keys)
     assert (await apply(str(path))).ok
     assert (await schedules())[slug].parameters["source_keys"] == sorted(keys)
+
+
+@pytest.mark.parametrize(
+    ("cron", "window", "after"),
+    [
+        ("17 * * * *", "15 * * * *", 120),
+        ("0 3 * * *", "0 3 * * *", 0),
+        ("59 3 * * 1-5", "45 3 * * 1-5", 840),
+        # Not a plain minute, or not read back the same: a window of its own.
+        ("* * * * *", "* * * * *", 0),
+        ("*/5 * * * *", "*/5 * * * *", 0),
+        ("5,35 * * * *", "5,35 * * * *", 0),
+        ("05 * * * *", "05 * * * *", 0),
+    ],
+)
+def test_a_cron_of_a_plain_minute_belongs_to_its_quarter_hours_window(
+    cron: str, window: str, after: int
+) -> None:
+    assert window_of(cron) == (window, after)
+
+
+def test_every_minute_of_the_hour_reads_back_as_the_cron_it_was_applied_as() -> None:
+    for minute in range(60):
+        cron = f"{minute} 3 * * 1-5"
+        window, after = window_of(cron)
+        group = Group(
+            schedule_id=uuid.uuid4(),
+            slug=group_slug(cron, "UTC", None),
+            cron=window,
+            timezone="UTC",
+            credentials_block=None,
+            source_keys=("s",),
+            active=True,
+            start_after_seconds=(("s", after),) if after else (),
+        )
+        assert group.cron_of("s") == cron
+        assert group.schedule_of("s").in_its_group
+
+
+async def test_crons_of_one_window_share_its_group_and_each_source_keeps_its_minute(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    """Hourly crons spread over the hour make 4 groups, not 60: each source is due at its own minute
+    within its group's quarter of an hour. A source left in a group of one cron (made before windows) is
+    moved by the next apply."""
+    from prefect.blocks.system import Secret
+
+    secret = f"creds-{source_key}"[:60].lower()
+    await Secret(value=CREDENTIALS).save(secret, overwrite=True)
+    a, b, c, d = (f"{source_key}-{x}" for x in "abcd")
+    tz = "Asia/Tokyo"  # no other test's group shares it
+    crons = {a: "5 * * * *", b: "10 * * * *", c: "20 * * * *", d: "* * * * *"}
+    path = tmp_path / "connectors.yaml"
+    write(path, secret, {key: {"cron": cron, "timezone": tz} for key, cron in crons.items()})
+    await delete_sync_scheduled()
+    await deploy_sync_scheduled()
+    assert (await apply(str(path))).ok
+
+    held = await schedules()
+    first, second, every = (group_slug(cron, tz, None) for cron in ("0 * * * *", "15 * * * *", "* * * * *"))
+    assert set(held) == {first, second, every}
+    assert held[first].schedule.cron == "0 * * * *"
+    assert held[first].parameters == {
+        "source_keys": sorted([a, b]),
+        "trigger": "scheduled",
+        "start_after_seconds": {a: 300, b: 600},
+    }
+    assert held[second].schedule.cron == "15 * * * *"
+    assert held[second].parameters["start_after_seconds"] == {c: 300}
+    assert held[every].schedule.cron == "* * * * *" and "start_after_seconds" not in held[every].parameters
+    # Read back per source, each schedule is the source's own cron: nothing to change.
+    read = await read_schedules()
+    assert {key: read.by_slug[f"source-{key}"][1].cron for key in crons} == crons
+    assert not (await plan(str(path))).has_changes
+
+    # Source a in a group of its cron alone, as an earlier apply left it (its slug hashed the cron).
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(SCHEDULED_DEPLOYMENT)
+        await client.update_deployment_schedule(
+            deployment.id,
+            held[first].id,
+            parameters={"source_keys": [b], "trigger": "scheduled", "start_after_seconds": {b: 600}},
+        )
+        legacy = "sources-" + hashlib.sha256(f"5 * * * *|{tz}|".encode()).hexdigest()[:12]
+        await client.create_deployment_schedules(
+            deployment.id,
+            [
+                DeploymentScheduleCreate(
+                    schedule=CronSchedule(cron="5 * * * *", timezone=tz),
+                    slug=legacy,
+                    active=True,
+                    parameters={"source_keys": [a], "trigger": "scheduled"},
+                )
+            ],
+        )
+    moved = change_of((await plan(str(path))).changes, a)
+    assert moved.schedule is not None and moved.schedule.action == "update"
+    assert "outdated schedule group" in moved.describe()
+    assert (await apply(str(path))).ok
+    after = await schedules()
+    assert legacy not in after
+    assert after[first].parameters["start_after_seconds"] == {a: 300, b: 600}
+    assert not (await plan(str(path))).has_changes
+    await delete_sync_scheduled()
