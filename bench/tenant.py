@@ -1,18 +1,19 @@
 """`make bench-tenant` / `python -m bench.tenant`: a tenant's schedules at their real number on the stack.
 
 One stack (PostgreSQL, Prefect server, emulator, process workers). The tenant has `--hourly` sources on
-hourly crons spread over the hour (`m * * * *`, m = i % 60: the worst case for ticks, one every minute)
-and `--minutely` sources every minute. Their schedules are applied through the code `splendor-flows apply`
-runs (orchestration.source_schedules), so they land as schedule groups of `sync-scheduled`; Prefect's
-scheduler creates the ticks and the workers run them. Nothing is started by hand.
+hourly crons spread over the hour (`m * * * *`, m = i % 60: a source due every minute) and `--minutely`
+sources every minute. Their schedules are applied through the code `splendor-flows apply` runs
+(orchestration.source_schedules), so they land as schedule groups of `sync-scheduled` (the hourly ones
+in one group per window of `--window` minutes); Prefect's scheduler creates the ticks and the workers
+run them. Nothing is started by hand.
 
-First one idle minute (the stack with no source schedule: its fixed cost), then two phases of `--minutes`
-each: the hourly sources alone (the every-minute group paused), then all of
-them. For each: the ticks and syncs that ran, how late the work of each due source started (Splendor's
-`created_at` of its run against the cron's fire time: scheduler, worker poll, process start and the
-tick's own work, all real), and the orchestration CPU (workers with their flow-run processes, the
-Prefect server and PostgreSQL) as a share of one core. Scaled down: only the Splendor side (syncs of
-2 s, 20 ms per call, on the emulator).
+First one idle minute (the stack with no source schedule: its fixed cost), then two phases: the hourly
+sources alone (the every-minute group paused) for one whole window, from its first minute, then all of
+them for `--minutes`. For each: the ticks and syncs that ran, how late the work of each due source
+started (Splendor's `created_at` of its run against the source's own cron time: scheduler, worker
+poll, process start and the tick's own work, all real), and the orchestration CPU (workers with their
+flow-run processes, the Prefect server and PostgreSQL) as a share of one core. Scaled down: only the
+Splendor side (syncs of 2 s, 20 ms per call, on the emulator).
 """
 
 import argparse
@@ -93,27 +94,29 @@ def _seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def phase(stack: Any, label: str, minutes: int, workers: list[int], server: list[int]) -> dict[str, Any]:
-    """Measure whole minutes: from just after one minute boundary to just after another."""
+def phase(
+    stack: Any, label: str, minutes: int, workers: list[int], server: list[int], align_minutes: int = 1
+) -> dict[str, Any]:
+    """Measure whole minutes: from just after a boundary of `align_minutes` to just after a minute's."""
     now = time.time()
-    start = (now // 60 + 1) * 60 + 1
+    start = (now // (60 * align_minutes) + 1) * 60 * align_minutes + 1
     time.sleep(max(0.0, start - now))
     parts = {"workers": workers, "server": server}
     before = _cpu(parts)
     end = start + minutes * 60
     time.sleep(max(0.0, end - time.time()))
     after = _cpu(parts)
-    # Ticks due in the window, then whatever of their work is still running.
-    ticks = _ticks(stack, start - 1, end - 1)
+    # Ticks due in the window (not the one due as it ends), then whatever of their work is still running.
+    ticks = _ticks(stack, start - 1, end - 2)
     deadline = time.time() + 180
     while any(
         r["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-        for r in _ticks(stack, start - 1, end - 1)
+        for r in _ticks(stack, start - 1, end - 2)
     ):
         if time.time() > deadline:
             break
         time.sleep(2)
-    ticks = _ticks(stack, start - 1, end - 1)
+    ticks = _ticks(stack, start - 1, end - 2)
     _wait_children_reaped(workers)
     state = stack.emulator("GET", "/_emulator/state", params={"tenant": TENANT})[TENANT]
     source_ids = {s["source_key"]: s["source_id"] for s in state["sources"]}
@@ -123,8 +126,10 @@ def phase(stack: Any, label: str, minutes: int, workers: list[int], server: list
     late: list[float] = []
     missing = 0
     for tick in ticks:
-        due = _seconds(tick["expected_start_time"])
+        scheduled = _seconds(tick["expected_start_time"])
+        later = tick["parameters"].get("start_after_seconds") or {}
         for key in tick["parameters"].get("source_keys") or []:
+            due = scheduled + later.get(key, 0)
             after_due = [t for t in starts.get(source_ids[key], []) if t >= due - 1]
             if after_due and min(after_due) - due <= 120:
                 late.append(min(after_due) - due)
@@ -185,12 +190,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tenant", description=__doc__)
     parser.add_argument("--hourly", type=int, default=1000)
     parser.add_argument("--minutely", type=int, default=200)
-    parser.add_argument("--minutes", type=int, default=3, help="length of each phase")
+    parser.add_argument("--minutes", type=int, default=3, help="length of the phase with every source")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="minutes of crons one schedule group spans (a divisor of 60; default: the product's)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--poll", type=float, default=5.0, help="the workers' poll interval (s)")
     args = parser.parse_args()
+    from splendor_flows.orchestration import source_schedules
     from tests.stack_harness import StackConfig
     from tests.stack_harness import StackHarness as Stack
+
+    if args.window is not None:
+        if args.window < 1 or 60 % args.window:
+            parser.error(
+                f"--window: {args.window} is not a divisor of 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)"
+            )
+        source_schedules.WINDOW_MINUTES = args.window
+    window = source_schedules.WINDOW_MINUTES
 
     (REPO / "var").mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="bench-tenant-", dir=REPO / "var"))
@@ -233,7 +253,7 @@ def main() -> int:
             )
             time.sleep(70)  # the scheduler's loop creates the groups' runs
             held = scheduled_runs(stack)
-            first = phase(stack, f"{args.hourly} hourly", args.minutes, workers, server)
+            first = phase(stack, f"{args.hourly} hourly", window, workers, server, align_minutes=window)
             stack.api(
                 "PATCH",
                 f"/deployments/{deployment_id}/schedules/{every_minute['id']}",
@@ -248,8 +268,8 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     lines = [
         f"Tenant on the stack: {args.workers} workers (poll {args.poll:.0f} s), {len(groups)} schedule "
-        f"groups for {args.hourly + args.minutely} sources (applied in {applied:.0f} s); syncs of 2 s, "
-        "20 ms per call",
+        f"groups (windows of {window} min) for {args.hourly + args.minutely} sources (applied in "
+        f"{applied:.0f} s); syncs of 2 s, 20 ms per call",
         f"Scheduled runs held by the server: hourly alone {held}, with the every-minute group {held_all}",
         "",
         "| phase | ticks | due syncs | missing | start late p50 / p95 / max (s) | orchestration CPU (s): "

@@ -119,7 +119,9 @@ async def sync_due(
     """Sync each source once it is due (what `synced_summary` takes in `how`), then publish one summary.
 
     The sources due at one moment are synced together, as a fleet's; a wave starts whether or not the
-    earlier ones finished, so a long sync never delays the sources due after it.
+    earlier ones finished, so a long sync never delays the sources due after it. The moments count from
+    the run's expected start time, which Prefect keeps through reschedules: a tick resumed after a crash
+    syncs at once the sources whose time has passed, and waits for the others.
     """
     scheduled = flow_run.scheduled_start_time or datetime.now(UTC)
 
