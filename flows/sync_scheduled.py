@@ -131,11 +131,18 @@ async def sync_due(
             await asyncio.sleep(wait)
         return await synced_summary(wave_keys, options, **how)
 
-    async with asyncio.TaskGroup() as group:
-        running = [
-            group.create_task(wave(after, wave_keys)) for after, wave_keys in waves(keys, start_after_seconds)
-        ]
-    summaries = [task.result() for task in running]
+    running = [
+        asyncio.ensure_future(wave(after, wave_keys)) for after, wave_keys in waves(keys, start_after_seconds)
+    ]
+    try:
+        summaries = await asyncio.gather(*running)
+    except BaseException:
+        # What stops one wave (a bad credentials block, a closed limit) stops the tick, raised as itself
+        # (the CLI and the failure masking read its type), not wrapped in an exception group.
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
     if len(summaries) == 1:
         return await finish(summaries[0])
     first = summaries[0]

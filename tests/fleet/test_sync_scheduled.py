@@ -5,8 +5,10 @@ moment it is due within the tick's window."""
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
+
 from bench.seed import bench_spec, onboard
-from splendor_api import SplendorClient, SplendorConfig
+from splendor_api import ConfigError, SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
 from splendor_flows.flows.sync_scheduled import sync_scheduled
 
@@ -62,3 +64,18 @@ async def test_a_tick_starts_each_source_when_it_is_due_within_its_window(
         assert created[key] >= before + after, (key, created[key] - before)
     handed = Counter(i["connector_run_id"] for i in emulator.ingest_runs("acme") if i["connector_run_id"])
     assert sorted(handed[r["run_id"]] for r in emulator.runs("acme") if r["source_id"] in ids) == [1, 1, 1]
+
+
+async def test_what_stops_one_wave_stops_the_tick_as_itself(emulator: Emulator, source_key: str) -> None:
+    """A tick of several waves that cannot run (its credentials block is missing) fails with the error
+    the CLI and the failure masking know, not an exception group, and starts no sync."""
+    keys = [f"{source_key}-0", f"{source_key}-1"]
+    emulator.reset_counters()
+    with pytest.raises(ConfigError, match="no-such-block"):
+        await sync_scheduled(
+            source_keys=keys,
+            start_after_seconds={keys[1]: 1},
+            credentials_block="no-such-block",
+            concurrency_limit=None,
+        )
+    assert emulator.count(SYNC) == 0
