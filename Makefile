@@ -73,8 +73,9 @@ bench-sharded: $(STAMP)
 	$(PY) -m bench.sharded $(BENCH_SHARDED_ARGS)
 
 # A tenant's schedules at their real number on the stack (1,000 hourly + 200 every-minute sources by
-# default): lateness of each due source's work and orchestration CPU (docs/fleet.md). About 12 minutes.
-# BENCH_TENANT_ARGS="--hourly 200 --minutely 20 --minutes 2" for a quick look.
+# default): lateness of each due source's work and orchestration CPU (docs/fleet.md). 25-40 minutes: its
+# hourly phase waits for the next quarter hour, then measures one whole window of 15 minutes.
+# BENCH_TENANT_ARGS="--hourly 60 --minutely 5 --window 2 --minutes 1" for a quick look (about 12 minutes).
 bench-tenant: $(STAMP)
 	$(PY) -m bench.tenant $(BENCH_TENANT_ARGS)
 
