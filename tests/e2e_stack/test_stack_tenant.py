@@ -205,7 +205,11 @@ def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_kill
             raise AssertionError(
                 f"the killed tick never completed: {states}; automation actions: {actions}"
             ) from None
-        assert resumed["state"]["type"] == "COMPLETED" and resumed["run_count"] >= 2, resumed["state"]
+        assert resumed["state"]["type"] == "COMPLETED" and resumed["run_count"] >= 2, (
+            resumed["state"]["type"],
+            resumed["state"].get("message"),
+            resumed["run_count"],
+        )
 
         # Each tick of the window finds a sync of every source within its allowance: wait for them (the
         # later ticks keep coming meanwhile), up to the last tick's allowance.
