@@ -106,17 +106,14 @@ def phase(
     end = start + minutes * 60
     time.sleep(max(0.0, end - time.time()))
     after = _cpu(parts)
-    # Ticks due in the window (not the one due as it ends), then whatever of their work is still running.
-    ticks = _ticks(stack, start - 1, end - 2)
+    # Ticks due in the window (not the one due as it ends), once whatever of their work still runs is done.
     deadline = time.time() + 180
-    while any(
-        r["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-        for r in _ticks(stack, start - 1, end - 2)
-    ):
-        if time.time() > deadline:
+    while True:
+        ticks = _ticks(stack, start - 1, end - 2)
+        done = all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in ticks)
+        if done or time.time() > deadline:
             break
         time.sleep(2)
-    ticks = _ticks(stack, start - 1, end - 2)
     _wait_children_reaped(workers)
     state = stack.emulator("GET", "/_emulator/state", params={"tenant": TENANT})[TENANT]
     source_ids = {s["source_key"]: s["source_id"] for s in state["sources"]}

@@ -143,8 +143,6 @@ async def sync_due(
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         raise
-    if len(summaries) == 1:
-        return await finish(summaries[0])
     first = summaries[0]
     outcomes = [outcome for summary in summaries for outcome in summary.outcomes]
     slots = max(summary.api_slots for summary in summaries)
