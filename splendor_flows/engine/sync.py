@@ -218,7 +218,12 @@ async def _recorded_start(
             f"{ctx.records.forget_hint(ctx.scope)} and {resume_hint(ctx.scope.sync_id)}",
         )
     if len(found) > 1:
-        raise _ambiguous(ctx, attempt, found)
+        # Typically a holder killed between its intent and its run-id record: once its lease ran out,
+        # another pipeline held the source and started a run of its own.
+        before = _before_later_starts(found, runs, prior)
+        if len(before) != 1:
+            raise _ambiguous(ctx, attempt, found)
+        found = before
     if not found:
         ctx.report.log("info", f"Attempt {attempt}'s earlier start never created a run: starting one")
         return None
@@ -228,6 +233,27 @@ async def _recorded_start(
     )
     await _record(ctx, attempt, prior.requested_at, run_id=run.run_id)
     return _started(run, attempt, attached=True, recorded=True), run
+
+
+def _before_later_starts(
+    found: list[models.ConnectorRun], runs: SourceRuns, prior: StartRecord
+) -> list[models.ConnectorRun]:
+    """The runs of `found` created before any start recorded after `prior` (less the clock skew).
+
+    A later start was recorded by the source's next holder, before it sent anything, so a run created
+    earlier is not that start's. Only used to pick among several runs: an empty answer is no proof
+    that `prior` started nothing (its run may be created in the last moments before the next holder's
+    start), so it never leads to a new start.
+    """
+    later = [
+        s.requested_at
+        for s in runs.starts
+        if s.requested_at > prior.requested_at and (s.pipeline, s.attempt) != (prior.pipeline, prior.attempt)
+    ]
+    if not later:
+        return found
+    cut = min(later) - CLOCK_SKEW
+    return [r for r in found if r.created_at is not None and r.created_at < cut]
 
 
 def _started(run: models.ConnectorRun, attempt: int, *, attached: bool, recorded: bool = False) -> StartedRun:

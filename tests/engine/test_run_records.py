@@ -155,6 +155,67 @@ async def test_several_runs_since_an_unanswered_start_stop_with_their_ids(new_re
     assert f"runs {b.run_id}, {a.run_id}" in str(caught.value) and h.api.calls["start_sync"] == 0
 
 
+async def test_a_crashed_start_keeps_its_run_when_a_later_holder_synced_the_source_since(
+    new_records: NewRecords,
+) -> None:
+    """A holder killed between its intent and its run-id record: once its lease ran out, another
+    pipeline held the source and started a run of its own. The killed pipeline's resume finds two runs
+    since its intent; the one created before the later start was recorded is its own (the later holder
+    could not have started anything earlier), so it attaches to that one and starts nothing."""
+    records = new_records()
+    h = harness(run_records=records)
+    requested = h.clock.now()
+    mine = h.api.add_run([RunStatus.SUCCEEDED])  # created by the killed pipeline's start
+    await h.clock.sleep(80)  # the dead holder's lease runs out
+    later = h.api.add_run([RunStatus.RUNNING])
+    await records.write(
+        h.ctx.scope,
+        SourceRuns(
+            starts=[
+                StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=requested),
+                StartRecord(
+                    pipeline=pipeline_of(FakeScope(sync_id="a-later-tick")),
+                    attempt=1,
+                    requested_at=h.clock.now(),
+                    run_id=later.run_id,
+                ),
+            ]
+        ),
+    )
+    started, run = await start_or_attach(h.ctx, 12, 1, "manual")
+    assert started.run_id == mine.run_id and started.attached and run.status == RunStatus.SUCCEEDED
+    assert h.api.calls["start_sync"] == 0
+    assert (await records.read(h.ctx.scope)).find(pipeline_of(h.ctx.scope), 1) == StartRecord(
+        pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=requested, run_id=mine.run_id
+    )
+
+
+async def test_two_runs_before_a_later_start_still_stop_with_their_ids(new_records: NewRecords) -> None:
+    """Only a single run before the later holder's start can be told apart: two (the console started
+    one too) stop as before, starting nothing."""
+    records = new_records()
+    h = harness(run_records=records)
+    requested = h.clock.now()
+    a = h.api.add_run([RunStatus.SUCCEEDED])
+    b = h.api.add_run([RunStatus.SUCCEEDED])
+    await h.clock.sleep(80)
+    later = h.api.add_run([RunStatus.RUNNING])
+    await records.write(
+        h.ctx.scope,
+        SourceRuns(
+            starts=[
+                StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=requested),
+                StartRecord(
+                    pipeline="a-later-tick", attempt=1, requested_at=h.clock.now(), run_id=later.run_id
+                ),
+            ]
+        ),
+    )
+    with pytest.raises(PermanentStepError) as caught:
+        await start_or_attach(h.ctx, 12, 1, "manual")
+    assert f"{b.run_id}, {a.run_id}" in str(caught.value) and h.api.calls["start_sync"] == 0
+
+
 async def test_records_of_other_pipelines_and_apis_are_not_mixed_up(new_records: NewRecords) -> None:
     records = new_records()
     h = harness(run_records=records)
