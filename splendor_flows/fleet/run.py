@@ -52,7 +52,7 @@ from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
 from splendor_flows.orchestration.run_records import records_place, run_records
 from splendor_flows.orchestration.runtime import current_runtime
-from splendor_flows.orchestration.scope import default_sync_id
+from splendor_flows.orchestration.scope import Scope, default_sync_id
 from splendor_flows.orchestration.shared_pause import SharedPause
 from splendor_flows.orchestration.source_lock import BatchHolds
 from splendor_flows.orchestration.splendor_clients import load_config
@@ -421,7 +421,14 @@ async def synced_summary(
                 history=history,
                 store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
                 records=await run_records(),
-                holds=BatchHolds(wait_seconds=source_wait_seconds),
+                holds=BatchHolds(
+                    wait_seconds=source_wait_seconds,
+                    sources=[
+                        Scope(api_base=config.api_base, tenant=tenant, source_key=key, sync_id=sync_id)
+                        for key in keys
+                        if key in remote
+                    ],
+                ),
                 skip_busy=skip_busy,
                 starts=StartsOut(keys),
             )

@@ -24,6 +24,7 @@ from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
 from splendor_flows.orchestration.run_records import PrefectRunRecords
 from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy, hold_source, limit_name
 from tests.flows.conftest import stripe_spec
 
 FAST_POLL = PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=30)
@@ -129,8 +130,6 @@ async def test_force_starts_a_new_sync_after_a_finished_one(
 async def test_a_batch_is_released_when_its_sources_are_done_even_one_cancelled_while_waiting(
     emulator: Emulator, source_key: str
 ) -> None:
-    from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy, hold_source
-
     scopes = [_scope(emulator, f"{source_key}-{i}", "batch") for i in range(3)]
     # Every limit exists first (a batch with a source never held falls back to one hold per source).
     for scope in scopes:
@@ -159,3 +158,52 @@ async def test_a_batch_is_released_when_its_sources_are_done_even_one_cancelled_
     for scope in scopes:
         async with hold_source(scope, wait_seconds=3) as waited:
             assert waited < 3
+
+
+async def _existing_limits(names: list[str]) -> set[str]:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found: set[str] = set()
+    async with get_client() as client:
+        for name in names:
+            try:
+                await client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                continue
+            found.add(name)
+    return found
+
+
+async def _hold_as_one_batch(holds: BatchHolds, scopes: list[Scope]) -> None:
+    async def member(scope: Scope) -> None:
+        async with holds.hold(scope):
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(member(scope) for scope in scopes))
+
+
+async def test_a_first_batch_of_new_sources_creates_the_limits_of_every_source_announced(
+    emulator: Emulator, source_key: str
+) -> None:
+    """A tenant's first fleet: its first batch finds no limit, and creates those of the whole fleet at
+    once instead of leaving each later batch to ask, create and ask again."""
+    scopes = [_scope(emulator, f"{source_key}-{i}", "first-fleet") for i in range(60)]
+    holds = BatchHolds(wait_seconds=5, sources=scopes)
+    await _hold_as_one_batch(holds, scopes[:25])
+    names = [limit_name(scope) for scope in scopes]
+    assert await _existing_limits(names) == set(names)
+
+
+async def test_a_batch_of_mostly_known_sources_creates_only_its_own_missing_limits(
+    emulator: Emulator, source_key: str
+) -> None:
+    """The steady state: a few new sources among known ones create their own limits, not the fleet's."""
+    scopes = [_scope(emulator, f"{source_key}-{i}", "later-fleet") for i in range(40)]
+    for scope in scopes[:20]:
+        async with hold_source(scope, wait_seconds=5):
+            pass
+    holds = BatchHolds(wait_seconds=5, sources=scopes)
+    await _hold_as_one_batch(holds, scopes[:25])
+    names = [limit_name(scope) for scope in scopes]
+    assert await _existing_limits(names) == set(names[:25])
