@@ -93,6 +93,7 @@ STACK_GROUPS = {
     "test_stack_sharded_fleet_crash.py": "e2e_stack-2",
     "test_stack_schedule.py": "e2e_stack-2",
     "test_stack_smoke.py": "e2e_stack-2",
+    "test_stack_window_tick.py": "e2e_stack-2",
     "test_stack_outages.py::test_a_sync_in_flight_survives_a_restart_of_the[postgres]": "e2e_stack-2",
 }
 # Packages whose tests share one package-scoped server fixture.
