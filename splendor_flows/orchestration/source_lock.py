@@ -147,12 +147,13 @@ async def _create_limit(name: str) -> None:
 
 
 # Answers that mean "ask again later": the slot is taken (423), or the server is too busy to say (503).
-NOT_NOW = (423, 503)
+TAKEN = 423
+NOT_NOW = (TAKEN, 503)
 
 
-async def _increment(names: list[str]) -> tuple[UUID, set[str]] | None:
-    """One lease on the slot of every limit in `names` that exists, or None when one of them is taken
-    (or the server is too busy to grant it now)."""
+async def _increment(names: list[str]) -> tuple[UUID, set[str]] | int:
+    """One lease on the slot of every limit in `names` that exists, or the refusal's status: TAKEN when
+    one of them is held, 503 when the server is too busy to grant it now."""
     holder = _holder()
     try:
         response = await prefect_call(
@@ -162,7 +163,7 @@ async def _increment(names: list[str]) -> tuple[UUID, set[str]] | None:
         )
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code in NOT_NOW:
-            return None
+            return exc.response.status_code
         raise
     body = response.json()
     return UUID(body["lease_id"]), {str(limit["name"]) for limit in body.get("limits") or []}
@@ -180,7 +181,7 @@ async def _try_acquire(name: str) -> UUID | None:
     """The lease of the source's slot, or None when another holder has it."""
     for _ in range(2):
         granted = await _increment([name])
-        if granted is None:
+        if isinstance(granted, int):
             return None
         lease_id, held = granted
         if name in held:
@@ -262,13 +263,21 @@ class BatchHolds:
     `GATHER_SECONDS` of each other (a fleet starts them all together) share one lease on all their
     limits, taken in one call and renewed once; it is released when the last of them is done. The price:
     a source that finishes early stays held until its batch-mates finish, so batches are kept to
-    `BATCH_SIZE` sources. A batch is all or nothing on the server: when one of its sources is held
-    elsewhere, or has no limit yet, each source of the batch falls back to its own hold (and waits, as
-    `hold_source` does).
+    `BATCH_SIZE` sources. A lease is all or nothing on the server: when a source of the batch is held
+    elsewhere, the batch is asked for again as two halves, and so on down to `SPLIT_DOWN_TO` sources,
+    whose sources then fall back to a hold of their own each (and wait, as `hold_source` does).
     """
 
     GATHER_SECONDS = 0.05
-    BATCH_SIZE = 25
+    # The batches of a run are asked for one at a time, so a fleet of a thousand sources started together
+    # waits for 1,000 / BATCH_SIZE asks before its last source can start: with 25, bench-sharded's
+    # 1,000-source fleet took 1.66-1.88 times the floor, with 100 it took 1.41 (one run each,
+    # docs/fleet.md). What a bigger batch costs: a source stays held until the slowest of more
+    # batch-mates is done.
+    BATCH_SIZE = 100
+    # A batch with a source held elsewhere is split until its halves are this small: one taken source
+    # among 100 costs about a dozen asks, not a hundred holds of one source each.
+    SPLIT_DOWN_TO = 4
 
     def __init__(self, wait_seconds: float, sources: Iterable[ScopeLike] = ()) -> None:
         """`sources`: every source the run may hold, when known up front (a fleet, a tick)."""
@@ -332,33 +341,41 @@ class BatchHolds:
 
     async def _acquire(self, waiting: list[tuple[str, "asyncio.Future[_Batch | None]"]]) -> None:
         names = sorted({name for name, _ in waiting})
-        batch: _Batch | None = None
+        # The lease each source got; a source without one asks on its own (and reports a failure as its
+        # own). Filled as leases are granted, so a failure after some keeps them in use, not leaked.
+        granted: dict[str, _Batch] = {}
         if self._one_at_a_time is None:
             self._one_at_a_time = asyncio.Lock()
-        try:
+        with contextlib.suppress(Exception):
             # One batch asked for at a time: each is a write transaction on every limit it names, and a
             # SQLite-backed server answers concurrent ones with "database is locked" and retries.
             async with self._one_at_a_time:
-                batch = await self._ask(names)
-        except Exception:
-            batch = None  # each source asks on its own, and reports the failure as its own
+                await self._ask(names, granted)
         for name, future in waiting:
+            batch = granted.get(name)
             if not future.done():
                 future.set_result(batch)
             elif batch is not None:
                 batch.leave(name)  # its run was cancelled while it waited: it will never leave itself
-        if batch is not None:
-            await batch.keep()
+        await asyncio.gather(*(batch.keep() for batch in set(granted.values())))
 
-    async def _ask(self, names: list[str]) -> "_Batch | None":
+    async def _ask(self, names: list[str], granted: dict[str, "_Batch"]) -> None:
+        """One lease for `names` into `granted`; when one of them is held elsewhere, one per half."""
         for _ in range(2):
-            granted = await _increment(names)
-            if granted is None:
-                return None
-            lease_id, held = granted
+            answer = await _increment(names)
+            if answer == TAKEN and len(names) > self.SPLIT_DOWN_TO:
+                half = len(names) // 2
+                await self._ask(names[:half], granted)
+                await self._ask(names[half:], granted)
+                return
+            if isinstance(answer, int):
+                return
+            lease_id, held = answer
             self._unseen -= held
             if held == set(names):
-                return _Batch(lease_id, set(names))
+                batch = _Batch(lease_id, set(names))
+                granted.update(dict.fromkeys(names, batch))
+                return
             # Sources held for the first time have no limit yet: create theirs and ask once more. All at
             # once (within the calls' bound): one after the other, the first run of a 1,000-source fleet
             # spent most of its time creating limits while every later batch waited.
@@ -368,7 +385,6 @@ class BatchHolds:
                 missing |= self._unseen
             self._unseen -= missing
             await asyncio.gather(*(_create_limit(name) for name in sorted(missing)))
-        return None
 
 
 class _Batch:

@@ -207,3 +207,49 @@ async def test_a_batch_of_mostly_known_sources_creates_only_its_own_missing_limi
     await _hold_as_one_batch(holds, scopes[:25])
     names = [limit_name(scope) for scope in scopes]
     assert await _existing_limits(names) == set(names[:25])
+
+
+async def test_a_batch_with_a_source_held_elsewhere_is_split_not_taken_apart(
+    emulator: Emulator, source_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of 40 sources is held by another pipeline: the batch is asked for again in halves, so the
+    other 39 get in with a few leases instead of 39 holds of their own, and the held one waits."""
+    from splendor_flows.orchestration import source_lock
+
+    scopes = [_scope(emulator, f"{source_key}-{i}", "split") for i in range(40)]
+    for scope in scopes:  # every limit exists: the count below is of asks only
+        async with hold_source(scope, wait_seconds=5):
+            pass
+    asks: list[list[str]] = []
+    increment = source_lock._increment
+
+    async def counted(names: list[str]) -> tuple[uuid.UUID, set[str]] | int:
+        asks.append(names)
+        return await increment(names)
+
+    monkeypatch.setattr(source_lock, "_increment", counted)
+    busy = scopes[17]
+    inside: set[str] = set()
+    everyone_else_inside = asyncio.Event()
+
+    async def member(scope: Scope) -> None:
+        async with holds.hold(scope):
+            inside.add(scope.source_key)
+            if len(inside) == len(scopes) - 1:
+                everyone_else_inside.set()
+            await everyone_else_inside.wait()
+
+    holds = BatchHolds(wait_seconds=30)
+    async with hold_source(busy, wait_seconds=5):
+        asks.clear()
+        tasks = [asyncio.create_task(member(scope)) for scope in scopes]
+        await asyncio.wait_for(everyone_else_inside.wait(), timeout=20)
+        assert busy.source_key not in inside
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    assert busy.source_key in inside
+    # 40 → 20 + 20 → 10 + 10 → 5 + 5 → 2 + 3, then the 2 or 3 sources of the last half on their own (the
+    # held one asking again until it is free).
+    batch_sizes = [len(names) for names in asks if len(names) > 1]
+    on_their_own = {names[0] for names in asks if len(names) == 1}
+    assert batch_sizes[0] == 40 and len(batch_sizes) <= 9, batch_sizes
+    assert limit_name(busy) in on_their_own and len(on_their_own) <= 3, len(on_their_own)
