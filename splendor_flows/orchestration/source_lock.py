@@ -271,9 +271,8 @@ class BatchHolds:
     GATHER_SECONDS = 0.05
     # The batches of a run are asked for one at a time, so a fleet of a thousand sources started together
     # waits for 1,000 / BATCH_SIZE asks before its last source can start: with 25, bench-sharded's
-    # 1,000-source fleet took 1.66-1.88 times the floor, with 100 it took 1.41 (one run each,
-    # docs/fleet.md). What a bigger batch costs: a source stays held until the slowest of more
-    # batch-mates is done.
+    # 1,000-source fleet took 1.66-1.84 times the floor, with 100 1.41 and 1.52 (docs/fleet.md). What a
+    # bigger batch costs: a source stays held until the slowest of more batch-mates is done.
     BATCH_SIZE = 100
     # A batch with a source held elsewhere is split until its halves are this small: one taken source
     # among 100 costs about a dozen asks, not a hundred holds of one source each.
