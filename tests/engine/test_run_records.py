@@ -4,6 +4,7 @@ that has one, and stops (starting nothing) when it cannot tell."""
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 
@@ -23,7 +24,7 @@ from splendor_flows.engine.run_records import (
 )
 from splendor_flows.engine.scope import ScopeLike
 from splendor_flows.engine.sync import start_or_attach
-from tests.engine.fakes import LOST, FakeScope, exhausted, harness, outcome_unknown, shed
+from tests.engine.fakes import LOST, FakeScope, Harness, exhausted, harness, outcome_unknown, shed
 
 NewRecords = Callable[[], RunRecords]
 
@@ -155,18 +156,10 @@ async def test_several_runs_since_an_unanswered_start_stop_with_their_ids(new_re
     assert f"runs {b.run_id}, {a.run_id}" in str(caught.value) and h.api.calls["start_sync"] == 0
 
 
-async def test_a_crashed_start_keeps_its_run_when_a_later_holder_synced_the_source_since(
-    new_records: NewRecords,
-) -> None:
-    """A holder killed between its intent and its run-id record: once its lease ran out, another
-    pipeline held the source and started a run of its own. The killed pipeline's resume finds two runs
-    since its intent; the one created before the later start was recorded is its own (the later holder
-    could not have started anything earlier), so it attaches to that one and starts nothing."""
-    records = new_records()
-    h = harness(run_records=records)
-    requested = h.clock.now()
-    mine = h.api.add_run([RunStatus.SUCCEEDED])  # created by the killed pipeline's start
-    await h.clock.sleep(80)  # the dead holder's lease runs out
+async def _a_later_holder_started_a_run(h: Harness, records: RunRecords, requested: datetime) -> None:
+    """This pipeline's unanswered start at `requested`; 80 s later (its lease ran out), another
+    pipeline's start on record and the run it started."""
+    await h.clock.sleep(80)
     later = h.api.add_run([RunStatus.RUNNING])
     await records.write(
         h.ctx.scope,
@@ -182,6 +175,20 @@ async def test_a_crashed_start_keeps_its_run_when_a_later_holder_synced_the_sour
             ]
         ),
     )
+
+
+async def test_a_crashed_start_keeps_its_run_when_a_later_holder_synced_the_source_since(
+    new_records: NewRecords,
+) -> None:
+    """A holder killed between its intent and its run-id record: once its lease ran out, another
+    pipeline held the source and started a run of its own. The killed pipeline's resume finds two runs
+    since its intent; the one created before the later start was recorded is its own (the later holder
+    could not have started anything earlier), so it attaches to that one and starts nothing."""
+    records = new_records()
+    h = harness(run_records=records)
+    requested = h.clock.now()
+    mine = h.api.add_run([RunStatus.SUCCEEDED])  # created by the killed pipeline's start
+    await _a_later_holder_started_a_run(h, records, requested)
     started, run = await start_or_attach(h.ctx, 12, 1, "manual")
     assert started.run_id == mine.run_id and started.attached and run.status == RunStatus.SUCCEEDED
     assert h.api.calls["start_sync"] == 0
@@ -198,19 +205,7 @@ async def test_two_runs_before_a_later_start_still_stop_with_their_ids(new_recor
     requested = h.clock.now()
     a = h.api.add_run([RunStatus.SUCCEEDED])
     b = h.api.add_run([RunStatus.SUCCEEDED])
-    await h.clock.sleep(80)
-    later = h.api.add_run([RunStatus.RUNNING])
-    await records.write(
-        h.ctx.scope,
-        SourceRuns(
-            starts=[
-                StartRecord(pipeline=pipeline_of(h.ctx.scope), attempt=1, requested_at=requested),
-                StartRecord(
-                    pipeline="a-later-tick", attempt=1, requested_at=h.clock.now(), run_id=later.run_id
-                ),
-            ]
-        ),
-    )
+    await _a_later_holder_started_a_run(h, records, requested)
     with pytest.raises(PermanentStepError) as caught:
         await start_or_attach(h.ctx, 12, 1, "manual")
     assert f"{b.run_id}, {a.run_id}" in str(caught.value) and h.api.calls["start_sync"] == 0
