@@ -68,6 +68,12 @@ class RunRecords(Protocol):
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None: ...
 
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        """Record a start about to be sent (`start`, without a run id) over `runs`, the source's records
+        as the caller knows them. A store may keep the intents of many sources together (one write
+        for a whole fleet's batch); a read of the source then returns them with its records."""
+        ...
+
     def forget_hint(self, scope: ScopeLike) -> str:
         """How an operator drops this source's records (e.g. after settling an unknown start by hand)."""
         ...
@@ -105,6 +111,12 @@ class HeldRecords:
         await self._store.write(scope, runs)
         self._known[key] = runs
 
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        key = self._key(scope)
+        self._known.pop(key, None)
+        await self._store.intend(scope, runs, start)
+        self._known[key] = runs.with_start(start)
+
     def forget_hint(self, scope: ScopeLike) -> str:
         return self._store.forget_hint(scope)
 
@@ -124,6 +136,9 @@ class MemoryRunRecords:
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
         self.saved[self._key(scope)] = runs
+
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        await self.write(scope, runs.with_start(start))
 
     def forget_hint(self, scope: ScopeLike) -> str:
         return "clear the run records of this source"
@@ -162,6 +177,10 @@ class StoredRunRecords:
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
         await self._files.write(self.name(scope), runs.model_dump_json().encode())
+
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        # A file write costs the Prefect server nothing: no reason to gather intents.
+        await self.write(scope, runs.with_start(start))
 
     def forget_hint(self, scope: ScopeLike) -> str:
         return f"delete '{self.name(scope)}' from the result storage"

@@ -139,7 +139,10 @@ async def _record(
     start = StartRecord(
         pipeline=pipeline_of(ctx.scope), attempt=attempt, requested_at=requested_at, run_id=run_id
     )
-    await ctx.records.write(ctx.scope, runs.with_start(start))
+    if run_id is None:
+        await ctx.records.intend(ctx.scope, runs, start)
+    else:
+        await ctx.records.write(ctx.scope, runs.with_start(start))
 
 
 async def _withdraw(ctx: SourceContext, attempt: int) -> None:

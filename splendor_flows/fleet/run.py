@@ -50,7 +50,7 @@ from splendor_flows.orchestration.checkpoint import CHECKPOINT_TTL
 from splendor_flows.orchestration.connector_secrets import remember_credentials, remember_credentials_of
 from splendor_flows.orchestration.engine_adapter import run_history
 from splendor_flows.orchestration.prefect_compat import TaskResultCheckpoints
-from splendor_flows.orchestration.run_records import records_place, run_records
+from splendor_flows.orchestration.run_records import PrefectRunRecords, records_place, run_records
 from splendor_flows.orchestration.runtime import current_runtime
 from splendor_flows.orchestration.scope import Scope, default_sync_id
 from splendor_flows.orchestration.shared_pause import SharedPause
@@ -60,6 +60,8 @@ from splendor_flows.specs.connectors_file import load_connectors
 from splendor_flows.tasks.sync import start_sync
 
 PROGRESS_EVERY_SECONDS = 5.0
+# The progress artifact waits at most this long for the fleet's starts to be out before it is created.
+PROGRESS_FIRST_WAIT_SECONDS = 30.0
 # `{tenant}` is replaced by the credentials' tenant: one limit bounds every fleet of that tenant.
 DEFAULT_CONCURRENCY_LIMIT = "splendor-api-{tenant}"
 # The default child deployment of a sharded fleet (prefect.yaml): the same flow, without the one-run
@@ -226,8 +228,14 @@ async def fleet_slots(limit_name: str | None, wanted: int, shards: int = 1) -> A
 
 
 async def _report_progress(ctx: FleetContext, total: int, finished: list[int]) -> None:
+    # Created once the starts are out, not with them: on a SQLite-backed server its write, at the moment
+    # the fleet asked for its first batch of holds, held that ask back about 2 s (the answer a 503).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.starts.all_sent.wait(), PROGRESS_FIRST_WAIT_SECONDS)
     artifact = await acreate_progress_artifact(
-        progress=0.0, key="splendor-fleet-progress", description=f"{total} sources"
+        progress=100.0 * finished[0] / max(1, total),
+        key="splendor-fleet-progress",
+        description=f"{total} sources",
     )
     last = -1
     while True:
@@ -276,6 +284,18 @@ async def _sync_all(
         progress.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await progress
+
+
+async def _prune_settled_intents(records: PrefectRunRecords) -> None:
+    """Delete the intents variables runs killed mid-way left behind, once their sources are written since;
+    a failure here is no failure of the fleet."""
+    try:
+        pruned = await records.prune_settled()
+    except Exception as exc:
+        get_run_logger().warning("Could not prune settled start intents (%s)", type(exc).__name__)
+        return
+    if pruned:
+        get_run_logger().info("Pruned %s intents variable(s) left by runs that did not finish", pruned)
 
 
 def summary_rows(outcomes: list[SourceOutcome]) -> list[dict[str, object]]:
@@ -409,6 +429,8 @@ async def synced_summary(
             await client.preflight()
             # One listing for the whole fleet: per-source lookups would list every source N times.
             remote = {s.source_key: s for s in await client.list_sources()}
+            # Many sources start at once: their intents are written together (intent_variables).
+            records = await run_records(gather_intents=True)
             ctx = FleetContext(
                 client=client,
                 tenant=tenant,
@@ -420,7 +442,7 @@ async def synced_summary(
                 wait_for_ingest=options.wait_for_ingest,
                 history=history,
                 store=await TaskResultCheckpoints.for_task(start_sync, CHECKPOINT_TTL),
-                records=await run_records(),
+                records=records,
                 holds=BatchHolds(
                     wait_seconds=source_wait_seconds,
                     sources=[
@@ -436,4 +458,6 @@ async def synced_summary(
                 outcomes = await _sync_all(ctx, keys, remote)
             finally:
                 history.save()
+            if isinstance(records, PrefectRunRecords):
+                await _prune_settled_intents(records)
     return FleetSummary.of(tenant, sync_id, outcomes, api_slots=slots, shard=options.shard)

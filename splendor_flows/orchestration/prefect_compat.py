@@ -19,9 +19,10 @@ from prefect.types._datetime import now as prefect_now
 from pydantic import BaseModel, ValidationError
 
 # ==================================================================================================
-# Section: variables filtered by tag, paged (connectors-as-code credential fingerprints)
-# Relies on: the server route POST /variables/filter and its body {"variables": {"tags": {"all_"}},
-# "limit", "offset"}, sent through PrefectClient.request. Test: tests/compat/test_variables.py
+# Section: variables filtered by tag or by name, paged (credential fingerprints, start records)
+# Relies on: the server route POST /variables/filter and its body {"variables": {"tags": {"all_"}}} or
+# {"variables": {"name": {"any_"}}}, with "limit" and "offset", sent through PrefectClient.request.
+# Test: tests/compat/test_variables.py
 # ==================================================================================================
 
 _VARIABLE_LIST = pydantic.TypeAdapter(list[Variable])
@@ -33,6 +34,15 @@ async def read_variables_tagged(tag: str, *, page_size: int = 200) -> list[Varia
     `PrefectClient.read_variables` takes only a limit (no tag filter, no offset), and the server caps
     any page, so one call cannot return them all; this posts the server's own filter body instead.
     """
+    return await _read_variables({"tags": {"all_": [tag]}}, page_size)
+
+
+async def read_variables_named(names: list[str], *, page_size: int = 200) -> list[Variable]:
+    """The variables of these names that exist, in as many calls as pages (one for up to `page_size`)."""
+    return await _read_variables({"name": {"any_": names}}, page_size)
+
+
+async def _read_variables(variables_filter: dict[str, Any], page_size: int) -> list[Variable]:
     found: dict[str, Variable] = {}
     async with get_client() as client:
         offset = 0
@@ -40,7 +50,7 @@ async def read_variables_tagged(tag: str, *, page_size: int = 200) -> list[Varia
             response = await client.request(
                 "POST",
                 "/variables/filter",
-                json={"variables": {"tags": {"all_": [tag]}}, "limit": page_size, "offset": offset},
+                json={"variables": variables_filter, "limit": page_size, "offset": offset},
             )
             page = _VARIABLE_LIST.validate_python(response.json())
             if page and all(v.name in found for v in page):

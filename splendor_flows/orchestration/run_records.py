@@ -12,22 +12,41 @@ run ids, attempt numbers, digests of sync_ids and timestamps: nothing secret.
 import asyncio
 import os
 import uuid
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
 import httpx
 from prefect import get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.client.schemas.objects import Variable
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.results import aget_default_result_storage, get_result_store
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from splendor_api import ConfigError
-from splendor_flows.engine.run_records import RunRecords, SourceRuns, StoredRunRecords, source_digest
+from splendor_flows.engine.run_records import (
+    RunRecords,
+    SourceRuns,
+    StartRecord,
+    StoredRunRecords,
+    source_digest,
+)
 from splendor_flows.engine.scope import ScopeLike
+from splendor_flows.orchestration.gathered import Gathered
+from splendor_flows.orchestration.intent_variables import (
+    GATHER_SECONDS,
+    PER_VARIABLE,
+    FreshListing,
+    IntentWriter,
+    merged,
+    prune_settled,
+)
+from splendor_flows.orchestration.intent_variables import PREFIX as INTENTS_PREFIX
+from splendor_flows.orchestration.intent_variables import TAG as INTENTS_TAG
 from splendor_flows.orchestration.prefect_calls import prefect_call
-from splendor_flows.orchestration.prefect_compat import read_variables_tagged
+from splendor_flows.orchestration.prefect_compat import read_variables_named, read_variables_tagged
 
 RECORDS_ENV = "SPLENDOR_RUN_RECORDS"
 
@@ -47,11 +66,14 @@ def records_place() -> RecordsPlace:
         raise ConfigError(f"{RECORDS_ENV} must be {allowed}, got {raw!r}") from None
 
 
-async def run_records() -> RunRecords:
-    """The start records of this process, from SPLENDOR_RUN_RECORDS (in a flow or task run)."""
+async def run_records(*, gather_intents: bool = False) -> RunRecords:
+    """The start records of this process, from SPLENDOR_RUN_RECORDS (in a flow or task run).
+
+    `gather_intents`: for a run that starts many sources at once (a fleet, a shard, a tick); in
+    Variables their intents then go out as one write per batch instead of one per source."""
     if records_place() is RecordsPlace.RESULT_STORAGE:
         return StoredRunRecords(await ResultStorageFiles.current())
-    return PrefectRunRecords()
+    return PrefectRunRecords(gather_intents=gather_intents)
 
 
 class ResultStorageFiles:
@@ -127,21 +149,51 @@ def variable_name(scope: ScopeLike) -> str:
 
 
 class PrefectRunRecords:
-    def __init__(self) -> None:
+    """Each source's records in a Variable of its own, and, with `gather_intents`, the intents of a run's
+    many sources gathered into shared variables (orchestration.intent_variables)."""
+
+    def __init__(self, *, gather_intents: bool = False) -> None:
         # Variables this instance last read as missing: written with a create first, not an update that
         # answers 404 (a failed call the server pays for too, once per source of a fleet).
         self._missing: set[str] = set()
+        self._intents = FreshListing()
+        self._writer = IntentWriter() if gather_intents else None
+        # Records of many sources read in one call (a batch of a fleet reads them together).
+        self._reads: Gathered[str, Variable | None] | None = (
+            Gathered(_read_named, window=GATHER_SECONDS, size=PER_VARIABLE) if gather_intents else None
+        )
+        # Per source digest: the intents variables its last read took starts from (for `forget_hint`).
+        self._intents_of: dict[str, list[str]] = {}
 
     async def read(self, scope: ScopeLike) -> SourceRuns:
         name = variable_name(scope)
-        variable = await prefect_call(lambda client: client.read_variable_by_name(name))
+        variable, intents = await asyncio.gather(
+            self._reads.ask(name)
+            if self._reads is not None
+            else prefect_call(lambda client: client.read_variable_by_name(name)),
+            self._intents.read(),
+        )
         if variable is None:
             self._missing.add(name)
         else:
             self._missing.discard(name)
-        return SourceRuns.model_validate(variable.value) if variable and variable.value else SourceRuns()
+        runs = SourceRuns.model_validate(variable.value) if variable and variable.value else SourceRuns()
+        digest = source_digest(scope)
+        runs, self._intents_of[digest] = merged(runs, variable.updated if variable else None, digest, intents)
+        return runs
+
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        if self._writer is None:
+            await self.write(scope, runs.with_start(start))
+        else:
+            await self._writer.intend(source_digest(scope), start)
 
     async def write(self, scope: ScopeLike, runs: SourceRuns) -> None:
+        await self._write(scope, runs)
+        if self._writer is not None:
+            await self._writer.written(source_digest(scope), runs)
+
+    async def _write(self, scope: ScopeLike, runs: SourceRuns) -> None:
         name = variable_name(scope)
         value = runs.model_dump(mode="json")
         create_first = name in self._missing
@@ -168,12 +220,27 @@ class PrefectRunRecords:
                 continue
 
     def forget_hint(self, scope: ScopeLike) -> str:
-        return f"run `prefect variable unset {variable_name(scope)}`"
+        # Written now, the source's record outweighs any intents variable that names it (intent_variables).
+        hint = f"run `prefect variable set {variable_name(scope)} '{{\"starts\": []}}' --overwrite`"
+        shared = self._intents_of.get(source_digest(scope), [])
+        if shared:
+            hint += f" (its start is also in {', '.join(shared)}, shared with other sources: leave those)"
+        return hint
+
+    async def prune_settled(self) -> int:
+        """Intents variables left by runs that did not finish, deleted once their sources wrote since."""
+        return await prune_settled(TAG, PREFIX, datetime.now(UTC))
+
+
+async def _read_named(names: list[str]) -> list[Variable | None]:
+    found = {v.name: v for v in await read_variables_named(names)}
+    return [found.get(name) for name in names]
 
 
 async def aforget_all_run_records() -> int:
     """Delete every start record (the soak's sabotage mode; operators resetting a test server)."""
     names = [v.name for v in await read_variables_tagged(TAG) if v.name.startswith(PREFIX)]
+    names += [v.name for v in await read_variables_tagged(INTENTS_TAG) if v.name.startswith(INTENTS_PREFIX)]
     async with get_client() as client:
         for name in names:
             await client.delete_variable_by_name(name)

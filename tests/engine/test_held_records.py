@@ -3,7 +3,13 @@ as without it (a resume elsewhere reads exactly what a direct write would have l
 
 import pytest
 
-from splendor_flows.engine.run_records import HeldRecords, MemoryRunRecords, RunRecords, SourceRuns
+from splendor_flows.engine.run_records import (
+    HeldRecords,
+    MemoryRunRecords,
+    RunRecords,
+    SourceRuns,
+    StartRecord,
+)
 from splendor_flows.engine.scope import ScopeLike
 from splendor_flows.engine.sync import start_or_attach
 from tests.engine.fakes import LOST, harness
@@ -24,6 +30,9 @@ class CountingRecords:
             self.fail_writes -= 1
             raise OSError("store unreachable")
         await self.inner.write(scope, runs)
+
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        await self.write(scope, runs.with_start(start))
 
     def forget_hint(self, scope: ScopeLike) -> str:
         return self.inner.forget_hint(scope)

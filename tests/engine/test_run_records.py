@@ -296,6 +296,9 @@ class HeldRunIdWrites:
                 raise self.fail
         await self.inner.write(scope, runs)
 
+    async def intend(self, scope: ScopeLike, runs: SourceRuns, start: StartRecord) -> None:
+        await self.inner.intend(scope, runs, start)
+
     def forget_hint(self, scope: ScopeLike) -> str:
         return self.inner.forget_hint(scope)
 

@@ -106,15 +106,15 @@ async def test_a_source_failing_on_a_transient_error_is_tried_once_more(
 
     path = await _fleet_file(tmp_path, source_key, 1)
     monkeypatch.setattr(fleet_source, "SOURCE_RETRY_DELAYS_SECONDS", (0.2, 0.2))
-    write = PrefectRunRecords.write
+    intend = PrefectRunRecords.intend
     failures = [httpx.ConnectError("connection reset by the Prefect API")]
 
-    async def flaky_write(self: PrefectRunRecords, *args: Any) -> None:
+    async def flaky_intend(self: PrefectRunRecords, *args: Any) -> None:
         if failures:
             raise failures.pop()
-        await write(self, *args)
+        await intend(self, *args)
 
-    monkeypatch.setattr(PrefectRunRecords, "write", flaky_write)
+    monkeypatch.setattr(PrefectRunRecords, "intend", flaky_intend)
     emulator.reset_counters()
     summary = await sync_fleet(connectors_file=str(path), concurrency_limit=None)
     [outcome] = summary.outcomes
