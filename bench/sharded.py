@@ -237,7 +237,7 @@ def one_stack(
         if again:
             # A tenant's every later fleet: the sources' slots exist since the first one held them. Without
             # the first run's history, so that it is compared with the same floor.
-            histories = [p for i in range(k) for p in stack.worker_home(i).rglob("run-history*.json")]
+            histories = list(root.rglob("run-history*.json"))
             for history in histories:
                 history.unlink()
             print(f"bench.sharded: {len(histories)} run history file(s) deleted", file=sys.stderr)
