@@ -17,8 +17,18 @@ class Gathered(Generic[K, R]):
     milliseconds of each other, so a window of tens of milliseconds turns a hundred calls into one or two.
     """
 
-    def __init__(self, send: Callable[[list[K]], Awaitable[list[R]]], *, window: float, size: int) -> None:
+    def __init__(
+        self,
+        send: Callable[[list[K]], Awaitable[list[R]]],
+        *,
+        window: float,
+        size: int,
+        unclaimed: Callable[[K, R], None] | None = None,
+    ) -> None:
+        """`unclaimed(key, answer)`: told of an answer whose asker stopped waiting (was cancelled), for an
+        answer that holds something the asker would have given back."""
         self._send_keys = send
+        self._unclaimed = unclaimed
         self.window = window
         self.size = size
         self._waiting: list[tuple[K, asyncio.Future[R]]] = []
@@ -58,6 +68,8 @@ class Gathered(Generic[K, R]):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), answer in zip(batch, answers, strict=True):
+        for (key, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)
+            elif self._unclaimed is not None:
+                self._unclaimed(key, answer)

@@ -40,6 +40,7 @@ from splendor_api import ConfigError
 from splendor_flows.engine.errors import StepError
 from splendor_flows.engine.run_records import source_digest
 from splendor_flows.engine.scope import ScopeLike
+from splendor_flows.orchestration.gathered import Gathered
 from splendor_flows.orchestration.prefect_calls import prefect_call
 
 LIMIT_PREFIX = "splendor-source-"
@@ -287,15 +288,17 @@ class BatchHolds:
         # asking twice around its creations one batch at a time, made such a first run of 1,000 sources
         # on the stack take about twice as long as the next one.
         self._unseen = {limit_name(scope) for scope in sources}
-        self._waiting: list[tuple[str, asyncio.Future[_Batch | None]]] = []
-        self._flush: asyncio.Task[None] | None = None
-        self._batches: set[asyncio.Task[None]] = set()
+        self._gathered: Gathered[str, _Batch | None] = Gathered(
+            self._acquire, window=self.GATHER_SECONDS, size=self.BATCH_SIZE, unclaimed=_leave
+        )
+        # Each granted batch's renewal, which releases it once its last member left.
+        self._kept: set[asyncio.Task[None]] = set()
         self._one_at_a_time: asyncio.Lock | None = None
 
     @contextlib.asynccontextmanager
     async def hold(self, scope: ScopeLike) -> AsyncIterator[None]:
         name = limit_name(scope)
-        batch = await self._join(name)
+        batch = await self._gathered.ask(name)
         if batch is None:
             async with hold_source(scope, wait_seconds=self.wait_seconds):
                 yield
@@ -315,33 +318,10 @@ class BatchHolds:
             batch.tasks.discard(task)
             batch.leave(name)
 
-    async def _join(self, name: str) -> "_Batch | None":
-        future: asyncio.Future[_Batch | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((name, future))
-        if len(self._waiting) >= self.BATCH_SIZE:
-            self._send()
-        elif self._flush is None:
-            self._flush = asyncio.create_task(self._send_later())
-        return await future
-
-    async def _send_later(self) -> None:
-        await asyncio.sleep(self.GATHER_SECONDS)
-        self._flush = None
-        self._send()
-
-    def _send(self) -> None:
-        waiting, self._waiting = self._waiting[: self.BATCH_SIZE], self._waiting[self.BATCH_SIZE :]
-        if self._waiting and self._flush is None:
-            self._flush = asyncio.create_task(self._send_later())
-        if waiting:
-            task = asyncio.create_task(self._acquire(waiting))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
-
-    async def _acquire(self, waiting: list[tuple[str, "asyncio.Future[_Batch | None]"]]) -> None:
-        names = sorted({name for name, _ in waiting})
-        # The lease each source got; a source without one asks on its own (and reports a failure as its
-        # own). Filled as leases are granted, so a failure after some keeps them in use, not leaked.
+    async def _acquire(self, names: list[str]) -> list["_Batch | None"]:
+        """Each source's batch, in the order of `names`; None for a source that must hold on its own (and
+        report a failure as its own)."""
+        # Filled as leases are granted, so a failure after some keeps them in use, not leaked.
         granted: dict[str, _Batch] = {}
         if self._one_at_a_time is None:
             self._one_at_a_time = asyncio.Lock()
@@ -349,14 +329,12 @@ class BatchHolds:
             # One batch asked for at a time: each is a write transaction on every limit it names, and a
             # SQLite-backed server answers concurrent ones with "database is locked" and retries.
             async with self._one_at_a_time:
-                await self._ask(names, granted)
-        for name, future in waiting:
-            batch = granted.get(name)
-            if not future.done():
-                future.set_result(batch)
-            elif batch is not None:
-                batch.leave(name)  # its run was cancelled while it waited: it will never leave itself
-        await asyncio.gather(*(batch.keep() for batch in set(granted.values())))
+                await self._ask(sorted(set(names)), granted)
+        for batch in set(granted.values()):
+            task = asyncio.create_task(batch.keep())
+            self._kept.add(task)
+            task.add_done_callback(self._kept.discard)
+        return [granted.get(name) for name in names]
 
     async def _ask(self, names: list[str], granted: dict[str, "_Batch"]) -> None:
         """One lease for `names` into `granted`; when one of them is held elsewhere, one per half."""
@@ -384,6 +362,12 @@ class BatchHolds:
                 missing |= self._unseen
             self._unseen -= missing
             await asyncio.gather(*(_create_limit(name) for name in sorted(missing)))
+
+
+def _leave(name: str, batch: "_Batch | None") -> None:
+    """A source whose run was cancelled while it waited for its batch: it will never leave it itself."""
+    if batch is not None:
+        batch.leave(name)
 
 
 class _Batch:
