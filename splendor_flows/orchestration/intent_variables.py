@@ -105,7 +105,7 @@ def merged(
 ) -> tuple[SourceRuns, list[str]]:
     """The source's records with the intents of `variables` that still count for it, and the names of
     the variables they came from. `written`: when the source's own record was last written (None: never)."""
-    sources = []
+    named_by = []
     for variable in variables:
         if written is not None and variable.created is not None and written > variable.created + CLOCK_SKEW:
             continue  # the source's holder wrote its record since: that record is the final word
@@ -116,8 +116,8 @@ def merged(
                 runs = SourceRuns(starts=[*runs.starts, start])
                 added = True
         if added:
-            sources.append(variable.name)
-    return runs, sources
+            named_by.append(variable.name)
+    return runs, named_by
 
 
 class FreshListing:
