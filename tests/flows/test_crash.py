@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 async def test_sigkill_mid_poll_then_resume_attaches(
     tmp_path: Path, source_key: str, stripe_secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Long enough to be surely in flight when the kill lands (the first refresh follows the start at once).
-    config = EmulatorConfig(sync_seconds=4.0, ingest_seconds=0.05, bucket_root=tmp_path / "buckets")
+    # Long enough to be surely in flight when the kill lands (the first refresh follows the start at once):
+    # with 4 s, a CI machine loaded by the parallel suite once sampled the run already succeeded.
+    config = EmulatorConfig(sync_seconds=12.0, ingest_seconds=0.05, bucket_root=tmp_path / "buckets")
     with running_emulator(config) as emu:
         monkeypatch.setenv("SPLENDOR_API_BASE", emu.base_url)
         sync_id = str(uuid.uuid4())
