@@ -122,12 +122,15 @@ class StackHarness(Stack):
         found: dict[str, Any] = self.api("GET", f"/deployments/name/{flow}/{name or flow}")
         return found
 
-    def create_run(self, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        """A run of `flow/deployment`, as `prefect deployment run` makes it."""
+    def create_run(
+        self, deployment: str, parameters: dict[str, Any], job_variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A run of `flow/deployment`, as `prefect deployment run` makes it (`--job-variable` included)."""
         dep = self.deployment(deployment)
-        run: dict[str, Any] = self.api(
-            "POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters}
-        )
+        body: dict[str, Any] = {"parameters": parameters}
+        if job_variables is not None:
+            body["job_variables"] = job_variables
+        run: dict[str, Any] = self.api("POST", f"/deployments/{dep['id']}/create_flow_run", json=body)
         return run
 
     def add_interval_schedule(

@@ -60,13 +60,18 @@ def children_of(stack: StackHarness, sync_id: str, shards: int = SHARDS) -> list
 
 def start_calls(stack: StackHarness, ids: dict[str, int]) -> dict[str, int]:
     """Start-sync calls that Splendor accepted, per source (from the emulator's call log)."""
+    return accepted_calls(stack, ids, "/sync")
+
+
+def accepted_calls(stack: StackHarness, ids: dict[str, int], route_end: str) -> dict[str, int]:
+    """Calls to the per-source route ending in `route_end` that Splendor accepted (2xx), per source."""
     mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
     by_id = {source_id: key for key, source_id in ids.items()}
     counts = dict.fromkeys(ids, 0)
     for m in mutations:
         source_id = m["path_params"].get("source_id")
         if (
-            m["route"].endswith("/sync")
+            m["route"].endswith(route_end)
             and source_id is not None
             and int(source_id) in by_id
             and m["status"] is not None
