@@ -16,6 +16,7 @@ from splendor_flows.human_waits.oauth import connect_oauth
 from splendor_flows.orchestration.connector_secrets import check_credentials, load_connector_credentials
 from splendor_flows.orchestration.failure_masking import masks_failures
 from splendor_flows.orchestration.prefect_compat import call_task
+from splendor_flows.orchestration.source_lock import ensure_source_limits
 from splendor_flows.source_pipeline import (
     MAX_TOTAL_ATTEMPTS,
     PipelineSummary,
@@ -131,6 +132,8 @@ async def connect_source(
         steps.append({"step": "classify", "result": "search / semantic config from the spec"})
     connection = await refreshed(ensure_connection, force)(scope, source.source_id, spec.streams)
     steps.append({"step": "connect", "result": f"connection {connection.connection_id}"})
+    # The source's slot (source_lock), made now rather than by its first sync.
+    await ensure_source_limits([scope])
 
     outcome = None
     if sync:

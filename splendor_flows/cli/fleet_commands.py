@@ -136,9 +136,12 @@ def register(app: typer.Typer) -> None:
         watch = Watch(board, apply_tracker(), ("splendor.", "prefect.flow-run."), source_keys=file_keys(file))
         result = run(apply(str(file), credentials_block), verbose=verbose, watch=watch)
         console.print(plan_table(result.plan, result, show_all))
+        made = result.slots_created
+        slots = f" Made the Prefect slots of {made} source(s)." if made else ""
         console.print(
             cell(
                 f"Plan: {result.plan.totals()}. Applied {len(result.applied)}, failed {len(result.failed)}."
+                + slots
             ),
             soft_wrap=True,
         )

@@ -41,6 +41,8 @@ from splendor_flows.engine.schedules import (
 )
 from splendor_flows.orchestration import fingerprints
 from splendor_flows.orchestration.fingerprints import Fingerprint
+from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.source_lock import ensure_source_limits
 from splendor_flows.orchestration.source_schedules import (
     SCHEDULED_DEPLOYMENT,
     SourceSchedules,
@@ -278,6 +280,8 @@ class ApplyResult(BaseModel):
     plan: Plan
     applied: list[str] = []
     failed: dict[str, str] = {}
+    # Per-source Prefect limits (source_lock) this apply created for sources that had none.
+    slots_created: int = 0
 
     @property
     def ok(self) -> bool:
@@ -355,5 +359,15 @@ async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
         for key in records:
             result.applied.remove(key)
             result.failed[key] = f"could not record the classification in {path}: {exc}"
+    # Every source of the file that exists now gets its slot here, off the sync path: the tenant's first
+    # fleet or tick then starts its syncs without creating a thousand limits first (source_lock).
+    existing = [
+        c.source_key
+        for c in current.changes
+        if not c.unmanaged and (not c.create or c.source_key in result.applied)
+    ]
+    result.slots_created = await ensure_source_limits(
+        Scope(api_base=config.api_base, tenant=tenant, source_key=key, sync_id="") for key in existing
+    )
     result.applied.sort()
     return result

@@ -13,7 +13,8 @@ The slot is also what makes the start records safe to read, change and write bac
 only the holder writes them, so two writers can never interleave.
 
 Cost per source and sync: one acquire call and one release call to the Prefect server (plus one renewal
-per 20 s held, and one create the first time a source is ever held). Waiting for a busy source asks the
+per 20 s held). A source's limit is created when it is onboarded (`connect`, `apply`:
+`ensure_source_limits`), or else the first time anything holds it. Waiting for a busy source asks the
 server again with a backoff. Prefect's own `concurrency()` context manager is not used: it starts a
 service thread per distinct set of limit names and emits two events per acquisition, which for a
 fleet of a thousand sources is a thousand threads and two thousand events.
@@ -21,6 +22,7 @@ fleet of a thousand sources is a thousand threads and two thousand events.
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
@@ -29,8 +31,11 @@ from uuid import UUID
 
 import httpx
 from prefect import get_client, get_run_logger
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
+from prefect.context import AsyncClientContext
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists
 from prefect.logging import get_logger
 from prefect.runtime import flow_run
@@ -138,13 +143,56 @@ def _warn(message: str) -> None:
         get_logger("splendor.source_lock").warning(message)
 
 
-async def _create_limit(name: str) -> None:
-    with contextlib.suppress(ObjectAlreadyExists):
+async def _create_limit(name: str) -> bool:
+    """Create the limit `name`; False when it existed already."""
+    try:
         await prefect_call(
             lambda client: client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=name, limit=1)
             )
         )
+    except ObjectAlreadyExists:
+        return False
+    return True
+
+
+# Prefect's largest page of a listing (PREFECT_API_DEFAULT_LIMIT).
+LIMITS_PAGE = 200
+
+
+async def _existing_limit_names() -> set[str]:
+    """The names of every source limit on the server, a page at a time."""
+    names: set[str] = set()
+    offset = 0
+    while True:
+        page = await prefect_call(functools.partial(_limits_page, offset=offset))
+        names.update(limit.name for limit in page if limit.name.startswith(LIMIT_PREFIX))
+        if len(page) < LIMITS_PAGE:
+            return names
+        offset += LIMITS_PAGE
+
+
+async def _limits_page(client: PrefectClient, offset: int) -> list[GlobalConcurrencyLimitResponse]:
+    return await client.read_global_concurrency_limits(limit=LIMITS_PAGE, offset=offset)
+
+
+async def ensure_source_limits(scopes: Iterable[ScopeLike]) -> int:
+    """Create the limits of these sources that do not exist yet; returns how many were created.
+
+    Onboarding calls this (`connect`, `apply`), so that a source's first sync does not: a limit is
+    otherwise made the first time something holds its source, and a tenant's first fleet or tick over
+    a thousand sources then creates them before any start can go, one call and about 6 ms of the
+    server's CPU each (Prefect has no bulk create): 6-7 s on the stack (docs/fleet.md). A few sources
+    are created outright (an existing one answers 409); many are first looked up in one listing.
+    """
+    wanted = sorted({limit_name(scope) for scope in scopes})
+    # One client for every call (a flow run's own, or one made here): outside a run, as `apply` is,
+    # each call would otherwise open a client of its own: 1,000 limits took 33.9 s on the stack, 5.9 s so.
+    async with AsyncClientContext.get_or_create():
+        if len(wanted) > LIMITS_PAGE // 10:
+            existing = await _existing_limit_names()
+            wanted = [name for name in wanted if name not in existing]
+        return sum(await asyncio.gather(*(_create_limit(name) for name in wanted)))
 
 
 # Answers that mean "ask again later": the slot is taken (423), or the server is too busy to say (503).
@@ -284,9 +332,9 @@ class BatchHolds:
         self.wait_seconds = wait_seconds
         # Limits of announced sources not yet seen to exist. The first batch made mostly of sources never
         # held creates all of these at once: the fleet's other sources are then likely new too (a tenant's
-        # first fleet over sources onboarded elsewhere), and creating them batch by batch, each batch
-        # asking twice around its creations one batch at a time, made such a first run of 1,000 sources
-        # on the stack take about twice as long as the next one.
+        # first fleet over sources that neither `connect` nor `apply` onboarded), and creating them batch
+        # by batch, each batch asking twice around its creations one batch at a time, made such a first
+        # run of 1,000 sources on the stack take about twice as long as the next one.
         self._unseen = {limit_name(scope) for scope in sources}
         self._gathered: Gathered[str, _Batch | None] = Gathered(
             self._acquire, window=self.GATHER_SECONDS, size=self.BATCH_SIZE, unclaimed=_leave

@@ -22,7 +22,7 @@ from splendor_flows.orchestration import intent_variables, run_records
 from splendor_flows.orchestration.scope import Scope
 from tests.stack_harness import StackHarness
 
-from .test_stack_crash_resume import wait_for
+from .conftest import ZOMBIE_WITHIN_SECONDS, seconds, state_after, wait_for
 from .test_stack_sharded_fleet import accepted_calls, onboard_fleet, start_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -105,7 +105,18 @@ def test_a_fleet_killed_between_its_intents_and_its_run_ids_resumes_on_another_w
     victim.kill_tree()
     shutil.rmtree(storage, ignore_errors=True)  # the machine's disk went with it
     try:
-        done = stack.wait_run(run["id"], timeout=300)
+        # Crashed is a final state: the end is waited for only once the resume automation took it back.
+        crashed = wait_for(
+            "Crashed",
+            lambda: state_after(stack, run["id"], "CRASHED", killed_at),
+            ZOMBIE_WITHIN_SECONDS + 40,
+        )
+        wait_for(
+            "the fleet to run again",
+            lambda: state_after(stack, run["id"], "RUNNING", seconds(crashed["timestamp"])),
+            90,
+        )
+        done = stack.wait_run(run["id"], timeout=240)
         took = time.time() - killed_at
         assert done["state"]["type"] == "COMPLETED", done["state"]
         assert done["run_count"] == 2, done["run_count"]

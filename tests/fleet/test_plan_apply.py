@@ -7,10 +7,12 @@ import yaml
 from prefect.blocks.system import Secret
 from typer.testing import CliRunner
 
-from bench.seed import bench_spec, onboard
+from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
 from splendor_flows.connectors.plan_apply import apply, plan
+from splendor_flows.orchestration.scope import Scope
+from splendor_flows.orchestration.source_lock import limit_name
 
 PROVISION = "POST /v1/admin/airbyte-sources/{source_id}/provision"
 UPDATE = "PUT /v1/admin/sources/{source_id}"
@@ -101,6 +103,40 @@ async def test_config_changes_use_put_and_immutable_ones_are_blocked(
     emulator.reset_counters()
     result = await apply(str(path))
     assert not result.ok and emulator.counts().get(UPDATE, 0) == 0 and emulator.counts().get(CREATE, 0) == 0
+
+
+async def test_apply_leaves_each_source_of_the_file_with_its_slot_even_one_it_has_nothing_to_change(
+    emulator: Emulator, tmp_path: Path, source_key: str
+) -> None:
+    """Sources onboarded elsewhere and listed as they are: apply changes nothing in Splendor, but makes
+    their slots (source_lock), so the tenant's first fleet or tick does not; a source of the tenant the
+    file does not list gets none."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    specs = [bench_spec(i, source_key=f"{source_key}-{i}", credentials_secret=None) for i in range(3)]
+    other = bench_spec(3, source_key=f"{source_key}-other")
+    config = SplendorConfig.from_env()
+    async with SplendorClient(config) as client:
+        await onboard(client, [*specs, other])
+    path = tmp_path / "connectors.yaml"
+    path.write_text(connectors_yaml(specs))
+
+    result = await apply(str(path))
+    assert result.ok and result.applied == [] and result.slots_created == 3, result
+
+    async def has_slot(key: str) -> bool:
+        scope = Scope(api_base=config.api_base, tenant=config.tenant, source_key=key, sync_id="")
+        async with get_client() as prefect:
+            try:
+                await prefect.read_global_concurrency_limit_by_name(limit_name(scope))
+            except ObjectNotFound:
+                return False
+        return True
+
+    assert [await has_slot(spec.source_key) for spec in specs] == [True] * 3
+    assert not await has_slot(other.source_key)
+    assert (await apply(str(path))).slots_created == 0
 
 
 def test_cli_commands_are_registered_and_plan_checks(tmp_path: Path) -> None:

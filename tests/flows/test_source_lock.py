@@ -24,7 +24,13 @@ from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
 from splendor_flows.orchestration.run_records import PrefectRunRecords
 from splendor_flows.orchestration.scope import Scope
-from splendor_flows.orchestration.source_lock import BatchHolds, SourceBusy, hold_source, limit_name
+from splendor_flows.orchestration.source_lock import (
+    BatchHolds,
+    SourceBusy,
+    ensure_source_limits,
+    hold_source,
+    limit_name,
+)
 from tests.flows.conftest import stripe_spec
 
 FAST_POLL = PollOptions(initial_seconds=0.2, cap_seconds=0.5, deadline_seconds=30)
@@ -141,7 +147,9 @@ async def test_a_batch_is_released_when_its_sources_are_done_even_one_cancelled_
     async def member(scope: Scope) -> None:
         async with holds.hold(scope):
             inside.set()
-            await asyncio.sleep(0.5)
+            # Long enough for the other hold below to be answered while the batch still holds, on a
+            # machine loaded by the parallel suite (0.5 s was not once).
+            await asyncio.sleep(3)
 
     tasks = [asyncio.create_task(member(scope)) for scope in scopes]
     await asyncio.sleep(0)
@@ -207,6 +215,28 @@ async def test_a_batch_of_mostly_known_sources_creates_only_its_own_missing_limi
     await _hold_as_one_batch(holds, scopes[:25])
     names = [limit_name(scope) for scope in scopes]
     assert await _existing_limits(names) == set(names[:25])
+
+
+async def test_onboarding_creates_the_missing_limits_once_and_a_connect_leaves_its_source_with_one(
+    emulator: Emulator, source_key: str, stripe_secret: str
+) -> None:
+    """What `apply` and `connect` do so that a source's first sync need not create its limit: many
+    sources are looked up in one listing (paged) and only the missing ones created; a few are created
+    outright, an existing one answering 409."""
+    scopes = [_scope(emulator, f"{source_key}-{i:03d}", "apply") for i in range(230)]
+    names = [limit_name(scope) for scope in scopes]
+    for scope in scopes[:30]:
+        async with hold_source(scope, wait_seconds=5):
+            pass
+    assert await ensure_source_limits(scopes) == 200
+    assert await _existing_limits(names) == set(names)
+    assert await ensure_source_limits(scopes) == 0
+    assert await ensure_source_limits(scopes[:3]) == 0  # asked for outright: three 409s
+    assert await _existing_limits(names) == set(names)
+
+    await connect_source(spec=stripe_spec(source_key), sync=False)
+    connected = limit_name(_scope(emulator, source_key, "any"))
+    assert await _existing_limits([connected]) == {connected}
 
 
 async def test_a_batch_with_a_source_held_elsewhere_is_split_not_taken_apart(
