@@ -204,8 +204,22 @@ def run_floor(stack: Any, n: int, keys: list[str], limit: int) -> Figures:
     return figures
 
 
+async def _make_slots(stack: Any, keys: list[str]) -> int:
+    """What `apply` does for the sources of its file: each source's Prefect limit (source_lock)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from splendor_flows.orchestration.scope import Scope
+    from splendor_flows.orchestration.source_lock import ensure_source_limits
+
+    scopes = [Scope(api_base=stack.emulator_url, tenant=TENANT, source_key=key, sync_id="") for key in keys]
+    with temporary_settings(
+        updates={PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
+    ):
+        return await ensure_source_limits(scopes)
+
+
 def one_stack(
-    k: int, n: int, limit: int, work: Path, floor: bool, again: bool
+    k: int, n: int, limit: int, work: Path, floor: bool, again: bool, onboarded: bool
 ) -> tuple[list[Figures], float]:
     from tests.stack_harness import StackConfig
     from tests.stack_harness import StackHarness as Stack
@@ -231,7 +245,17 @@ def one_stack(
         stack.ensure_api_limit(limit, update=True)
         connectors, keys = asyncio.run(_onboard(stack, n, root))
         print(f"bench.sharded: stack with {k} worker(s) up in {stack.startup_seconds:.0f} s", file=sys.stderr)
-        results.append(run_fleet(stack, k, n, connectors, limit))
+        label = "fleet"
+        if onboarded:
+            began = time.perf_counter()
+            made = asyncio.run(_make_slots(stack, keys))
+            print(
+                f"bench.sharded: {made} source slots made as apply makes them, in "
+                f"{time.perf_counter() - began:.1f} s",
+                file=sys.stderr,
+            )
+            label = "fleet after apply"
+        results.append(run_fleet(stack, k, n, connectors, limit, label=label))
         if floor:
             results.append(run_floor(stack, n, keys, limit))
         if again:
@@ -302,6 +326,12 @@ def main() -> int:
         help="run each fleet a second time on its stack (its sources' slots then exist, as for every fleet "
         "of a tenant after its first)",
     )
+    parser.add_argument(
+        "--onboarded",
+        action="store_true",
+        help="make the sources' slots before the first fleet, as `apply` does for the sources of its file "
+        "(without it, the first fleet is over sources nothing onboarded, and creates them)",
+    )
     parser.add_argument("--parent", help=argparse.SUPPRESS)  # internal: run one parent, JSON parameters
     args = parser.parse_args()
     if args.parent:
@@ -318,7 +348,9 @@ def main() -> int:
         os.environ["PREFECT_HOME"] = str(Path(tmp) / "home")
         os.environ["SPLENDOR_RUN_HISTORY"] = str(Path(tmp) / "run-history.json")
         for index, k in enumerate(counts):
-            figures, _ = one_stack(k, args.n, args.limit, Path(tmp), floor=index == 0, again=args.again)
+            figures, _ = one_stack(
+                k, args.n, args.limit, Path(tmp), floor=index == 0, again=args.again, onboarded=args.onboarded
+            )
             rows.extend(figures)
             print(render(rows, args.limit, time.perf_counter() - started), file=sys.stderr)
     print(render(rows, args.limit, time.perf_counter() - started))
