@@ -68,7 +68,8 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 # The sharded fleet on the stack: N sources on 1, 2 and 4 workers, and the floor (docs/fleet.md).
-# BENCH_N=1000 for a thousand sources; BENCH_SHARDED_ARGS="--workers 1,2" for fewer stacks.
+# BENCH_N=1000 for a thousand sources; BENCH_SHARDED_ARGS="--workers 1,2" for fewer stacks, "--again" for a
+# second fleet on each stack, "--onboarded" for the sources' slots made first, as `apply` makes them.
 bench-sharded: $(STAMP)
 	$(PY) -m bench.sharded $(BENCH_SHARDED_ARGS)
 
