@@ -22,6 +22,7 @@ from splendor_flows.engine.run_records import SourceRuns, pipeline_of
 from splendor_flows.engine.scope import ScopeLike
 from splendor_flows.flows.connect_source import connect_source
 from splendor_flows.flows.sync_source import sync_source
+from splendor_flows.orchestration import source_lock
 from splendor_flows.orchestration.run_records import PrefectRunRecords
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.source_lock import (
@@ -218,7 +219,7 @@ async def test_a_batch_of_mostly_known_sources_creates_only_its_own_missing_limi
 
 
 async def test_onboarding_creates_the_missing_limits_once_and_a_connect_leaves_its_source_with_one(
-    emulator: Emulator, source_key: str, stripe_secret: str
+    emulator: Emulator, source_key: str, stripe_secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What `apply` and `connect` do so that a source's first sync need not create its limit: many
     sources are looked up in one listing (paged) and only the missing ones created; a few are created
@@ -228,9 +229,20 @@ async def test_onboarding_creates_the_missing_limits_once_and_a_connect_leaves_i
     for scope in scopes[:30]:
         async with hold_source(scope, wait_seconds=5):
             pass
+    create = source_lock._create_limit
+    asked: list[str] = []
+
+    async def counted(name: str) -> bool:
+        asked.append(name)
+        return await create(name)
+
+    monkeypatch.setattr(source_lock, "_create_limit", counted)
     assert await ensure_source_limits(scopes) == 200
+    # The listing (more than one page of limits) found the 30 that exist: no call was spent on them.
+    assert sorted(asked) == sorted(names[30:])
     assert await _existing_limits(names) == set(names)
-    assert await ensure_source_limits(scopes) == 0
+    asked.clear()
+    assert await ensure_source_limits(scopes) == 0 and asked == []
     assert await ensure_source_limits(scopes[:3]) == 0  # asked for outright: three 409s
     assert await _existing_limits(names) == set(names)
 
