@@ -158,6 +158,9 @@ async def _create_limit(name: str) -> bool:
 
 # Prefect's largest page of a listing (PREFECT_API_DEFAULT_LIMIT).
 LIMITS_PAGE = 200
+# Up to this many sources (a `connect`, a small file) are created outright, an existing one answering 409:
+# cheaper than listing every limit of a big tenant, page by page, to skip them.
+CREATE_OUTRIGHT_UP_TO = 20
 
 
 async def _existing_limit_names() -> set[str]:
@@ -182,14 +185,14 @@ async def ensure_source_limits(scopes: Iterable[ScopeLike]) -> int:
     Onboarding calls this (`connect`, `apply`), so that a source's first sync does not: a limit is
     otherwise made the first time something holds its source, and a tenant's first fleet or tick over
     a thousand sources then creates them before any start can go, one call and about 6 ms of the
-    server's CPU each (Prefect has no bulk create): 6-7 s on the stack (docs/fleet.md). A few sources
-    are created outright (an existing one answers 409); many are first looked up in one listing.
+    server's CPU each (Prefect has no bulk create): 6-7 s on the stack (docs/fleet.md). Many sources
+    are first looked up in one listing, so only the missing ones cost a call.
     """
     wanted = sorted({limit_name(scope) for scope in scopes})
     # One client for every call (a flow run's own, or one made here): outside a run, as `apply` is,
     # each call would otherwise open a client of its own: 1,000 limits took 33.9 s on the stack, 5.9 s so.
     async with AsyncClientContext.get_or_create():
-        if len(wanted) > LIMITS_PAGE // 10:
+        if len(wanted) > CREATE_OUTRIGHT_UP_TO:
             existing = await _existing_limit_names()
             wanted = [name for name in wanted if name not in existing]
         return sum(await asyncio.gather(*(_create_limit(name) for name in wanted)))

@@ -13,7 +13,7 @@ from splendor_flows.fleet.run import shard_of
 from tests.stack_harness import StackHarness
 
 from .test_stack_crash_resume import wait_for
-from .test_stack_sharded_fleet import children_of, onboard_fleet, start_calls
+from .test_stack_sharded_fleet import accepted_calls, children_of, onboard_fleet, start_calls
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,13 +26,8 @@ INCOMPLETE_ATTEMPTS = 20
 
 
 def enqueued(stack: StackHarness, ids: dict[str, int], keys: list[str]) -> bool:
-    mutations = stack.emulator("GET", "/_emulator/mutations")["mutations"]
-    done = {
-        int(m["path_params"]["source_id"])
-        for m in mutations
-        if m["route"].endswith("/enqueue-ingest") and m["status"] is not None and 200 <= m["status"] < 300
-    }
-    return all(ids[k] in done for k in keys)
+    calls = accepted_calls(stack, ids, "/enqueue-ingest")
+    return all(calls[k] > 0 for k in keys)
 
 
 def test_a_killed_shard_resumes_elsewhere_without_rerunning_finished_sources(stack: StackHarness) -> None:
