@@ -85,6 +85,11 @@ class Change(BaseModel):
             return "blocked"
         return "unchanged"
 
+    @property
+    def onboards(self) -> bool:
+        """Applying it runs the connect pipeline (which also makes the source's slot)."""
+        return bool(self.create or self.reprovision or self.connect)
+
     def describe(self) -> str:
         parts = []
         for name, change in self.updates.items():
@@ -309,7 +314,7 @@ async def _apply_one(
     if change.updates and change.source_id is not None:
         update = models.SourceUpdate(**{name: diff["to"] for name, diff in change.updates.items()})
         await client.update_source(change.source_id, update)
-    if change.create or change.reprovision or change.connect:
+    if change.onboards:
         # The resumable pipeline does the onboarding; force re-submits credentials that are "ready".
         await connect_source(
             spec,
@@ -359,15 +364,17 @@ async def apply(path: str, credentials_block: str | None = None) -> ApplyResult:
         for key in records:
             result.applied.remove(key)
             result.failed[key] = f"could not record the classification in {path}: {exc}"
-    # Every source of the file that exists now gets its slot here, off the sync path: the tenant's first
-    # fleet or tick then starts its syncs without creating a thousand limits first (source_lock).
-    existing = [
+    # Every source of the file that exists gets its slot here, off the sync path: the tenant's first fleet
+    # or tick then starts its syncs without creating a thousand limits first (source_lock). Those whose
+    # connect pipeline ran to the end above have theirs already; a source to create that did not apply
+    # may not exist.
+    without_slot = [
         c.source_key
         for c in current.changes
-        if not c.unmanaged and (not c.create or c.source_key in result.applied)
+        if not c.unmanaged and not c.create and not (c.onboards and c.source_key in result.applied)
     ]
     result.slots_created = await ensure_source_limits(
-        Scope(api_base=config.api_base, tenant=tenant, source_key=key, sync_id="") for key in existing
+        Scope(api_base=config.api_base, tenant=tenant, source_key=key, sync_id="") for key in without_slot
     )
     result.applied.sort()
     return result

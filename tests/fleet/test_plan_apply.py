@@ -1,18 +1,23 @@
 """plan / apply: create, converge to "no changes", detect a credential change without reading it back."""
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from prefect import get_client
 from prefect.blocks.system import Secret
+from prefect.exceptions import ObjectNotFound
 from typer.testing import CliRunner
 
 from bench.seed import bench_spec, connectors_yaml, onboard
 from splendor_api import SplendorClient, SplendorConfig
 from splendor_emulator import Emulator
+from splendor_flows.connectors import plan_apply
 from splendor_flows.connectors.plan_apply import apply, plan
 from splendor_flows.orchestration.scope import Scope
-from splendor_flows.orchestration.source_lock import limit_name
+from splendor_flows.orchestration.source_lock import ensure_source_limits, limit_name
 
 PROVISION = "POST /v1/admin/airbyte-sources/{source_id}/provision"
 UPDATE = "PUT /v1/admin/sources/{source_id}"
@@ -105,15 +110,23 @@ async def test_config_changes_use_put_and_immutable_ones_are_blocked(
     assert not result.ok and emulator.counts().get(UPDATE, 0) == 0 and emulator.counts().get(CREATE, 0) == 0
 
 
+async def _has_slot(config: SplendorConfig, key: str) -> bool:
+    """Whether the source has its Prefect limit (source_lock)."""
+    scope = Scope(api_base=config.api_base, tenant=config.tenant, source_key=key, sync_id="")
+    async with get_client() as prefect:
+        try:
+            await prefect.read_global_concurrency_limit_by_name(limit_name(scope))
+        except ObjectNotFound:
+            return False
+    return True
+
+
 async def test_apply_leaves_each_source_of_the_file_with_its_slot_even_one_it_has_nothing_to_change(
     emulator: Emulator, tmp_path: Path, source_key: str
 ) -> None:
     """Sources onboarded elsewhere and listed as they are: apply changes nothing in Splendor, but makes
     their slots (source_lock), so the tenant's first fleet or tick does not; a source of the tenant the
     file does not list gets none."""
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
     specs = [bench_spec(i, source_key=f"{source_key}-{i}", credentials_secret=None) for i in range(3)]
     other = bench_spec(3, source_key=f"{source_key}-other")
     config = SplendorConfig.from_env()
@@ -125,17 +138,8 @@ async def test_apply_leaves_each_source_of_the_file_with_its_slot_even_one_it_ha
     result = await apply(str(path))
     assert result.ok and result.applied == [] and result.slots_created == 3, result
 
-    async def has_slot(key: str) -> bool:
-        scope = Scope(api_base=config.api_base, tenant=config.tenant, source_key=key, sync_id="")
-        async with get_client() as prefect:
-            try:
-                await prefect.read_global_concurrency_limit_by_name(limit_name(scope))
-            except ObjectNotFound:
-                return False
-        return True
-
-    assert [await has_slot(spec.source_key) for spec in specs] == [True] * 3
-    assert not await has_slot(other.source_key)
+    assert [await _has_slot(config, spec.source_key) for spec in specs] == [True] * 3
+    assert not await _has_slot(config, other.source_key)
     assert (await apply(str(path))).slots_created == 0
 
 
@@ -154,3 +158,28 @@ def test_cli_commands_are_registered_and_plan_checks(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(bad)])
     assert result.exit_code == 1
     assert "sources[0] (x).dataset_id" in result.output + (result.stderr if result.stderr_bytes else "")
+
+
+async def test_apply_leaves_the_slots_of_the_sources_it_onboards_to_their_connect(
+    emulator: Emulator, tmp_path: Path, source_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source apply creates gets its slot from its connect pipeline; apply's own pass over the file's
+    sources does not ask for it a second time."""
+    secret = f"creds-{source_key}"[:60].lower()
+    await Secret(value=CREDENTIALS).save(secret, overwrite=True)
+    keys = [f"{source_key}-a", f"{source_key}-b"]
+    path = tmp_path / "connectors.yaml"
+    _write(path, keys, secret)
+    asked: list[str] = []
+
+    async def recorded(scopes: Iterable[Scope]) -> int:
+        listed = list(scopes)
+        asked.extend(s.source_key for s in listed)
+        return await ensure_source_limits(listed)
+
+    monkeypatch.setattr(plan_apply, "ensure_source_limits", recorded)
+    result = await apply(str(path))
+    assert result.ok and sorted(result.applied) == keys, result.failed
+    assert asked == [] and result.slots_created == 0
+    config = SplendorConfig.from_env()
+    assert [await _has_slot(config, key) for key in keys] == [True, True]
