@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prefect import get_client
 from prefect.blocks.system import Secret
-from prefect.exceptions import ObjectNotFound
 from typer.testing import CliRunner
 
 from bench.seed import bench_spec, connectors_yaml, onboard
@@ -18,6 +16,7 @@ from splendor_flows.connectors import plan_apply
 from splendor_flows.connectors.plan_apply import apply, plan
 from splendor_flows.orchestration.scope import Scope
 from splendor_flows.orchestration.source_lock import ensure_source_limits, limit_name
+from tests.flows.test_source_lock import _existing_limits
 
 PROVISION = "POST /v1/admin/airbyte-sources/{source_id}/provision"
 UPDATE = "PUT /v1/admin/sources/{source_id}"
@@ -113,12 +112,7 @@ async def test_config_changes_use_put_and_immutable_ones_are_blocked(
 async def _has_slot(config: SplendorConfig, key: str) -> bool:
     """Whether the source has its Prefect limit (source_lock)."""
     scope = Scope(api_base=config.api_base, tenant=config.tenant, source_key=key, sync_id="")
-    async with get_client() as prefect:
-        try:
-            await prefect.read_global_concurrency_limit_by_name(limit_name(scope))
-        except ObjectNotFound:
-            return False
-    return True
+    return bool(await _existing_limits([limit_name(scope)]))
 
 
 async def test_apply_leaves_each_source_of_the_file_with_its_slot_even_one_it_has_nothing_to_change(
