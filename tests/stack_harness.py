@@ -214,6 +214,12 @@ class StackHarness(Stack):
         states: list[dict[str, Any]] = self.api("GET", "/flow_run_states/", params={"flow_run_id": run_id})
         return sorted(states, key=lambda s: s["timestamp"])
 
+    def run_logs(self, run_id: str, last: int = 30) -> list[str]:
+        """The run's last `last` log lines (each attempt's), oldest first."""
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": last}
+        logs: list[dict[str, Any]] = self.api("POST", "/logs/filter", json=body)
+        return [f"{log['timestamp']} {log['message']}" for log in reversed(logs)]
+
     def wait_run(self, run_id: str, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until the run is in a final state and return it."""
         deadline = time.monotonic() + timeout

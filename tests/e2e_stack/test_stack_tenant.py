@@ -26,7 +26,7 @@ import yaml
 from splendor_flows.orchestration.source_lock import RELEASE_BOUND_SECONDS
 from tests.stack_harness import FINAL_STATES, StackHarness
 
-from .conftest import demo_spec, seconds, wait_for
+from .conftest import ZOMBIE_WITHIN_SECONDS, demo_spec, seconds, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,6 +38,8 @@ AHEAD_SECONDS = 10
 # one tick of lateness, plus the slot's release bound for the sources the killed worker held.
 EARLY_SECONDS = 15
 ALLOWANCE_SECONDS = 60 + 60 + RELEASE_BOUND_SECONDS
+# A run's end: Crashed is not one here, since the resume automation reschedules a crashed run.
+ENDED = FINAL_STATES - {"CRASHED"}
 SPLENDOR_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "splendor-flows"
 
 
@@ -174,7 +176,20 @@ def test_a_tenant_syncs_on_its_schedules_beside_a_fleet_a_manual_sync_and_a_kill
         victim.kill_tree()
 
         assert manual.wait(timeout=180) == 0, manual.stdout.read() if manual.stdout else ""
-        fleet_done = stack.wait_run(fleet["id"], timeout=180)
+        # The fleet may have run on the killed worker too: Crashed is then not its end, the resume
+        # automation takes it back to the surviving worker, where it waits out its dead lease
+        # (RELEASE_BOUND_SECONDS) before its sources' syncs.
+        try:
+            fleet_done = wait_for(
+                "the fleet to end",
+                lambda: (run := stack.read_run(fleet["id"]))["state"]["type"] in ENDED and run,
+                timeout=ZOMBIE_WITHIN_SECONDS + 60 + RELEASE_BOUND_SECONDS + 120,
+                every=0.5,
+            )
+        except AssertionError:
+            states = [(s["name"], s["timestamp"], s.get("message")) for s in stack.run_states(fleet["id"])]
+            logs = "\n".join(stack.run_logs(fleet["id"]))
+            raise AssertionError(f"the fleet never ended: {states}; its last logs:\n{logs}") from None
         assert fleet_done["state"]["type"] == "COMPLETED", fleet_done["state"]
         # The killed tick: marked Crashed by zombie detection, rescheduled by its group's next tick (Prefect's
         # resume automation does not act on runs its scheduler made), run again on the surviving worker,
